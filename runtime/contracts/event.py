@@ -1,0 +1,52 @@
+"""EventIn: one signal about an account, as accepted by POST /events and imports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The payload field each event type must carry.
+REQUIRED_FIELD: dict[str, str | None] = {
+    "login": None,
+    "usage_snapshot": "active_users",
+    "ticket_opened": "priority",
+    "ticket_closed": "priority",
+    "nps": "score",
+    "sentiment": "sentiment",
+    "payment_failed": "amount",
+}
+
+EventType = Literal[
+    "login",
+    "usage_snapshot",
+    "ticket_opened",
+    "ticket_closed",
+    "nps",
+    "sentiment",
+    "payment_failed",
+]
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_id: Annotated[str, Field(min_length=1, max_length=64)]
+    type: EventType
+    occurred_at: datetime | None = None
+    # Typed payload fields; which ones apply depends on `type`.
+    active_users: int | None = Field(None, ge=0)
+    seats_used: int | None = Field(None, ge=0)
+    logins: int | None = Field(None, ge=0)
+    priority: Literal["P1", "P2", "P3", "P4"] | None = None
+    score: int | None = Field(None, ge=0, le=10, description="NPS score 0-10")
+    sentiment: float | None = Field(None, ge=-1, le=1)
+    amount: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _payload_matches_type(self) -> EventIn:
+        field = REQUIRED_FIELD[self.type]
+        if field is not None and getattr(self, field) is None:
+            raise ValueError(f"field '{field}' is required for a '{self.type}' event")
+        return self

@@ -1,0 +1,38 @@
+"""The agent graph: observe → assess → plan → (choose → gate → approve? → execute? → record)*."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from langgraph.graph import END, START, StateGraph
+from temporalio.common import RetryPolicy
+
+from autopilot.runtime.graph import nodes
+from autopilot.runtime.graph.state import RunState
+
+GRAPH_NAME = "agent"
+
+_IO = {"execute_in": "activity", "start_to_close_timeout": timedelta(seconds=30),
+       "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)}
+_PURE = {"execute_in": "workflow"}
+
+
+def build_graph() -> StateGraph:
+    """A fresh graph per worker: the Temporal plugin wraps the node functions in place."""
+    g = StateGraph(RunState)
+    g.add_node("observe", nodes.observe, metadata=_IO)
+    g.add_node("assess", nodes.assess, metadata=_PURE)
+    g.add_node("plan", nodes.plan, metadata=_IO)
+    g.add_node("gate", nodes.gate, metadata=_IO)
+    g.add_node("approve", nodes.approve, metadata=_PURE)
+    g.add_node("execute", nodes.execute, metadata=_IO)
+    g.add_node("record", nodes.record, metadata=_IO)
+    g.add_edge(START, "observe")
+    g.add_edge("observe", "assess")
+    g.add_edge("assess", "plan")
+    g.add_conditional_edges("plan", nodes.choose, {"gate": "gate", END: END})
+    g.add_conditional_edges("gate", nodes.after_gate, ["execute", "approve", "record"])
+    g.add_conditional_edges("approve", nodes.after_approve, ["execute", "record"])
+    g.add_edge("execute", "record")
+    g.add_conditional_edges("record", nodes.choose, {"gate": "gate", END: END})
+    return g

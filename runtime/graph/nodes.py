@@ -1,0 +1,225 @@
+"""The agent graph's nodes. Nodes that do I/O run as activities and reach their
+clients through the worker's Services; `assess` and `approve` only decide and run
+in the workflow (the interrupt must be raised there)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.types import interrupt
+from temporalio.exceptions import ApplicationError
+
+from autopilot.runtime import planner, services
+from autopilot.runtime.contracts.account import AccountSnapshot
+from autopilot.runtime.contracts.action import ProposedAction
+from autopilot.runtime.contracts.approval import ApprovalDecision, ApprovalRequest
+from autopilot.runtime.contracts.audit import AuditEvent
+from autopilot.runtime.contracts.policy import Decision, PolicyInput
+from autopilot.runtime.contracts.run import ActionOutcome
+from autopilot.runtime.contracts.tool import ToolCall
+from autopilot.runtime.executor import execute_once
+from autopilot.runtime.graph.state import RunState, run_key
+from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.health import Assessment, assess as score
+from autopilot.runtime.policy.engine import UNAVAILABLE
+from autopilot.runtime.store import audit
+from autopilot.runtime.store.accounts import get_snapshot
+from autopilot.runtime.store.actions import ActionRecord, PolicyDecisionRecord
+from autopilot.runtime.store.db import transaction
+from autopilot.tools.registry import ToolError
+
+
+def approval_id_for(key: str) -> str:
+    return "apr_" + sha256_hex(key)[:24]
+
+
+# --- activities --------------------------------------------------------------
+
+
+def observe(state: RunState) -> dict[str, Any]:
+    svc = services.current()
+    with transaction(svc.db) as session:
+        snapshot = get_snapshot(session, account_id=state["run"]["account_id"])
+    if snapshot is None:
+        raise ApplicationError(f"unknown account {state['run']['account_id']}", non_retryable=True)
+    return {"account": snapshot.model_dump(mode="json")}
+
+
+def plan(state: RunState) -> dict[str, Any]:
+    svc = services.current()
+    spec = svc.specs[state["run"]["agent"]]
+    account = AccountSnapshot.model_validate(state["account"])
+    actions = planner.plan(spec, account, Assessment.model_validate(state["assessment"]))
+    return {
+        "actions": [a.model_dump(mode="json") for a in actions],
+        "limits": spec.limits.model_dump(mode="json"),
+        "index": 0,
+    }
+
+
+def _policy_input(state: RunState, action: ProposedAction, agent: str, tools: list[str]) -> PolicyInput:
+    account = state["account"]
+    recipient = action.args.get("to")
+    opted_out = any(c["email"] == recipient and c["opted_out"] for c in account.get("contacts", []))
+    return PolicyInput(
+        action={"tool": action.tool, "args": action.args, "discount_pct": action.discount_pct,
+                "expected_cost": action.expected_cost, "recipient_opted_out": opted_out},
+        account={k: v for k, v in account.items() if k != "contacts"},
+        agent={"name": agent, "tools": tools},
+        actor={"type": "agent", "id": agent},
+        ledger={"spend_quarter": 0.0, "contacts_quarter": 0},
+    )
+
+
+async def gate(state: RunState) -> dict[str, Any]:
+    svc = services.current()
+    run = state["run"]
+    action = ProposedAction.model_validate(state["actions"][state["index"]])
+    spec = svc.specs.get(run["agent"])
+    key = run_key(state)
+    started = time.perf_counter()
+    if spec is None or svc.spec_hashes()[run["agent"]] != run["spec_hash"]:
+        decision = Decision.fail_closed("policy.spec_mismatch", "the run pinned an agent spec this worker does not hold")
+        policy_input = None
+    else:
+        policy_input = _policy_input(state, action, run["agent"], spec.tools)
+        try:
+            decision = await asyncio.wait_for(
+                asyncio.to_thread(svc.policy.decide, policy_input, pinned_bundle=run["bundle_hash"]),
+                timeout=svc.policy_timeout_s,
+            )
+        except TimeoutError:
+            decision = Decision.fail_closed(UNAVAILABLE, "policy evaluation timed out")
+    latency_ms = (time.perf_counter() - started) * 1000
+    now = datetime.now(UTC)
+    status = {"allow": "allowed", "require_approval": "pending", "deny": "denied"}[decision.outcome]
+    with transaction(svc.db) as session:
+        session.add(PolicyDecisionRecord(
+            run_key=key, account_id=run["account_id"], agent=run["agent"],
+            input=policy_input.model_dump(mode="json") if policy_input else {},
+            input_hash=decision.input_hash, bundle_hash=decision.bundle_hash,
+            result=decision.model_dump(mode="json"), outcome=decision.outcome,
+            latency_ms=latency_ms, decided_at=now,
+        ))
+        record = session.get(ActionRecord, key) or ActionRecord(
+            run_key=key, workflow_id=run["workflow_id"], agent=run["agent"], account_id=run["account_id"],
+            tool=action.tool, payload=action.model_dump(mode="json"), payload_hash=action.payload_hash,
+            status=status, created_at=now, updated_at=now,
+        )
+        record.status, record.updated_at = status, now
+        session.add(record)
+    return {"decision": decision.model_dump(mode="json"), "approval": None, "result": None}
+
+
+def execute(state: RunState) -> dict[str, Any]:
+    svc = services.current()
+    run = state["run"]
+    action = ProposedAction.model_validate(state["actions"][state["index"]])
+    spec = svc.specs[run["agent"]]
+    call = ToolCall(tool=action.tool, args=action.args, idempotency_key=run_key(state), granted=spec.tools)
+    try:
+        result = execute_once(svc.db, svc.tools, call, svc.smtp)
+    except ToolError as err:
+        return {"result": {"status": "failed", "code": err.code, "error": str(err)[:500]}}
+    return {"result": result.model_dump(mode="json")}
+
+
+def record(state: RunState) -> dict[str, Any]:
+    """Write the action's audit steps (one hash-chained entry each) and its final status."""
+    svc = services.current()
+    run = state["run"]
+    key = run_key(state)
+    action = state["actions"][state["index"]]
+    decision = Decision.model_validate(state["decision"])
+    approval = state.get("approval")
+    result = state.get("result")
+    if not decision.allow:
+        status = "denied"
+    elif approval is not None and approval.get("verdict") != "approve":
+        status = "rejected"
+    elif result is None or result.get("status") == "failed":
+        status = "failed"
+    else:
+        status = "executed"
+    agent_actor = f"agent:{run['agent']}"
+    common = {"workflow_id": run["workflow_id"], "run_key": key,
+              "bundle_hash": decision.bundle_hash or run["bundle_hash"], "spec_hash": run["spec_hash"]}
+    steps = [
+        AuditEvent(step="plan", actor=agent_actor, input_hash=sha256_hex(state["assessment"]),
+                   decision={"action": action, "assessment": state["assessment"]}, **common),
+        AuditEvent(step="gate", actor="policy", input_hash=decision.input_hash,
+                   decision=decision.model_dump(mode="json", exclude={"bundle_hash", "input_hash"}), **common),
+    ]
+    if approval is not None:
+        steps.append(AuditEvent(step="approve", actor=approval.get("actor", "unknown"),
+                                input_hash=approval.get("payload_hash", ""), decision=approval, **common))
+    if result is not None:
+        steps.append(AuditEvent(step="execute", actor=agent_actor, input_hash=sha256_hex(action["args"]),
+                                decision=result, **common))
+    steps.append(AuditEvent(step="record", actor=agent_actor, input_hash=sha256_hex(action),
+                            decision={"status": status}, **common))
+    audit.append(svc.db, steps)
+    with transaction(svc.db) as session:
+        row = session.get(ActionRecord, key)
+        if row is not None:
+            row.status, row.updated_at = status, datetime.now(UTC)
+            session.add(row)
+    outcome = ActionOutcome(
+        index=state["index"], tool=action["tool"], status=status,
+        codes=[v.code for v in decision.deny] + ([result["code"]] if result and "code" in result else []),
+        approval_id=approval.get("approval_id") if approval else None,
+        output=result.get("output", {}) if result else {},
+    )
+    return {"outcomes": [outcome.model_dump(mode="json")], "index": state["index"] + 1,
+            "decision": None, "approval": None, "result": None}
+
+
+# --- workflow-side nodes -------------------------------------------------------
+
+
+def assess(state: RunState) -> dict[str, Any]:
+    return {"assessment": score(AccountSnapshot.model_validate(state["account"])).model_dump(mode="json")}
+
+
+def approve(state: RunState) -> dict[str, Any]:
+    """Pause for a human. Everything above `interrupt` re-runs on resume: keep it pure."""
+    run = state["run"]
+    action = ProposedAction.model_validate(state["actions"][state["index"]])
+    decision = Decision.model_validate(state["decision"])
+    request = ApprovalRequest(
+        approval_id=approval_id_for(run_key(state)),
+        workflow_id=run["workflow_id"],
+        agent=run["agent"],
+        account_id=run["account_id"],
+        action=action.model_dump(mode="json"),
+        payload_hash=action.payload_hash,
+        roles=sorted({a.role for a in decision.approval}),
+        reasons=[a.reason for a in decision.approval],
+        timeout_hours=state["limits"]["approval_timeout_hours"],
+    )
+    answer = ApprovalDecision.model_validate(interrupt(request.model_dump(mode="json")))
+    if answer.approval_id != request.approval_id or answer.payload_hash != request.payload_hash:
+        # Not an answer to this exact action: fail closed.
+        answer = ApprovalDecision(approval_id=request.approval_id, payload_hash=request.payload_hash,
+                                  verdict="reject", actor="system", reason="answer did not match the action")
+    return {"approval": answer.model_dump(mode="json")}
+
+
+# --- routing (async: a sync router would run in a thread pool, which workflows forbid) ---
+
+
+async def choose(state: RunState) -> str:
+    """Next action, cheapest first (the planner sorted them), or the end of the run."""
+    return "gate" if state["index"] < len(state.get("actions", [])) else "__end__"
+
+
+async def after_gate(state: RunState) -> str:
+    decision = Decision.model_validate(state["decision"])
+    return {"allow": "execute", "require_approval": "approve", "deny": "record"}[decision.outcome]
+
+
+async def after_approve(state: RunState) -> str:
+    return "execute" if (state.get("approval") or {}).get("verdict") == "approve" else "record"

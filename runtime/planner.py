@@ -1,0 +1,56 @@
+"""The offline planner: deterministic candidate actions, no network.
+
+An LLM planner (OpenAI/Anthropic/compatible) fills the same role behind the same
+signature; this one is the embedded default and the tests' planner."""
+
+from __future__ import annotations
+
+from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo
+from autopilot.runtime.contracts.action import ProposedAction
+from autopilot.runtime.contracts.agent_spec import AgentSpec
+from autopilot.runtime.health import Assessment
+
+ROLE_PRIORITY = ("champion", "admin", "executive_sponsor", "end_user")
+
+
+def pick_contact(account: AccountSnapshot) -> ContactInfo | None:
+    by_role = sorted(account.contacts, key=lambda c: (ROLE_PRIORITY.index(c.role) if c.role in ROLE_PRIORITY else 9, c.id))
+    return by_role[0] if by_role else None
+
+
+def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment) -> list[ProposedAction]:
+    contact = pick_contact(account)
+    if contact is None:
+        return []
+    reasons = "; ".join(f.reason for f in assessment.factors[:3]) or "health below target"
+    actions = []
+    if "send_email" in spec.tools:
+        actions.append(ProposedAction(
+            tool="send_email",
+            args={
+                "to": contact.email,
+                "subject": f"{account.name}: can we help you get more from the product?",
+                "body": (
+                    f"Hi {contact.name},\n\nwe noticed a few things on {account.name}'s account "
+                    f"({reasons}). Your CSM {account.owner_csm} would like to set up 30 minutes "
+                    "to help your team. Just reply with a time that works.\n"
+                ),
+            },
+            reason=f"health {assessment.health:g}: {reasons}",
+            expected_cost=0.5,
+            expected_uplift=0.05,
+        ))
+    cfg = spec.planner
+    if "send_offer" in spec.tools and account.arr >= cfg.offer_min_arr:
+        pct = cfg.high_risk_discount_pct if assessment.risk >= cfg.high_risk else cfg.discount_pct
+        pct = min(pct, spec.limits.max_discount_pct)
+        actions.append(ProposedAction(
+            tool="send_offer",
+            args={"to": contact.email, "account_name": account.name, "discount_pct": pct, "valid_days": 30},
+            reason=f"risk {assessment.risk:.2f} on ARR {account.arr:,.0f}: a renewal incentive",
+            expected_cost=round(account.arr * pct / 100, 2),
+            expected_uplift=0.2 if pct >= cfg.high_risk_discount_pct else 0.12,
+            discount_pct=pct,
+        ))
+    # Cheapest first: the chooser works through them in this order.
+    return sorted(actions, key=lambda a: a.expected_cost)[: spec.limits.max_actions_per_run]

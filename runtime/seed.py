@@ -1,0 +1,74 @@
+"""A synthetic demo portfolio: deterministic for a given seed, realistic proportions."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+from sqlalchemy.engine import Engine
+
+from autopilot.runtime.health import assess
+from autopilot.runtime.store.accounts import Account, Contact, count_accounts, get_snapshot
+from autopilot.runtime.store.db import transaction
+
+SEGMENTS = [  # segment, share, ARR range, seats range
+    ("enterprise", 0.15, (250_000, 1_200_000), (300, 2_000)),
+    ("mid_market", 0.30, (50_000, 249_000), (60, 300)),
+    ("smb", 0.35, (8_000, 49_000), (10, 60)),
+    ("tech_touch", 0.20, (1_000, 7_900), (2, 10)),
+]
+REGIONS = ["eu", "us", "apac"]
+CSMS = ["alice", "bob", "chen", "dana", "emeka"]
+WORDS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell", "Cyberdyne",
+         "Soylent", "Wonka", "Aperture", "Vandelay", "Pied", "Gringotts", "Oscorp", "Nakatomi", "Dunder"]
+SUFFIXES = ["Labs", "Systems", "Health", "Logistics", "Foods", "Energy", "Retail", "Media", "Bank", "Works"]
+ROLES = ["champion", "admin", "executive_sponsor", "end_user"]
+
+
+def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | None = None) -> int:
+    """Create `n` accounts with contacts when the store has none; returns accounts created."""
+    today = today or date.today()
+    rng = random.Random(seed)
+    with transaction(db) as session:
+        if count_accounts(session):
+            return 0
+        for i in range(n):
+            r, acc = rng.random(), 0.0
+            for segment, share, (arr_lo, arr_hi), (seat_lo, seat_hi) in SEGMENTS:
+                acc += share
+                if r <= acc:
+                    break
+            seats = rng.randint(seat_lo, seat_hi)
+            at_risk = rng.random() < 0.15
+            used = int(seats * (rng.uniform(0.45, 0.7) if at_risk else rng.uniform(0.7, 1.0)))
+            account_id = f"acc-{i + 1:04d}"
+            name = f"{rng.choice(WORDS)} {rng.choice(SUFFIXES)} {i + 1}"
+            domain = name.lower().replace(" ", "-") + ".example"
+            account = Account(
+                id=account_id, name=name, segment=segment, region=rng.choice(REGIONS),
+                arr=round(rng.uniform(arr_lo, arr_hi), -2), seats_purchased=seats, seats_used=used,
+                active_users_30d=int(used * (rng.uniform(0.6, 0.8) if at_risk else rng.uniform(0.8, 1.0))),
+                logins_30d=used * rng.randint(5, 20), open_tickets=rng.randint(0, 3), p1_open=0,
+                nps=rng.choice([None, 6, 7, 8, 9, 10]) if not at_risk else rng.choice([5, 6, 7]),
+                sentiment=round(rng.uniform(-0.1, 0.6), 2),
+                payment_failures_90d=0,
+                renewal_date=today + timedelta(days=rng.randint(20, 365)),
+                owner_csm=rng.choice(CSMS),
+            )
+            session.add(account)
+            for j, role in enumerate(ROLES[: rng.randint(2, 4)]):
+                session.add(Contact(
+                    id=f"{account_id}-c{j + 1}", account_id=account_id,
+                    name=f"{role.replace('_', ' ').title()} of {name.split()[0]}",
+                    email=f"{role}@{domain}", role=role,
+                    opted_out=rng.random() < 0.05 and role != "champion",
+                ))
+        session.flush()
+        for i in range(n):
+            account_id = f"acc-{i + 1:04d}"
+            snapshot = get_snapshot(session, account_id=account_id)
+            row = session.get(Account, account_id)
+            assert snapshot is not None and row is not None
+            row.health = assess(snapshot).health
+            session.add(row)
+    return n

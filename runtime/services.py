@@ -1,0 +1,71 @@
+"""The worker-scoped services object: every activity reaches its clients through it.
+
+It is built once at worker start-up and registered under the worker's task queue,
+so several workers in one process (tests) each keep their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from temporalio import activity
+
+from autopilot.runtime.config import Settings
+from autopilot.runtime.contracts.agent_spec import AgentSpec
+from autopilot.runtime.policy.engine import PolicyEngine, RegoEngine
+from autopilot.runtime.specs import load_specs, spec_hash
+from autopilot.runtime.store.db import make_engine
+from autopilot.tools import registry as default_registry
+from autopilot.tools.registry import Registry, SmtpConfig
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Engine
+    policy: PolicyEngine
+    specs: dict[str, AgentSpec]
+    tools: Registry
+    smtp: SmtpConfig | None
+    policy_timeout_s: float = 2.0
+
+    def spec_hashes(self) -> dict[str, str]:
+        return {name: spec_hash(spec) for name, spec in self.specs.items()}
+
+
+def smtp_config(settings: Settings) -> SmtpConfig:
+    return SmtpConfig(
+        host=settings.smtp_host or "127.0.0.1",
+        port=settings.smtp_port,
+        mail_from=settings.mail_from,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+    )
+
+
+def build_services(settings: Settings, *, policy: PolicyEngine | None = None, db: Engine | None = None) -> Services:
+    return Services(
+        settings=settings,
+        db=db or make_engine(settings.db_url),
+        policy=policy or RegoEngine(settings.policies_path),
+        specs=load_specs(settings.agents_path),
+        tools=default_registry,
+        smtp=smtp_config(settings),
+    )
+
+
+_by_queue: dict[str, Services] = {}
+
+
+def register(task_queue: str, services: Services) -> None:
+    _by_queue[task_queue] = services
+
+
+def unregister(task_queue: str) -> None:
+    _by_queue.pop(task_queue, None)
+
+
+def current() -> Services:
+    """The services of the worker running the current activity."""
+    return _by_queue[activity.info().task_queue]

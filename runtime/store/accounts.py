@@ -1,0 +1,56 @@
+"""Accounts and contacts."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo
+
+
+class Account(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    org_id: str = Field(default="demo", index=True)
+    name: str
+    segment: str = Field(index=True)
+    region: str
+    arr: float
+    seats_purchased: int
+    seats_used: int
+    active_users_30d: int
+    logins_30d: int
+    open_tickets: int = 0
+    p1_open: int = 0
+    nps: int | None = None
+    sentiment: float = 0.0
+    payment_failures_90d: int = 0
+    renewal_date: date
+    owner_csm: str = Field(index=True)
+    health: float = 100.0
+
+
+class Contact(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    name: str
+    email: str
+    role: str
+    opted_out: bool = False
+
+
+def get_snapshot(session: Session, *, account_id: str) -> AccountSnapshot | None:
+    account = session.get(Account, account_id)
+    if account is None:
+        return None
+    contacts = session.exec(
+        select(Contact).where(Contact.account_id == account_id).order_by(col(Contact.id))
+    ).all()
+    return AccountSnapshot(
+        **account.model_dump(exclude={"org_id"}),
+        contacts=[ContactInfo(**c.model_dump(exclude={"account_id"})) for c in contacts],
+    )
+
+
+def count_accounts(session: Session) -> int:
+    return len(session.exec(select(Account.id)).all())

@@ -1,0 +1,39 @@
+"""Proposed actions and the policy decision log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+class ActionRecord(SQLModel, table=True):
+    """One proposed action of one run; its status follows the action's path."""
+
+    run_key: str = Field(primary_key=True)  # workflow id / trigger event / action index
+    workflow_id: str = Field(index=True)
+    agent: str = Field(index=True)
+    account_id: str = Field(index=True)
+    tool: str
+    payload: dict = Field(sa_column=Column(JSON, nullable=False))
+    payload_hash: str
+    status: str = Field(index=True)  # proposed|allowed|pending|denied|rejected|executed|failed
+    created_at: datetime
+    updated_at: datetime
+
+
+class PolicyDecisionRecord(SQLModel, table=True):
+    """Decision log: every gate evaluation with its full input and hashes."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_key: str = Field(index=True)
+    account_id: str = Field(index=True)
+    agent: str = Field(index=True)
+    input: dict = Field(sa_column=Column(JSON, nullable=False))
+    input_hash: str
+    bundle_hash: str
+    result: dict = Field(sa_column=Column(JSON, nullable=False))
+    outcome: str = Field(index=True)
+    latency_ms: float
+    decided_at: datetime

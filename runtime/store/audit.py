@@ -1,0 +1,79 @@
+"""Append-only, hash-chained audit log."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from autopilot.runtime.contracts.audit import AuditEvent
+from autopilot.runtime.hashing import sha256_hex
+
+GENESIS = "0" * 64
+# SQLite serialises writers anyway; the lock keeps the read-last/insert pair atomic
+# between the threads of one process. (Postgres: a table lock, see append.)
+_chain_lock = threading.Lock()
+
+
+class AuditEntry(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("run_key", "step", name="uq_audit_step"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    at: datetime
+    workflow_id: str = Field(index=True)
+    run_key: str = Field(index=True)
+    step: str
+    actor: str
+    input_hash: str
+    decision: dict = Field(sa_column=Column(JSON, nullable=False))
+    bundle_hash: str
+    spec_hash: str
+    prev_hash: str
+    hash: str
+
+
+def _entry_hash(prev_hash: str, event: AuditEvent, at: datetime) -> str:
+    return sha256_hex({"prev": prev_hash, "at": at.isoformat(), **event.model_dump(mode="json")})
+
+
+def append(engine: Engine, events: list[AuditEvent]) -> int:
+    """Append events in one transaction; an already-recorded (run_key, step) is skipped,
+    so a retried activity never writes a step twice. Returns how many were written."""
+    written = 0
+    with _chain_lock, Session(engine) as session:
+        if engine.dialect.name == "postgresql":
+            session.connection().exec_driver_sql("LOCK TABLE auditentry IN EXCLUSIVE MODE")
+        last = session.exec(select(AuditEntry).order_by(col(AuditEntry.seq).desc()).limit(1)).first()
+        prev = last.hash if last else GENESIS
+        for ev in events:
+            exists = session.exec(
+                select(AuditEntry.seq).where(
+                    AuditEntry.run_key == ev.run_key, AuditEntry.step == ev.step
+                )
+            ).first()
+            if exists is not None:
+                continue
+            at = datetime.now(UTC)
+            digest = _entry_hash(prev, ev, at)
+            session.add(AuditEntry(at=at, prev_hash=prev, hash=digest, **ev.model_dump()))
+            prev = digest
+            written += 1
+        session.commit()
+    return written
+
+
+def verify_chain(session: Session) -> tuple[bool, int]:
+    """Recompute every link; returns (intact, entries checked)."""
+    prev = GENESIS
+    n = 0
+    for row in session.exec(select(AuditEntry).order_by(col(AuditEntry.seq))):
+        ev = AuditEvent(**row.model_dump(exclude={"seq", "at", "prev_hash", "hash"}))
+        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+        if row.prev_hash != prev or row.hash != _entry_hash(prev, ev, at):
+            return False, n
+        prev = row.hash
+        n += 1
+    return True, n

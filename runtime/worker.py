@@ -1,0 +1,30 @@
+"""Worker start-up: services built once, the graph registered with the LangGraph plugin."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.langgraph import LangGraphPlugin
+from temporalio.worker import Worker
+
+from autopilot.runtime import services as services_mod
+from autopilot.runtime.activities import ApprovalActivities
+from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
+from autopilot.runtime.services import Services
+from autopilot.workflows.agent_run import AgentRunWorkflow
+
+
+def build_worker(client: Client, services: Services, task_queue: str, **worker_kwargs: object) -> Worker:
+    services_mod.register(task_queue, services)
+    approvals = ApprovalActivities()
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AgentRunWorkflow],
+        activities=[approvals.open_approval, approvals.close_approval],
+        plugins=[LangGraphPlugin(graphs={GRAPH_NAME: build_graph()})],
+        activity_executor=ThreadPoolExecutor(max_workers=32),
+        max_concurrent_activities=32,
+        **worker_kwargs,  # type: ignore[arg-type]
+    )

