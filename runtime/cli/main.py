@@ -1,0 +1,208 @@
+"""The `autopilot` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from autopilot.runtime.cli.output import console, emit_json, fail, finish
+from autopilot.runtime.config import get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="CS Autopilot: policy-gated CS agents.")
+events_app = typer.Typer(no_args_is_help=True, help="Feed account events.")
+approvals_app = typer.Typer(no_args_is_help=True, help="Work the approval inbox.")
+app.add_typer(events_app, name="events")
+app.add_typer(approvals_app, name="approvals")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+
+
+@app.command()
+def up() -> None:
+    """Start Temporal (dev server), the worker, the API and the SMTP sink; seed the demo portfolio."""
+    from autopilot.runtime.stack import running_stack
+
+    settings = get_settings()
+    logging.basicConfig(level=logging.WARNING)
+
+    async def main() -> None:
+        async with running_stack(settings) as stack:
+            console.print(f"[bold]CS Autopilot is up[/bold] (seeded {stack.seeded} accounts)")
+            for name, url in stack.urls.items():
+                console.print(f"  {name:<12} {url}")
+            console.print("Ctrl-C stops everything.")
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finish(0)
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker only, against TEMPORAL_ADDRESS and DATABASE_URL."""
+    from autopilot.runtime.services import build_services
+    from autopilot.runtime.temporal import connect
+    from autopilot.runtime.worker import build_worker
+
+    settings = get_settings()
+
+    async def main() -> None:
+        client = await connect(settings.temporal_target, settings.temporal_namespace)
+        await build_worker(client, build_services(settings), settings.task_queue).run()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finish(0)
+
+
+@app.command()
+def demo(as_json: JsonOpt = False) -> None:
+    """Run the scripted scenario on the embedded components and report what happened."""
+    from autopilot.runtime.demo import run_demo
+
+    say = (lambda _msg: None) if as_json else console.print
+    try:
+        summary = asyncio.run(run_demo(get_settings(), say))
+    except Exception as err:  # top level: report and exit non-zero
+        fail(f"demo failed: {type(err).__name__}: {err}", as_json=as_json, code=1)
+    if as_json:
+        emit_json(summary)
+    finish(0)
+
+
+async def _client_services() -> tuple[Any, Any]:
+    from autopilot.runtime.store.db import make_engine
+    from autopilot.runtime.temporal import connect
+
+    settings = get_settings()
+    try:
+        client = await connect(settings.temporal_target, settings.temporal_namespace)
+    except RuntimeError as err:
+        raise ConnectionError(f"Temporal is not reachable at {settings.temporal_target}: "
+                              "run `autopilot up` or set TEMPORAL_ADDRESS") from err
+    return client, make_engine(settings.db_url)
+
+
+@events_app.command("import")
+def events_import(file: Path, as_json: JsonOpt = False) -> None:
+    """Import a JSONL file of events: all lines or none (a bad line is reported with its number)."""
+    from autopilot.runtime.ingest import Ingest, UnknownAccount
+    from autopilot.runtime.policy.engine import compute_bundle_hash
+    from autopilot.runtime.specs import load_specs
+
+    try:
+        events = parse_jsonl(file)
+    except (OSError, ValueError) as err:
+        fail(str(err), as_json=as_json)
+    settings = get_settings()
+
+    async def main() -> dict[str, Any]:
+        client, db = await _client_services()
+        ingest = Ingest(db, client, load_specs(settings.agents_path), task_queue=settings.task_queue,
+                        bundle_hash=compute_bundle_hash(settings.policies_path))
+        try:
+            stored = ingest.store(events)
+        except UnknownAccount as err:
+            raise ValueError(f"{file}:{lines[err.index]}: account_id: {err}") from err
+        started = await ingest.dispatch(stored)
+        return {"ok": True, "imported": len(stored), "started": [s.workflow_id for s in started]}
+
+    lines = [n for n, _ in _numbered(file)]
+    try:
+        result = asyncio.run(main())
+    except (ValueError, ConnectionError) as err:
+        fail(str(err), as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"imported {result['imported']} events; started {len(result['started'])} run(s)")
+    finish(0)
+
+
+def _numbered(file: Path) -> list[tuple[int, str]]:
+    return [(n, line) for n, line in enumerate(file.read_text().splitlines(), 1) if line.strip()]
+
+
+def parse_jsonl(file: Path) -> list[Any]:
+    """Validate every line first; the first bad one raises `file:line: field: problem`."""
+    from autopilot.runtime.contracts.event import EventIn
+
+    events = []
+    for n, line in _numbered(file):
+        try:
+            events.append(EventIn.model_validate(json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{file}:{n}: not JSON: {err.msg}") from None
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "<event>"
+            raise ValueError(f"{file}:{n}: {field}: {first['msg']}") from None
+    return events
+
+
+@approvals_app.command("list")
+def approvals_list(as_json: JsonOpt = False, status: str = "pending") -> None:
+    """List approvals (pending by default)."""
+    from autopilot.runtime.approvals import ApprovalService
+    from autopilot.runtime.store.db import make_engine
+
+    items = ApprovalService(make_engine(get_settings().db_url), None).list(status=status or None)  # type: ignore[arg-type]
+    if as_json:
+        emit_json({"ok": True, "approvals": [i.model_dump(mode="json") for i in items]})
+        finish(0)
+    for i in items:
+        console.print(f"{i.id}  {i.status:<8} {i.account_id:<10} {i.action['tool']:<11} "
+                      f"roles={','.join(i.roles)}  {'; '.join(i.reasons)}")
+    console.print(f"{len(items)} approval(s)")
+    finish(0)
+
+
+def _decide(approval_id: str, verdict: str, actor: str, reason: str, as_json: bool) -> None:
+    from autopilot.runtime.approvals import ApprovalConflict, ApprovalNotFound, ApprovalService, DecisionCreate
+
+    async def main() -> Any:
+        client, db = await _client_services()
+        service = ApprovalService(db, client)
+        item = service.get(approval_id)
+        body = DecisionCreate(verdict=verdict, actor=actor, reason=reason,  # type: ignore[arg-type]
+                              payload_hash=item.payload_hash)
+        return await service.decide(approval_id, body)
+
+    try:
+        outcome = asyncio.run(main())
+    except (ApprovalNotFound, ApprovalConflict, ConnectionError, ValidationError) as err:
+        fail(f"{type(err).__name__}: {err}", as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, **outcome.model_dump(mode="json")})
+    else:
+        console.print(f"{outcome.approval_id}: {outcome.status} by {outcome.actor}")
+    finish(0)
+
+
+@approvals_app.command("approve")
+def approvals_approve(approval_id: str, actor: Annotated[str, typer.Option("--by")],
+                      as_json: JsonOpt = False) -> None:
+    """Approve a pending action (the exact payload now in the inbox)."""
+    _decide(approval_id, "approve", actor, "", as_json)
+
+
+@approvals_app.command("reject")
+def approvals_reject(approval_id: str, actor: Annotated[str, typer.Option("--by")],
+                     reason: Annotated[str, typer.Option("--reason")], as_json: JsonOpt = False) -> None:
+    """Reject a pending action; the reason is recorded."""
+    _decide(approval_id, "reject", actor, reason, as_json)
+
+
+def main() -> None:
+    app()

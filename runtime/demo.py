@@ -1,0 +1,129 @@
+"""`autopilot demo`: a scripted scenario on the real components, through the HTTP API.
+
+Four at-risk accounts: one email is executed on its own, one account's actions are
+approved and executed, one offer is denied by policy (discount above the segment
+cap), one email is rejected by its CSM and that account's offer is left pending."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from sqlmodel import Session, col, select
+
+from autopilot.evals.scenarios import drop_events, pick_accounts
+from autopilot.runtime.config import Settings
+from autopilot.runtime.stack import free_port, port_open, running_stack
+from autopilot.runtime.store.actions import ActionRecord
+from autopilot.runtime.store.mail import ReceivedMail
+from autopilot.runtime.store.tool_calls import ToolCallRecord
+
+Say = Callable[[str], None]
+
+
+def demo_settings(base: Settings) -> Settings:
+    """A fresh demo data directory; embedded parts on free ports unless configured."""
+    data_dir = base.data_dir / "demo"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    # Its own task queue, so a running `autopilot up` worker never picks up demo runs.
+    update: dict[str, Any] = {"data_dir": data_dir, "api_port": free_port(), "task_queue": "autopilot-demo"}
+    if not base.temporal_address and port_open(base.temporal_port):
+        # `autopilot up` is running: use its server, so the runs show in its UI.
+        update["temporal_address"] = base.temporal_target
+    else:
+        update.update(temporal_port=free_port(), temporal_ui_port=free_port())
+    if not base.smtp_host:
+        update["smtp_port"] = free_port()
+    return base.model_copy(update=update)
+
+
+async def _wait(predicate: Callable[[], Awaitable[Any]], what: str, timeout: float = 60) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := await predicate()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"demo: timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+    return value
+
+
+async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
+    settings = demo_settings(base)
+    async with running_stack(settings, ui=False) as stack, httpx.AsyncClient(base_url=stack.urls["api"]) as api:
+        db = stack.services.db
+        say(f"Seeded {stack.seeded} accounts; Temporal at {stack.urls['temporal']}, API at {stack.urls['api']}")
+
+        async def approvals(status: str = "pending") -> list[dict[str, Any]]:
+            r = await api.get("/approvals", params={"status": status})
+            r.raise_for_status()
+            return r.json()  # type: ignore[no-any-return]
+
+        async def pending_for(account: str) -> list[dict[str, Any]]:
+            return [a for a in await approvals() if a["account_id"] == account]
+
+        async def signal(account: str, severe: bool = False) -> str:
+            started: list[str] = []
+            for ev in drop_events(account, severe=severe):
+                r = await api.post("/events", json=ev)
+                r.raise_for_status()
+                started += r.json()["started"]
+                say(f"  event {ev['type']:<15} → {account}  {('starts ' + ', '.join(r.json()['started'])) if r.json()['started'] else ''}")
+            assert len(started) == 1, started
+            return started[0]
+
+        async def decide(account: str, verdict: str, actor: str, reason: str = "") -> dict[str, Any]:
+            item = (await _wait(lambda: pending_for(account), f"an approval for {account}"))[0]
+            body = {"verdict": verdict, "actor": actor, "payload_hash": item["payload_hash"], "reason": reason}
+            r = await api.post(f"/approvals/{item['id']}/decision", json=body)
+            r.raise_for_status()
+            say(f"  {actor} {verdict}s {item['action']['tool']} on {account} "
+                f"(roles {', '.join(item['roles'])}: {'; '.join(item['reasons'])})")
+            return item
+
+        smb, = pick_accounts(db, "smb", max_arr=50_000)
+        mid, = pick_accounts(db, "mid_market", min_arr=50_000)
+        ent_a, ent_b = pick_accounts(db, "enterprise", n=2, min_arr=250_000)
+
+        say(f"1. {smb} (SMB) loses health: the rescue email is allowed and sent on its own")
+        wf = await signal(smb)
+        await stack.client.get_workflow_handle(wf).result()
+
+        say(f"2. {ent_a} (enterprise, ARR ≥ 250k): both actions need approval; CSM and manager approve")
+        wf = await signal(ent_a)
+        await decide(ent_a, "approve", "csm:alice")
+        await decide(ent_a, "approve", "manager:maria")
+        await stack.client.get_workflow_handle(wf).result()
+
+        say(f"3. {mid} (mid-market, severe): email sent; a 25% offer is denied (cap 15%)")
+        wf = await signal(mid, severe=True)
+        await stack.client.get_workflow_handle(wf).result()
+
+        say(f"4. {ent_b} (enterprise): the CSM rejects the email; the offer waits in the inbox")
+        await signal(ent_b)
+        await decide(ent_b, "reject", "csm:bob", reason="customer is mid-escalation; I will call them")
+        await _wait(lambda: pending_for(ent_b), f"the offer for {ent_b} to be pending")
+
+        decided = [a["status"] for a in await approvals(status="")]
+        with Session(db) as s:
+            statuses = [r.status for r in s.exec(select(ActionRecord))]
+            delivered = (
+                len(s.exec(select(ReceivedMail)).all()) if not settings.smtp_host
+                else len(s.exec(select(ToolCallRecord).where(col(ToolCallRecord.status) == "done")).all())
+            )
+        summary = {
+            "executed": statuses.count("executed"),
+            "approved": decided.count("approved"),
+            "rejected": decided.count("rejected"),
+            "denied": statuses.count("denied"),
+            "pending": decided.count("pending"),
+            "failed": statuses.count("failed"),
+            "emails_delivered": delivered,
+            "accounts": stack.seeded,
+            "workflows": sorted({f"agent:churn_rescue:{a}" for a in (smb, ent_a, mid, ent_b)}),
+            "data_dir": str(settings.data_dir),
+        }
+        say("Summary: " + ", ".join(f"{k} {summary[k]}" for k in
+                                    ("executed", "approved", "rejected", "denied", "pending", "emails_delivered")))
+        return summary

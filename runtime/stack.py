@@ -1,0 +1,101 @@
+"""Start the embedded components (or use the configured ones): Temporal, store,
+SMTP sink, worker, API. Shared by `autopilot up` and `autopilot demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+import uvicorn
+from temporalio.client import Client
+
+from autopilot.runtime.api.app import create_app
+from autopilot.runtime.approvals import ApprovalService
+from autopilot.runtime.config import Settings
+from autopilot.runtime.ingest import Ingest
+from autopilot.runtime.seed import seed_portfolio
+from autopilot.runtime.services import Services, build_services
+from autopilot.runtime.smtp_sink import start_smtp_sink
+from autopilot.runtime.temporal import connect, start_dev_server
+from autopilot.runtime.worker import build_worker
+
+log = logging.getLogger(__name__)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    settings: Settings
+    services: Services
+    client: Client
+    ingest: Ingest
+    approvals: ApprovalService
+    seeded: int
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240) -> AsyncIterator[Running]:
+    async with AsyncExitStack() as stack:
+        urls: dict[str, str] = {}
+        if settings.temporal_address:
+            target = settings.temporal_address
+        else:
+            server = start_dev_server(settings, ui=ui)
+            stack.callback(_stop, server)
+            target = settings.temporal_target
+            if ui:
+                urls["temporal_ui"] = f"http://127.0.0.1:{settings.temporal_ui_port}"
+        client = await connect(target, settings.temporal_namespace, attempts=120)
+        urls["temporal"] = target
+        services = build_services(settings)
+        stack.callback(services.db.dispose)
+        seeded = seed_portfolio(services.db, n=seed) if seed else 0
+        if not settings.smtp_host:
+            smtp = start_smtp_sink(services.db, port=settings.smtp_port)
+            stack.callback(smtp.stop)
+            urls["smtp"] = f"smtp://127.0.0.1:{settings.smtp_port}"
+        worker = build_worker(client, services, settings.task_queue)
+        await stack.enter_async_context(worker)
+        ingest = Ingest(services.db, client, services.specs, task_queue=settings.task_queue,
+                        bundle_hash=services.policy.bundle_hash)
+        approvals = ApprovalService(services.db, client)
+        app = create_app(ingest, approvals)
+        api = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port,
+                                            log_level="warning", lifespan="off"))
+        api_task = asyncio.create_task(api.serve())
+        while not api.started:
+            if api_task.done():
+                api_task.result()  # surfaces the bind error
+            await asyncio.sleep(0.02)
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        urls.update(api=base, api_docs=f"{base}/docs", inbox=f"{base}/approvals")
+        try:
+            yield Running(settings, services, client, ingest, approvals, seeded, urls)
+        finally:
+            api.should_exit = True
+            await api_task
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
