@@ -49,7 +49,9 @@ def load_spec(path: Path) -> AgentSpec:
     try:
         return AgentSpec.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
+        errors = err.errors()
+        # A typo'd key shows up as "extra" and as "missing": point at the line that exists.
+        first = next((e for e in errors if e["type"] != "missing"), errors[0])
         loc = tuple(first["loc"])
         field = ".".join(str(p) for p in loc) or "<root>"
         raise SpecError(path, _line_of(root, loc), field, first["msg"]) from None

@@ -24,6 +24,7 @@ from autopilot.runtime import services as services_mod
 from autopilot.runtime.api.app import create_app
 from autopilot.runtime.approvals import ApprovalService
 from autopilot.runtime.config import Settings
+from autopilot.runtime.contracts.run import AgentRunResult
 from autopilot.runtime.ingest import Ingest
 from autopilot.runtime.seed import seed_portfolio
 from autopilot.runtime.services import Services, build_services
@@ -55,6 +56,17 @@ async def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, what:
         await asyncio.sleep(0.05)
 
 
+async def wait_for_async(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
@@ -76,6 +88,7 @@ class Stack:
     ingest: Ingest
     approvals: ApprovalService
     http: httpx.AsyncClient
+    worker: Worker
 
     def mails(self) -> list[ReceivedMail]:
         with Session(self.db) as s:
@@ -94,13 +107,31 @@ class Stack:
             assert row is not None
             return row
 
-    def pick(self, segment: str, *, min_arr: float = 0, max_arr: float = 1e12) -> str:
-        with Session(self.db) as s:
-            rows = s.exec(select(Account).where(Account.segment == segment)).all()
-            return next(r.id for r in rows if min_arr <= r.arr < max_arr)
+    async def post_events(self, events: list[dict[str, Any]]) -> list[str]:
+        """POST each event; returns the workflow ids the events started."""
+        started: list[str] = []
+        for ev in events:
+            r = await self.http.post("/events", json=ev)
+            assert r.status_code == 202, r.text
+            started += r.json()["started"]
+        return started
 
-    async def run_result(self, workflow_id: str) -> Any:
-        return await self.client.get_workflow_handle(workflow_id).result()
+    async def pending_for(self, account_id: str, *, count: int = 1) -> list[dict[str, Any]]:
+        async def ready() -> list[dict[str, Any]]:
+            items = (await self.http.get("/approvals")).json()
+            mine = [a for a in items if a["account_id"] == account_id]
+            return mine if len(mine) >= count else []
+
+        return await wait_for_async(ready, what=f"{count} pending approval(s) for {account_id}")
+
+    async def decide(self, item: dict[str, Any], verdict: str, actor: str = "csm:alice",
+                     reason: str = "", payload_hash: str | None = None) -> httpx.Response:
+        body = {"verdict": verdict, "actor": actor, "reason": reason,
+                "payload_hash": payload_hash or item["payload_hash"]}
+        return await self.http.post(f"/approvals/{item['id']}/decision", json=body)
+
+    async def run_result(self, workflow_id: str) -> AgentRunResult:
+        return await self.client.get_workflow_handle(workflow_id, result_type=AgentRunResult).result()
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -117,7 +148,7 @@ def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path):  # type: i
                    settings: Settings | None = None) -> AsyncIterator[Stack]:
         settings = settings or make_settings(tmp_path)
         services = build_services(settings, policy=policy)
-        seed_portfolio(services.db, n=40)
+        seed_portfolio(services.db, n=80)
         smtp = start_smtp_sink(services.db, port=settings.smtp_port)
         client = temporal_env.client
         task_queue = f"tq-{uuid.uuid4().hex[:10]}"
@@ -129,7 +160,7 @@ def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path):  # type: i
         try:
             async with worker, httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                                  base_url="http://test") as http:
-                yield Stack(settings, services, services.db, client, task_queue, ingest, approvals, http)
+                yield Stack(settings, services, services.db, client, task_queue, ingest, approvals, http, worker)
         finally:
             smtp.stop()
             services_mod.unregister(task_queue)
@@ -149,17 +180,3 @@ async def stack(stack_factory) -> AsyncIterator[Stack]:  # type: ignore[no-untyp
     async with stack_factory() as s:
         yield s
 
-
-def drop_events(account_id: str, *, severe: bool = False) -> list[dict[str, Any]]:
-    """Events that take a healthy account below the churn-rescue threshold; only the
-    last one crosses it. `severe` pushes risk past the planner's high-risk mark."""
-    events: list[dict[str, Any]] = [
-        {"account_id": account_id, "type": "ticket_closed", "priority": "P3"},
-        {"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
-    ]
-    if severe:
-        events += [{"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
-                   {"account_id": account_id, "type": "payment_failed", "amount": 1200.0}]
-    events += [{"account_id": account_id, "type": "nps", "score": 1}]
-    events += [{"account_id": account_id, "type": "usage_snapshot", "active_users": 1}]
-    return events

@@ -1,0 +1,101 @@
+"""The `autopilot` command, run as a process the way a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from autopilot.evals.scenarios import drop_events, pick_accounts
+from autopilot.runtime.store.events import Event
+from tests.conftest import Stack, wait_for
+
+AUTOPILOT = str(Path(sys.executable).parent / "autopilot")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AUTOPILOT, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+async def arun_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a process, without blocking this loop (the test's worker runs on it)."""
+    proc = await asyncio.create_subprocess_exec(AUTOPILOT, *args, env={**os.environ, **(env or {})},
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=240)
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+
+
+def stack_env(stack: Stack) -> dict[str, str]:
+    return {
+        "TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
+        "DATABASE_URL": stack.settings.db_url,
+        "AUTOPILOT_TASK_QUEUE": stack.task_queue,
+        "AUTOPILOT_DATA_DIR": str(stack.settings.data_dir),
+    }
+
+
+async def test_import_with_a_bad_line_names_it_and_imports_nothing(stack: Stack, tmp_path: Path) -> None:
+    account, = pick_accounts(stack.db, "smb", max_arr=50_000)
+    lines = [json.dumps(e) for e in drop_events(account)]
+    lines.insert(2, json.dumps({"account_id": account, "type": "nps", "score": "ten"}))
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    proc = await arun_cli("events", "import", str(path), "--json", env=stack_env(stack))
+    assert proc.returncode == 2
+    out = json.loads(proc.stdout)
+    assert out["ok"] is False and f"{path}:3: score:" in out["error"]
+    with Session(stack.db) as s:
+        assert s.exec(select(Event)).all() == []
+
+
+async def test_import_with_an_unknown_account_imports_nothing(stack: Stack, tmp_path: Path) -> None:
+    account, = pick_accounts(stack.db, "smb", max_arr=50_000)
+    lines = [json.dumps(e) for e in drop_events(account)] + [json.dumps({"account_id": "nope", "type": "login"})]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines))
+    proc = await arun_cli("events", "import", str(path), "--json", env=stack_env(stack))
+    assert proc.returncode == 2 and f"{path}:4: account_id:" in json.loads(proc.stdout)["error"]
+    with Session(stack.db) as s:
+        assert s.exec(select(Event)).all() == []
+
+
+async def test_import_and_cli_approval_drive_a_run(stack: Stack, tmp_path: Path) -> None:
+    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in drop_events(account)))
+    env = stack_env(stack)
+    proc = await arun_cli("events", "import", str(path), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out == {"ok": True, "imported": 3, "started": [f"agent:churn_rescue:{account}"]}
+    email, = await stack.pending_for(account)
+    listed = json.loads((await arun_cli("approvals", "list", "--json", env=env)).stdout)
+    assert [a["id"] for a in listed["approvals"]] == [email["id"]]
+    proc = await arun_cli("approvals", "approve", email["id"], "--by", "csm:cli", "--json", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["status"] == "approved"
+    await wait_for(lambda: len(stack.mails()) == 1, what="the approved email")
+    offer, = await stack.pending_for(account)
+    proc = await arun_cli("approvals", "reject", offer["id"], "--by", "csm:cli", "--reason", "not now", "--json", env=env)
+    assert json.loads(proc.stdout)["status"] == "rejected"
+    again = await arun_cli("approvals", "approve", offer["id"], "--by", "csm:cli", "--json", env=env)
+    assert again.returncode == 2 and "ApprovalConflict" in json.loads(again.stdout)["error"]
+
+
+def test_demo_json_reports_every_kind_of_outcome(tmp_path: Path) -> None:
+    env = {"AUTOPILOT_DATA_DIR": str(tmp_path)}
+    for key in ("TEMPORAL_ADDRESS", "DATABASE_URL", "OPA_URL"):
+        env[key] = ""
+    proc = run_cli("demo", "--json", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["executed"] >= 1 and out["approved"] >= 1 and out["denied"] >= 1
+    assert out["rejected"] >= 1 and out["pending"] >= 1
+    assert out["emails_delivered"] == out["executed"]  # every executed action here is an email

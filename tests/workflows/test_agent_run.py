@@ -1,0 +1,216 @@
+"""The agent run end to end: event → workflow → graph → gate → approval → tool → audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.langgraph import LangGraphPlugin
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Replayer,
+)
+from temporalio import activity
+
+from autopilot.evals.scenarios import drop_events, pick_accounts
+from autopilot.runtime.contracts.approval import ApprovalDecision
+from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
+from autopilot.runtime.policy.engine import UNAVAILABLE, RegoEngine
+from autopilot.runtime.store.actions import PolicyDecisionRecord
+from autopilot.runtime.store.audit import AuditEntry, verify_chain
+from autopilot.runtime.store.tool_calls import ToolCallRecord
+from autopilot.runtime.worker import build_worker
+from autopilot.workflows.agent_run import AgentRunWorkflow
+from tests.conftest import Stack, wait_for
+
+
+async def test_allowed_action_executes_exactly_once(stack: Stack) -> None:
+    account, = pick_accounts(stack.db, "smb", max_arr=50_000)
+    started = await stack.post_events(drop_events(account))
+    assert started == [f"agent:churn_rescue:{account}"]
+    result = await stack.run_result(started[0])
+    assert [(o.tool, o.status) for o in result.outcomes] == [("send_email", "executed")]
+    mails = stack.mails()
+    assert len(mails) == 1
+    assert mails[0].rcpt_to.startswith("champion@")
+    assert mails[0].message_id == result.outcomes[0].output["message_id"]
+    with Session(stack.db) as s:
+        steps = [e.step for e in s.exec(select(AuditEntry).order_by(AuditEntry.seq))]
+        assert steps == ["plan", "gate", "execute", "record"]
+        entry = s.exec(select(AuditEntry).where(AuditEntry.step == "gate")).one()
+        assert entry.bundle_hash == stack.services.policy.bundle_hash and len(entry.input_hash) == 64
+        assert verify_chain(s) == (True, 4)
+
+
+async def test_approval_required_action_waits_and_executes_after_approve(stack: Stack) -> None:
+    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    wf_id, = await stack.post_events(drop_events(account))
+    email, = await stack.pending_for(account)
+    assert email["action"]["tool"] == "send_email" and email["roles"] == ["csm"]
+    handle = stack.client.get_workflow_handle(wf_id)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    assert stack.mails() == []  # nothing executes while the approval is open
+
+    r = await stack.decide(email, "approve", actor="csm:alice")
+    assert r.status_code == 200 and r.json() == {"approval_id": email["id"], "status": "approved",
+                                                 "actor": "csm:alice"}
+    offer, = await stack.pending_for(account)
+    assert offer["action"]["tool"] == "send_offer" and offer["roles"] == ["csm", "manager"]
+    assert (await stack.decide(offer, "approve", actor="manager:maria")).status_code == 200
+
+    result = await stack.run_result(wf_id)
+    assert [o.status for o in result.outcomes] == ["executed", "executed"]
+    assert len(stack.mails()) == 2
+    decided = {a.id: a for a in stack.approval_rows()}
+    assert decided[email["id"]].decided_by == "csm:alice" and decided[email["id"]].decided_at is not None
+    assert decided[offer["id"]].status == "approved"
+
+
+async def test_rejected_action_never_executes(stack: Stack) -> None:
+    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    wf_id, = await stack.post_events(drop_events(account))
+    email, = await stack.pending_for(account)
+    r = await stack.decide(email, "reject", reason="they are in a legal dispute")
+    assert r.status_code == 200 and r.json()["status"] == "rejected"
+    offer, = await stack.pending_for(account)
+    assert (await stack.decide(offer, "reject", reason="no discounts this quarter")).status_code == 200
+    result = await stack.run_result(wf_id)
+    assert [o.status for o in result.outcomes] == ["rejected", "rejected"]
+    assert stack.mails() == []
+    with Session(stack.db) as s:
+        assert s.exec(select(ToolCallRecord)).all() == []
+        row = next(a for a in stack.approval_rows() if a.id == email["id"])
+        assert row.decision_reason == "they are in a legal dispute"
+
+
+async def test_stale_repeated_and_unbound_decisions_are_refused(stack: Stack) -> None:
+    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    wf_id, = await stack.post_events(drop_events(account))
+    email, = await stack.pending_for(account)
+    stale = await stack.decide(email, "approve", payload_hash="f" * 64)
+    assert stale.status_code == 409
+    no_reason = await stack.decide(email, "reject")
+    assert no_reason.status_code == 422
+    # Straight to the workflow, past the API: the Update validator refuses too.
+    handle = stack.client.get_workflow_handle(wf_id)
+    for bad in (ApprovalDecision(approval_id=email["id"], payload_hash="0" * 64, verdict="approve", actor="x"),
+                ApprovalDecision(approval_id="apr_unknown", payload_hash=email["payload_hash"],
+                                 verdict="approve", actor="x")):
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update("decide", bad)
+    assert stack.mails() == []
+    assert (await stack.decide(email, "approve")).status_code == 200
+    again = await stack.decide(email, "approve")
+    assert again.status_code == 409
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update("decide", ApprovalDecision(
+            approval_id=email["id"], payload_hash=email["payload_hash"], verdict="reject", actor="x"))
+    await wait_for(lambda: len(stack.mails()) == 1, what="the approved email")
+    offer, = await stack.pending_for(account)
+    await stack.decide(offer, "reject", reason="done here")
+    result = await stack.run_result(wf_id)
+    assert [o.status for o in result.outcomes] == ["executed", "rejected"]
+    assert len(stack.mails()) == 1
+
+
+async def test_denied_action_never_executes(stack: Stack) -> None:
+    account, = pick_accounts(stack.db, "mid_market", min_arr=50_000)
+    wf_id, = await stack.post_events(drop_events(account, severe=True))
+    result = await stack.run_result(wf_id)
+    by_tool = {o.tool: o for o in result.outcomes}
+    assert by_tool["send_email"].status == "executed"
+    assert by_tool["send_offer"].status == "denied"
+    assert by_tool["send_offer"].codes == ["discount.above_cap"]
+    mails = stack.mails()
+    assert len(mails) == 1 and "offer" not in mails[0].subject.lower()
+    with Session(stack.db) as s:
+        outcomes = sorted(d.outcome for d in s.exec(select(PolicyDecisionRecord)))
+        assert outcomes == ["allow", "deny"]
+
+
+async def test_policy_engine_failure_executes_nothing(stack_factory: Any, tmp_path: Path) -> None:
+    broken = tmp_path / "broken-policies" / "autopilot"
+    broken.mkdir(parents=True)
+    (broken / "policy.rego").write_text(
+        'package autopilot\n\ndecision := {"allow": true}\n\ndecision := {"allow": false} if input.action\n')
+    async with stack_factory(policy=RegoEngine(broken.parent)) as stack:
+        account, = pick_accounts(stack.db, "mid_market", min_arr=50_000)
+        wf_id, = await stack.post_events(drop_events(account))
+        result = await stack.run_result(wf_id)
+        assert [o.status for o in result.outcomes] == ["denied", "denied"]
+        assert all(o.codes == [UNAVAILABLE] for o in result.outcomes)
+        assert stack.mails() == []
+
+
+class _FailAfterSideEffect(Interceptor):
+    """Loses the execute activity's completion once, after the email went out —
+    as when a worker dies between the SMTP handshake and reporting back."""
+
+    def __init__(self) -> None:
+        self.attempts: list[int] = []
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        outer = self
+
+        class Inbound(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                result = await super().execute_activity(input)
+                info = activity.info()
+                if info.activity_type == f"{GRAPH_NAME}.execute":
+                    outer.attempts.append(info.attempt)
+                    if info.attempt == 1:
+                        raise RuntimeError("worker lost after the side effect")
+                return result
+
+        return Inbound(next)
+
+
+async def test_activity_retried_after_email_sent_does_not_send_twice(stack_factory: Any) -> None:
+    chaos = _FailAfterSideEffect()
+    async with stack_factory(worker_kwargs={"interceptors": [chaos]}) as stack:
+        account, = pick_accounts(stack.db, "smb", max_arr=50_000)
+        wf_id, = await stack.post_events(drop_events(account))
+        result = await stack.run_result(wf_id)
+        assert chaos.attempts == [1, 2]
+        assert [o.status for o in result.outcomes] == ["executed"]
+        assert len(stack.mails()) == 1
+        with Session(stack.db) as s:
+            call, = s.exec(select(ToolCallRecord)).all()
+            assert call.status == "done" and call.attempts == 1
+
+
+async def test_history_replays_deterministically(stack: Stack) -> None:
+    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    wf_id, = await stack.post_events(drop_events(account))
+    email, = await stack.pending_for(account)
+    await stack.decide(email, "approve")
+    offer, = await stack.pending_for(account)
+    await stack.decide(offer, "reject", reason="too generous")
+    await stack.run_result(wf_id)
+    history = await stack.client.get_workflow_handle(wf_id).fetch_history()
+    replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter,
+                        plugins=[LangGraphPlugin(graphs={GRAPH_NAME: build_graph()})])
+    replay = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert replay.replay_failure is None
+
+
+async def test_waiting_run_survives_worker_restart(stack: Stack) -> None:
+    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    wf_id, = await stack.post_events(drop_events(account))
+    email, = await stack.pending_for(account)
+    await stack.worker.shutdown()
+    # A new worker process-equivalent: no cached workflow state, it must replay.
+    fresh = build_worker(stack.client, stack.services, stack.task_queue)
+    async with fresh:
+        assert (await stack.decide(email, "approve")).status_code == 200
+        offer, = await stack.pending_for(account)
+        assert (await stack.decide(offer, "approve")).status_code == 200
+        result = await stack.run_result(wf_id)
+    assert [o.status for o in result.outcomes] == ["executed", "executed"]
+    assert len(stack.mails()) == 2
