@@ -145,12 +145,12 @@ def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path):  # type: i
 
     @asynccontextmanager_stack
     async def make(policy: Any = None, worker_kwargs: dict[str, Any] | None = None,
-                   settings: Settings | None = None) -> AsyncIterator[Stack]:
+                   settings: Settings | None = None, client: Client | None = None) -> AsyncIterator[Stack]:
         settings = settings or make_settings(tmp_path)
         services = build_services(settings, policy=policy)
         seed_portfolio(services.db, n=80)
         smtp = start_smtp_sink(services.db, port=settings.smtp_port)
-        client = temporal_env.client
+        client = client or temporal_env.client
         task_queue = f"tq-{uuid.uuid4().hex[:10]}"
         worker: Worker = build_worker(client, services, task_queue, **(worker_kwargs or {}))
         ingest = Ingest(services.db, client, services.specs, task_queue=task_queue,

@@ -1,0 +1,98 @@
+"""Tools called directly and through the exactly-once executor, against a real SMTP server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from autopilot.runtime.contracts.tool import ToolCall
+from autopilot.runtime.executor import execute_once
+from autopilot.runtime.store.db import make_engine
+from autopilot.runtime.store.mail import ReceivedMail
+from autopilot.runtime.store.tool_calls import ToolCallRecord
+from autopilot.runtime.smtp_sink import start_smtp_sink
+from autopilot.tools import registry
+from autopilot.tools.email import SendEmailArgs, send_email
+from autopilot.tools.registry import SmtpConfig, ToolArgsInvalid, ToolContext, ToolNotGranted, ToolOutcomeUnknown
+from tests.conftest import free_port
+
+ARGS = {"to": "champion@acme.example", "subject": "Hello", "body": "Can we help?"}
+
+
+@pytest.fixture
+def mail(tmp_path: Path) -> Iterator[tuple[Engine, SmtpConfig]]:
+    db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    port = free_port()
+    sink = start_smtp_sink(db, port=port)
+    yield db, SmtpConfig(host="127.0.0.1", port=port, mail_from="cs@vendor.example")
+    sink.stop()
+
+
+def mails(db: Engine) -> list[ReceivedMail]:
+    with Session(db) as s:
+        return list(s.exec(select(ReceivedMail)))
+
+
+def test_registry_lists_schema_from_the_argument_model() -> None:
+    tool = registry.get("send_email")
+    assert tool.fn is send_email  # the decorator returns the function unchanged
+    assert tool.schema()["required"] == ["to", "subject", "body"]
+    assert tool.effect == "external" and "email:send" in tool.scopes
+
+
+def test_dry_run_renders_without_sending(mail: tuple[Engine, SmtpConfig]) -> None:
+    db, smtp = mail
+    out = send_email(SendEmailArgs(**ARGS), ToolContext(idempotency_key="wf/1/0", dry_run=True, smtp=smtp))
+    assert not out.delivered and "Subject: Hello" in out.preview and "X-Idempotency-Key: wf/1/0" in out.preview
+    assert mails(db) == []
+
+
+def test_same_key_sends_once_and_replays_the_stored_result(mail: tuple[Engine, SmtpConfig]) -> None:
+    db, smtp = mail
+    call = ToolCall(tool="send_email", args=ARGS, idempotency_key="wf/1/0", granted=["send_email"])
+    first = execute_once(db, registry, call, smtp)
+    second = execute_once(db, registry, call, smtp)
+    assert not first.replayed and second.replayed and first.output == second.output
+    assert len(mails(db)) == 1 and mails(db)[0].message_id == first.output["message_id"]
+
+
+def test_a_started_but_unfinished_call_is_not_repeated(mail: tuple[Engine, SmtpConfig]) -> None:
+    db, smtp = mail
+    call = ToolCall(tool="send_email", args=ARGS, idempotency_key="wf/2/0", granted=["send_email"])
+    execute_once(db, registry, call, smtp)
+    with Session(db) as s:  # as if the process died between the SMTP handshake and the commit
+        row = s.get(ToolCallRecord, "wf/2/0")
+        assert row is not None
+        row.status = "started"
+        s.add(row)
+        s.commit()
+    with pytest.raises(ToolOutcomeUnknown):
+        execute_once(db, registry, call, smtp)
+    assert len(mails(db)) == 1
+
+
+def test_a_call_that_failed_before_sending_may_be_retried(mail: tuple[Engine, SmtpConfig]) -> None:
+    db, smtp = mail
+    dead = SmtpConfig(host="127.0.0.1", port=free_port(), mail_from=smtp.mail_from)
+    call = ToolCall(tool="send_email", args=ARGS, idempotency_key="wf/3/0", granted=["send_email"])
+    with pytest.raises(OSError):
+        execute_once(db, registry, call, dead)
+    result = execute_once(db, registry, call, smtp)
+    assert result.output["delivered"] and len(mails(db)) == 1
+    with Session(db) as s:
+        assert s.get(ToolCallRecord, "wf/3/0").attempts == 2  # type: ignore[union-attr]
+
+
+def test_ungranted_tool_and_bad_arguments_run_nothing(mail: tuple[Engine, SmtpConfig]) -> None:
+    db, smtp = mail
+    with pytest.raises(ToolNotGranted):
+        execute_once(db, registry, ToolCall(tool="send_email", args=ARGS, idempotency_key="k1",
+                                            granted=["send_offer"]), smtp)
+    with pytest.raises(ToolArgsInvalid):
+        execute_once(db, registry, ToolCall(tool="send_email", args={**ARGS, "to": "not-an-address"},
+                                            idempotency_key="k2", granted=["send_email"]), smtp)
+    assert mails(db) == []

@@ -1,0 +1,41 @@
+"""Durable approval timers, under the time-skipping test server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from autopilot.evals.scenarios import drop_events, pick_accounts
+from autopilot.runtime.temporal import temporal_binary
+
+
+@pytest.fixture(scope="module")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
+
+
+async def test_unanswered_approval_times_out_as_rejected(stack_factory: Any, skipping_env: WorkflowEnvironment) -> None:
+    async with stack_factory(client=skipping_env.client) as stack:
+        account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+        wf_id, = await stack.post_events(drop_events(account))
+        # While unlocked, the server skips ahead through the 72-hour approval timers.
+        async with skipping_env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            result = await stack.run_result(wf_id)
+        assert [o.status for o in result.outcomes] == ["rejected", "rejected"]
+        assert stack.mails() == []
+        rows = stack.approval_rows()
+        assert len(rows) == 2
+        assert {(r.status, r.decided_by) for r in rows} == {("rejected", "system:timeout")}
+        # The decision time is the workflow's (skipped) clock: 72 h after each request.
+        for row in rows:
+            assert row.decided_at is not None
+            assert (row.decided_at - row.created_at).total_seconds() >= 72 * 3600 - 60
