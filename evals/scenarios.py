@@ -18,18 +18,19 @@ def drop_events(account_id: str, *, severe: bool = False) -> list[dict[str, Any]
         return [
             {"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
             {"account_id": account_id, "type": "payment_failed", "amount": 1200.0},
-            {"account_id": account_id, "type": "usage_snapshot", "active_users": 1, "seats_used": 1},
+            {"account_id": account_id, "type": "usage_snapshot", "active_users": 0, "seats_used": 0},
         ]
     return [
         {"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
         {"account_id": account_id, "type": "nps", "score": 1},
-        {"account_id": account_id, "type": "usage_snapshot", "active_users": 1},
+        {"account_id": account_id, "type": "usage_snapshot", "active_users": 0},
     ]
 
 
 def pick_accounts(db: Engine, segment: str, *, n: int = 1, min_arr: float = 0,
-                  max_arr: float = float("inf"), min_health: float = 95) -> list[str]:
-    """Healthy accounts of a segment whose champion accepts automated email."""
+                  max_arr: float = float("inf"), min_health: float = 95, strict: bool = True) -> list[str]:
+    """Healthy accounts of a segment whose champion accepts automated email
+    (exactly `n`, or up to `n` when not strict)."""
     with Session(db) as session:
         opted_out = set(session.exec(select(Contact.account_id).where(Contact.opted_out == True)))  # noqa: E712
         rows = session.exec(
@@ -37,6 +38,6 @@ def pick_accounts(db: Engine, segment: str, *, n: int = 1, min_arr: float = 0,
             .order_by(col(Account.id))
         ).all()
     picked = [r.id for r in rows if min_arr <= r.arr < max_arr and r.id not in opted_out][:n]
-    if len(picked) < n:
+    if strict and len(picked) < n:
         raise LookupError(f"the portfolio has fewer than {n} healthy {segment} accounts in range")
     return picked
