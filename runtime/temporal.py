@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +39,18 @@ async def connect(target: str, namespace: str = "default", *, attempts: int = 1)
     raise AssertionError("unreachable")
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if this process dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def start_dev_server(settings: Settings, *, ui: bool = True) -> subprocess.Popen[bytes]:
+    for port in (settings.temporal_port, *([settings.temporal_ui_port] if ui else [])):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise RuntimeError(f"port {port} is in use (another `autopilot up`?); "
+                                   "set TEMPORAL_ADDRESS to use a running server")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     args = [
         temporal_binary(), "server", "start-dev",
@@ -50,4 +64,6 @@ def start_dev_server(settings: Settings, *, ui: bool = True) -> subprocess.Popen
     if not ui:
         args.append("--headless")
     log = open(settings.data_dir / "temporal.log", "ab")  # noqa: SIM115 - lives as long as the server
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # Own session: a terminal's Ctrl-C reaches us, and we stop the server in order.
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_die_with_parent)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,17 +33,23 @@ def up() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (nohup, &)
+            loop.add_signal_handler(sig, stop.set)
         async with running_stack(settings) as stack:
             console.print(f"[bold]CS Autopilot is up[/bold] (seeded {stack.seeded} accounts)")
             for name, url in stack.urls.items():
                 console.print(f"  {name:<12} {url}")
             console.print("Ctrl-C stops everything.")
-            await asyncio.Event().wait()
+            await stop.wait()
+            console.print("stopping…")
 
     try:
         asyncio.run(main())
-    except KeyboardInterrupt:
-        console.print("stopped")
+    except (RuntimeError, OSError) as err:  # top level: a port in use, a server that did not start
+        fail(str(err), as_json=False, code=1)
+    console.print("stopped")
     finish(0)
 
 
