@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -16,28 +18,40 @@ def drop_events(account_id: str, *, severe: bool = False) -> list[dict[str, Any]
     past the planner's high-risk mark."""
     if severe:
         return [
-            {"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
+            {"account_id": account_id, "type": "sentiment", "sentiment": -1.0},
             {"account_id": account_id, "type": "payment_failed", "amount": 1200.0},
             {"account_id": account_id, "type": "usage_snapshot", "active_users": 0, "seats_used": 0},
         ]
     return [
-        {"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
+        {"account_id": account_id, "type": "sentiment", "sentiment": -1.0},
         {"account_id": account_id, "type": "nps", "score": 1},
         {"account_id": account_id, "type": "usage_snapshot", "active_users": 0},
     ]
 
 
-def pick_accounts(db: Engine, segment: str, *, n: int = 1, min_arr: float = 0,
-                  max_arr: float = float("inf"), min_health: float = 95, strict: bool = True) -> list[str]:
-    """Healthy accounts of a segment whose champion accepts automated email
+def awake(contact: Contact, at: datetime) -> bool:
+    return 8 <= at.astimezone(ZoneInfo(contact.timezone)).hour < 20
+
+
+def pick_accounts(db: Engine, segment: str, *, n: int = 1, min_arr: float = 0, max_arr: float = float("inf"),
+                  min_health: float = 95, at: datetime | None = None, strict: bool = True) -> list[str]:
+    """Healthy accounts of a segment whose contacts all accept automated email, have
+    the pre-use notice on record, and (at time `at`) are within business hours
     (exactly `n`, or up to `n` when not strict)."""
+    at = at or datetime.now(UTC)
     with Session(db) as session:
-        opted_out = set(session.exec(select(Contact.account_id).where(Contact.opted_out == True)))  # noqa: E712
+        contacts: dict[str, list[Contact]] = {}
+        for c in session.exec(select(Contact)):
+            contacts.setdefault(c.account_id, []).append(c)
         rows = session.exec(
             select(Account).where(Account.segment == segment, Account.health >= min_health)
             .order_by(col(Account.id))
         ).all()
-    picked = [r.id for r in rows if min_arr <= r.arr < max_arr and r.id not in opted_out][:n]
+    picked = [
+        r.id for r in rows
+        if min_arr <= r.arr < max_arr
+        and all(not c.opted_out and c.notice_at is not None and awake(c, at) for c in contacts.get(r.id, []))
+    ][:n]
     if strict and len(picked) < n:
         raise LookupError(f"the portfolio has fewer than {n} healthy {segment} accounts in range")
     return picked

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     )
     # Empty = Rego evaluated in-process with regopy.
     opa_url: str = Field("", validation_alias=AliasChoices("OPA_URL", "AUTOPILOT_OPA_URL"))
+    policy_timeout_s: float = 2.0
+    decision_log_retention_days: int = 365
+    # Where each tool sends account data (data residency); unlisted tools stay "local".
+    tool_regions: dict[str, str] = {}
     # Empty host = embedded aiosmtpd sink that stores every message in the store.
     smtp_host: str = ""
     smtp_port: int = 8025

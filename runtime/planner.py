@@ -10,16 +10,18 @@ from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.health import Assessment
 
-ROLE_PRIORITY = ("champion", "admin", "executive_sponsor", "end_user")
+# Who hears about what: the champion about adoption and risk, the economic buyer about money.
+RESCUE_ROLES = ("champion", "admin", "executive_sponsor", "end_user")
+OFFER_ROLES = ("executive_sponsor", "admin", "champion")
 
 
-def pick_contact(account: AccountSnapshot) -> ContactInfo | None:
-    by_role = sorted(account.contacts, key=lambda c: (ROLE_PRIORITY.index(c.role) if c.role in ROLE_PRIORITY else 9, c.id))
-    return by_role[0] if by_role else None
+def pick_contact(account: AccountSnapshot, roles: tuple[str, ...]) -> ContactInfo | None:
+    ranked = sorted((c for c in account.contacts if c.role in roles), key=lambda c: (roles.index(c.role), c.id))
+    return ranked[0] if ranked else None
 
 
 def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment) -> list[ProposedAction]:
-    contact = pick_contact(account)
+    contact = pick_contact(account, RESCUE_ROLES)
     if contact is None:
         return []
     reasons = "; ".join(f.reason for f in assessment.factors[:3]) or "health below target"
@@ -41,16 +43,20 @@ def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment) -> l
             expected_uplift=0.05,
         ))
     cfg = spec.planner
-    if "send_offer" in spec.tools and account.arr >= cfg.offer_min_arr:
+    buyer = pick_contact(account, OFFER_ROLES)
+    # No commercial offer while the customer has an outage (the policy enforces it too).
+    if "send_offer" in spec.tools and account.arr >= cfg.offer_min_arr and buyer and not account.p1_open:
         pct = cfg.high_risk_discount_pct if assessment.risk >= cfg.high_risk else cfg.discount_pct
         pct = min(pct, spec.limits.max_discount_pct)
         actions.append(ProposedAction(
             tool="send_offer",
-            args={"to": contact.email, "account_name": account.name, "discount_pct": pct, "valid_days": 30},
+            args={"to": buyer.email, "account_name": account.name, "discount_pct": pct, "valid_days": 30,
+                  "term_months": 12},
             reason=f"risk {assessment.risk:.2f} on ARR {account.arr:,.0f}: a renewal incentive",
             expected_cost=round(account.arr * pct / 100, 2),
             expected_uplift=0.2 if pct >= cfg.high_risk_discount_pct else 0.12,
             discount_pct=pct,
+            category="commercial",
         ))
     # Cheapest first: the chooser works through them in this order.
     return sorted(actions, key=lambda a: a.expected_cost)[: spec.limits.max_actions_per_run]

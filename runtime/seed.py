@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -18,6 +18,11 @@ SEGMENTS = [  # segment, share, ARR range, seats range
     ("tech_touch", 0.20, (1_000, 7_900), (2, 10)),
 ]
 REGIONS = ["eu", "us", "apac"]
+TIMEZONES = {
+    "eu": ["Europe/Berlin", "Europe/Paris", "Europe/Madrid"],
+    "us": ["America/New_York", "America/Chicago", "America/Denver"],
+    "apac": ["Asia/Singapore", "Asia/Tokyo", "Australia/Sydney"],
+}
 CSMS = ["alice", "bob", "chen", "dana", "emeka"]
 WORDS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell", "Cyberdyne",
          "Soylent", "Wonka", "Aperture", "Vandelay", "Pied", "Gringotts", "Oscorp", "Nakatomi", "Dunder"]
@@ -55,13 +60,19 @@ def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | Non
                 renewal_date=today + timedelta(days=rng.randint(20, 365)),
                 owner_csm=rng.choice(CSMS),
             )
+            account.annual_cost_to_serve = round(account.arr * rng.uniform(0.12, 0.3), -2)
             session.add(account)
+            # Most accounts got the pre-use notice of automated decision-making at signing.
+            notice = datetime.combine(today, time(9), UTC) - timedelta(days=rng.randint(30, 700))
+            has_notice = rng.random() < 0.95
             for j, role in enumerate(ROLES[: rng.randint(2, 4)]):
                 session.add(Contact(
                     id=f"{account_id}-c{j + 1}", account_id=account_id,
                     name=f"{role.replace('_', ' ').title()} of {name.split()[0]}",
                     email=f"{role}@{domain}", role=role,
+                    timezone=rng.choice(TIMEZONES[account.region]),
                     opted_out=rng.random() < 0.05 and role != "champion",
+                    notice_at=notice if has_notice else None,
                 ))
         session.flush()
         for i in range(n):

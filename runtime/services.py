@@ -5,18 +5,28 @@ so several workers in one process (tests) each keep their own."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.agent_spec import AgentSpec
-from autopilot.runtime.policy.engine import PolicyEngine, RegoEngine
+from autopilot.runtime.policy.engine import PolicyEngine, PolicyLoadError
+from autopilot.runtime.policy.opa import OpaEngine
+from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.specs import load_specs, spec_hash
 from autopilot.runtime.store.db import make_engine
 from autopilot.tools import registry as default_registry
 from autopilot.tools.registry import Registry, SmtpConfig
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -28,6 +38,7 @@ class Services:
     tools: Registry
     smtp: SmtpConfig | None
     policy_timeout_s: float = 2.0
+    clock: Callable[[], datetime] = utc_now
 
     def spec_hashes(self) -> dict[str, str]:
         return {name: spec_hash(spec) for name, spec in self.specs.items()}
@@ -44,11 +55,21 @@ def smtp_config(settings: Settings) -> SmtpConfig:
     )
 
 
-def build_services(settings: Settings, *, policy: PolicyEngine | None = None, db: Engine | None = None) -> Services:
+def make_policy_engine(settings: Settings) -> PolicyEngine:
+    """In-process Rego by default; a remote OPA server when OPA_URL is set."""
+    if settings.opa_url:
+        return OpaEngine(settings.opa_url, settings.policies_path, timeout_s=settings.policy_timeout_s)
+    return RegoEngine(settings.policies_path)
+
+
+def build_services(settings: Settings, *, policy: PolicyEngine | None = None, db: Engine | None = None,
+                   clock: Callable[[], datetime] | None = None) -> Services:
     return Services(
         settings=settings,
         db=db or make_engine(settings.db_url),
-        policy=policy or RegoEngine(settings.policies_path),
+        policy=policy or make_policy_engine(settings),
+        policy_timeout_s=settings.policy_timeout_s,
+        clock=clock or utc_now,
         specs=load_specs(settings.agents_path),
         tools=default_registry,
         smtp=smtp_config(settings),
@@ -69,3 +90,25 @@ def unregister(task_queue: str) -> None:
 def current() -> Services:
     """The services of the worker running the current activity."""
     return _by_queue[activity.info().task_queue]
+
+
+def watch_policies(engine: PolicyEngine, *, interval_s: float = 2.0) -> Callable[[], None]:
+    """Reload the policies when their files change (atomic swap; a bad edit keeps the
+    running bundle and is logged). Returns a function that stops the watcher."""
+    stop = threading.Event()
+    log = logging.getLogger(__name__)
+
+    def loop() -> None:
+        current = engine.bundle_hash
+        while not stop.wait(interval_s):
+            try:
+                new = engine.reload()
+            except PolicyLoadError as err:
+                log.error("policy reload refused, keeping bundle %s: %s", current[:12], err)
+                continue
+            if new != current:
+                log.warning("policy bundle reloaded: %s -> %s", current[:12], new[:12])
+                current = new
+
+    threading.Thread(target=loop, name="policy-watcher", daemon=True).start()
+    return stop.set

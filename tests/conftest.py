@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from datetime import UTC, date, datetime, time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from autopilot.evals.scenarios import pick_accounts
 from autopilot.runtime import services as services_mod
 from autopilot.runtime.api.app import create_app
 from autopilot.runtime.approvals import ApprovalService
@@ -36,6 +38,8 @@ from autopilot.runtime.temporal import temporal_binary
 from autopilot.runtime.worker import build_worker
 
 REPO = Path(__file__).resolve().parents[1]
+# The stacks' clock: business hours in Europe and the US east, so scenarios are stable.
+NOW = datetime.combine(date.today(), time(14, 0), UTC)
 
 
 def free_port() -> int:
@@ -107,6 +111,10 @@ class Stack:
             assert row is not None
             return row
 
+    def pick(self, segment: str, **kwargs: Any) -> list[str]:
+        """Accounts for a scenario, awake at this stack's clock."""
+        return pick_accounts(self.db, segment, at=self.services.clock(), **kwargs)
+
     async def post_events(self, events: list[dict[str, Any]]) -> list[str]:
         """POST each event; returns the workflow ids the events started."""
         started: list[str] = []
@@ -147,8 +155,8 @@ def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path):  # type: i
     async def make(policy: Any = None, worker_kwargs: dict[str, Any] | None = None,
                    settings: Settings | None = None, client: Client | None = None) -> AsyncIterator[Stack]:
         settings = settings or make_settings(tmp_path)
-        services = build_services(settings, policy=policy)
-        seed_portfolio(services.db, n=80)
+        services = build_services(settings, policy=policy, clock=lambda: NOW)
+        seed_portfolio(services.db, n=160, today=NOW.date())
         smtp = start_smtp_sink(services.db, port=settings.smtp_port)
         client = client or temporal_env.client
         task_queue = f"tq-{uuid.uuid4().hex[:10]}"

@@ -26,6 +26,7 @@ class SendOfferArgs(BaseModel):
     account_name: str
     discount_pct: float = Field(ge=0, le=100)
     valid_days: int = Field(30, ge=1, le=90)
+    term_months: int = Field(12, ge=1, le=60)
 
 
 class EmailSent(BaseModel):
@@ -68,18 +69,19 @@ def _deliver(ctx: ToolContext, msg: EmailMessage) -> EmailSent:
     return result.model_copy(update={"delivered": True})
 
 
-@tool(scopes=["email:send"], effect="external", cost=0.5)
+@tool(scopes=["email:send"], effect="external", kind="email", cost=0.5)
 def send_email(args: SendEmailArgs, ctx: ToolContext) -> EmailSent:
     """Send a plain-text email to one contact of the account."""
     return _deliver(ctx, _message(ctx, args.to, args.subject, args.body))
 
 
-@tool(scopes=["email:send", "offer:create"], effect="external", cost=2.0)
+@tool(scopes=["email:send", "offer:create"], effect="external", kind="offer", cost=2.0, significant=True)
 def send_offer(args: SendOfferArgs, ctx: ToolContext) -> EmailSent:
     """Email a renewal offer with a discount, valid for a number of days."""
     body = (
         f"Hello,\n\nas a thank-you for your partnership, {args.account_name} can renew with a "
-        f"{args.discount_pct:g}% discount. The offer is valid for {args.valid_days} days; "
+        f"{args.discount_pct:g}% discount on a {args.term_months}-month term. The offer is valid for "
+        f"{args.valid_days} days; "
         "reply to this email and your CSM will prepare the paperwork.\n"
     )
     subject = f"Your renewal offer: {args.discount_pct:g}% off"

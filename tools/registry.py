@@ -64,6 +64,8 @@ class ToolDef:
     scopes: tuple[str, ...]
     effect: Effect
     cost: float
+    kind: str  # what the policy sees: email, offer, in_app, meeting, task, ...
+    significant: bool  # a significant automated decision (price, offer, downgrade): ADMT rules apply
 
     def schema(self) -> dict[str, Any]:
         return self.args_model.model_json_schema()
@@ -99,7 +101,8 @@ class Registry:
 registry = Registry()
 
 
-def tool(*, scopes: list[str], effect: Effect, cost: float = 0.0, name: str | None = None) -> Callable[[F], F]:
+def tool(*, scopes: list[str], effect: Effect, kind: str, cost: float = 0.0, significant: bool = False,
+         name: str | None = None) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         hints = get_type_hints(fn)
         params = list(inspect.signature(fn).parameters)
@@ -113,6 +116,8 @@ def tool(*, scopes: list[str], effect: Effect, cost: float = 0.0, name: str | No
                 scopes=tuple(scopes),
                 effect=effect,
                 cost=cost,
+                kind=kind,
+                significant=significant,
             )
         )
         return fn

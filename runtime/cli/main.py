@@ -105,7 +105,7 @@ async def _client_services() -> tuple[Any, Any]:
 def events_import(file: Path, as_json: JsonOpt = False) -> None:
     """Import a JSONL file of events: all lines or none (a bad line is reported with its number)."""
     from autopilot.runtime.ingest import Ingest, UnknownAccount
-    from autopilot.runtime.policy.engine import compute_bundle_hash
+    from autopilot.runtime.policy.bundle import compute_bundle_hash
     from autopilot.runtime.specs import load_specs
 
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,7 +14,9 @@ class ContactInfo(BaseModel):
     name: str
     email: str
     role: str
+    timezone: str = "UTC"
     opted_out: bool = False
+    notice_at: datetime | None = None
 
 
 class AccountSnapshot(BaseModel):
@@ -25,6 +27,7 @@ class AccountSnapshot(BaseModel):
     segment: str
     region: str
     arr: float
+    annual_cost_to_serve: float = 0.0
     seats_purchased: int
     seats_used: int
     active_users_30d: int

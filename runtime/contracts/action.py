@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autopilot.runtime.contracts.policy import ActionCategory
 from autopilot.runtime.hashing import sha256_hex
 
 
@@ -18,7 +19,12 @@ class ProposedAction(BaseModel):
     expected_cost: float = Field(ge=0, description="expected cost to serve, in account currency")
     expected_uplift: float = Field(ge=0, le=1, description="expected reduction of churn risk")
     discount_pct: float = Field(0, ge=0, le=100)
+    category: ActionCategory = "rescue"
+    high_touch: bool = False
+    hours: float = Field(0, ge=0)
+    contract_change: bool = False
 
     @property
     def payload_hash(self) -> str:
-        return sha256_hex({"tool": self.tool, "args": self.args, "discount_pct": self.discount_pct})
+        return sha256_hex(self.model_dump(mode="json", include={"tool", "args", "discount_pct", "high_touch",
+                                                                 "hours", "contract_change"}))

@@ -4,9 +4,6 @@ in the workflow (the interrupt must be raised there)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.types import interrupt
@@ -17,17 +14,18 @@ from autopilot.runtime.contracts.account import AccountSnapshot
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.approval import ApprovalDecision, ApprovalRequest
 from autopilot.runtime.contracts.audit import AuditEvent
-from autopilot.runtime.contracts.policy import Decision, PolicyInput
+from autopilot.runtime.contracts.policy import ActorIn, Decision
 from autopilot.runtime.contracts.run import ActionOutcome
 from autopilot.runtime.contracts.tool import ToolCall
 from autopilot.runtime.executor import execute_once
+from autopilot.runtime.gate import gate_action
 from autopilot.runtime.graph.state import RunState, run_key
 from autopilot.runtime.hashing import sha256_hex
 from autopilot.runtime.health import Assessment, assess as score
-from autopilot.runtime.policy.engine import UNAVAILABLE
+from autopilot.runtime.specs import spec_hash
 from autopilot.runtime.store import audit
 from autopilot.runtime.store.accounts import get_snapshot
-from autopilot.runtime.store.actions import ActionRecord, PolicyDecisionRecord
+from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
 
@@ -60,54 +58,27 @@ def plan(state: RunState) -> dict[str, Any]:
     }
 
 
-def _policy_input(state: RunState, action: ProposedAction, agent: str, tools: list[str]) -> PolicyInput:
-    account = state["account"]
-    recipient = action.args.get("to")
-    opted_out = any(c["email"] == recipient and c["opted_out"] for c in account.get("contacts", []))
-    return PolicyInput(
-        action={"tool": action.tool, "args": action.args, "discount_pct": action.discount_pct,
-                "expected_cost": action.expected_cost, "recipient_opted_out": opted_out},
-        account={k: v for k, v in account.items() if k != "contacts"},
-        agent={"name": agent, "tools": tools},
-        actor={"type": "agent", "id": agent},
-        ledger={"spend_quarter": 0.0, "contacts_quarter": 0},
-    )
-
-
 async def gate(state: RunState) -> dict[str, Any]:
     svc = services.current()
     run = state["run"]
     action = ProposedAction.model_validate(state["actions"][state["index"]])
+    account = AccountSnapshot.model_validate(state["account"])
     spec = svc.specs.get(run["agent"])
     key = run_key(state)
-    started = time.perf_counter()
-    if spec is None or svc.spec_hashes()[run["agent"]] != run["spec_hash"]:
+    if spec is None or spec_hash(spec) != run["spec_hash"]:
         decision = Decision.fail_closed("policy.spec_mismatch", "the run pinned an agent spec this worker does not hold")
-        policy_input = None
     else:
-        policy_input = _policy_input(state, action, run["agent"], spec.tools)
-        try:
-            decision = await asyncio.wait_for(
-                asyncio.to_thread(svc.policy.decide, policy_input, pinned_bundle=run["bundle_hash"]),
-                timeout=svc.policy_timeout_s,
-            )
-        except TimeoutError:
-            decision = Decision.fail_closed(UNAVAILABLE, "policy evaluation timed out")
-    latency_ms = (time.perf_counter() - started) * 1000
-    now = datetime.now(UTC)
+        decision = await gate_action(svc, run_key=key, action=action, account=account, spec=spec,
+                                     actor=ActorIn(type="agent", id=run["agent"]), pinned_bundle=run["bundle_hash"])
     status = {"allow": "allowed", "require_approval": "pending", "deny": "denied"}[decision.outcome]
+    now = svc.clock()
     with transaction(svc.db) as session:
-        session.add(PolicyDecisionRecord(
-            run_key=key, account_id=run["account_id"], agent=run["agent"],
-            input=policy_input.model_dump(mode="json") if policy_input else {},
-            input_hash=decision.input_hash, bundle_hash=decision.bundle_hash,
-            result=decision.model_dump(mode="json"), outcome=decision.outcome,
-            latency_ms=latency_ms, decided_at=now,
-        ))
         record = session.get(ActionRecord, key) or ActionRecord(
-            run_key=key, workflow_id=run["workflow_id"], agent=run["agent"], account_id=run["account_id"],
-            tool=action.tool, payload=action.model_dump(mode="json"), payload_hash=action.payload_hash,
-            status=status, created_at=now, updated_at=now,
+            run_key=key, workflow_id=run["workflow_id"], agent=run["agent"], account_id=account.id,
+            segment=account.segment, tool=action.tool, payload=action.model_dump(mode="json"),
+            payload_hash=action.payload_hash, expected_cost=action.expected_cost,
+            discount_pct=action.discount_pct, high_touch=action.high_touch,
+            recipient=action.args.get("to"), status=status, created_at=now, updated_at=now,
         )
         record.status, record.updated_at = status, now
         session.add(record)
@@ -165,7 +136,7 @@ def record(state: RunState) -> dict[str, Any]:
     with transaction(svc.db) as session:
         row = session.get(ActionRecord, key)
         if row is not None:
-            row.status, row.updated_at = status, datetime.now(UTC)
+            row.status, row.updated_at = status, svc.clock()
             session.add(row)
     outcome = ActionOutcome(
         index=state["index"], tool=action["tool"], status=status,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -16,6 +16,7 @@ class Account(SQLModel, table=True):
     segment: str = Field(index=True)
     region: str
     arr: float
+    annual_cost_to_serve: float = 0.0  # gross-margin input: cloud, support and success cost per year
     seats_purchased: int
     seats_used: int
     active_users_30d: int
@@ -36,7 +37,9 @@ class Contact(SQLModel, table=True):
     name: str
     email: str
     role: str
+    timezone: str = "UTC"
     opted_out: bool = False
+    notice_at: datetime | None = None  # pre-use notice of automated decision-making sent
 
 
 def get_snapshot(session: Session, *, account_id: str) -> AccountSnapshot | None:

@@ -15,10 +15,16 @@ class ActionRecord(SQLModel, table=True):
     workflow_id: str = Field(index=True)
     agent: str = Field(index=True)
     account_id: str = Field(index=True)
+    segment: str = Field(index=True)
     tool: str
     payload: dict = Field(sa_column=Column(JSON, nullable=False))
     payload_hash: str
-    status: str = Field(index=True)  # proposed|allowed|pending|denied|rejected|executed|failed
+    # What the ledger sums (executed actions only): spend, discounts, contacts.
+    expected_cost: float = 0.0
+    discount_pct: float = 0.0
+    high_touch: bool = False
+    recipient: str | None = Field(default=None, index=True)
+    status: str = Field(index=True)  # allowed|pending|denied|rejected|executed|failed
     created_at: datetime
     updated_at: datetime
 
@@ -35,5 +41,6 @@ class PolicyDecisionRecord(SQLModel, table=True):
     bundle_hash: str
     result: dict = Field(sa_column=Column(JSON, nullable=False))
     outcome: str = Field(index=True)
+    codes: str = Field(default="", index=True)  # deny codes, space-separated, for queries by code
     latency_ms: float
     decided_at: datetime

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from autopilot.evals.scenarios import drop_events, pick_accounts
+from autopilot.evals.scenarios import drop_events
 from autopilot.runtime.store.events import Event
 from tests.conftest import Stack, wait_for
 
@@ -42,7 +42,7 @@ def stack_env(stack: Stack) -> dict[str, str]:
 
 
 async def test_import_with_a_bad_line_names_it_and_imports_nothing(stack: Stack, tmp_path: Path) -> None:
-    account, = pick_accounts(stack.db, "smb", max_arr=50_000)
+    account, = stack.pick("smb", max_arr=50_000)
     lines = [json.dumps(e) for e in drop_events(account)]
     lines.insert(2, json.dumps({"account_id": account, "type": "nps", "score": "ten"}))
     path = tmp_path / "events.jsonl"
@@ -56,7 +56,7 @@ async def test_import_with_a_bad_line_names_it_and_imports_nothing(stack: Stack,
 
 
 async def test_import_with_an_unknown_account_imports_nothing(stack: Stack, tmp_path: Path) -> None:
-    account, = pick_accounts(stack.db, "smb", max_arr=50_000)
+    account, = stack.pick("smb", max_arr=50_000)
     lines = [json.dumps(e) for e in drop_events(account)] + [json.dumps({"account_id": "nope", "type": "login"})]
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines))
@@ -67,7 +67,7 @@ async def test_import_with_an_unknown_account_imports_nothing(stack: Stack, tmp_
 
 
 async def test_import_and_cli_approval_drive_a_run(stack: Stack, tmp_path: Path) -> None:
-    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000)
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(json.dumps(e) for e in drop_events(account)))
     env = stack_env(stack)

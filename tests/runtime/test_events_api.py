@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from autopilot.evals.scenarios import pick_accounts
 from autopilot.runtime.store.events import Event
 from tests.conftest import Stack
 
@@ -25,7 +24,7 @@ from tests.conftest import Stack
     ],
 )
 async def test_malformed_event_is_422_and_nothing_stored(stack: Stack, body: dict[str, Any], field: str) -> None:
-    account, = pick_accounts(stack.db, "smb", max_arr=50_000)
+    account, = stack.pick("smb", max_arr=50_000)
     body = {**body, "account_id": account} if body.get("account_id") == "ACC" else body
     before = stack.account(account)
     r = await stack.http.post("/events", json=body)
@@ -38,7 +37,7 @@ async def test_malformed_event_is_422_and_nothing_stored(stack: Stack, body: dic
 
 
 async def test_event_updates_snapshot_and_health(stack: Stack) -> None:
-    account, = pick_accounts(stack.db, "smb", max_arr=50_000)
+    account, = stack.pick("smb", max_arr=50_000)
     before = stack.account(account)
     r = await stack.http.post("/events", json={"account_id": account, "type": "ticket_opened", "priority": "P1"})
     assert r.status_code == 202 and r.json()["started"] == []  # still above the trigger threshold

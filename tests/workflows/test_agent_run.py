@@ -18,10 +18,11 @@ from temporalio.worker import (
 )
 from temporalio import activity
 
-from autopilot.evals.scenarios import drop_events, pick_accounts
+from autopilot.evals.scenarios import drop_events
 from autopilot.runtime.contracts.approval import ApprovalDecision
 from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
-from autopilot.runtime.policy.engine import UNAVAILABLE, RegoEngine
+from autopilot.runtime.policy.engine import UNAVAILABLE
+from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.actions import PolicyDecisionRecord
 from autopilot.runtime.store.audit import AuditEntry, verify_chain
 from autopilot.runtime.store.tool_calls import ToolCallRecord
@@ -31,7 +32,7 @@ from tests.conftest import Stack, wait_for
 
 
 async def test_allowed_action_executes_exactly_once(stack: Stack) -> None:
-    account, = pick_accounts(stack.db, "smb", max_arr=50_000)
+    account, = stack.pick("smb", max_arr=50_000)
     started = await stack.post_events(drop_events(account))
     assert started == [f"agent:churn_rescue:{account}"]
     result = await stack.run_result(started[0])
@@ -49,7 +50,7 @@ async def test_allowed_action_executes_exactly_once(stack: Stack) -> None:
 
 
 async def test_approval_required_action_waits_and_executes_after_approve(stack: Stack) -> None:
-    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000)
     wf_id, = await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     assert email["action"]["tool"] == "send_email" and email["roles"] == ["csm"]
@@ -73,7 +74,7 @@ async def test_approval_required_action_waits_and_executes_after_approve(stack: 
 
 
 async def test_rejected_action_never_executes(stack: Stack) -> None:
-    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000)
     wf_id, = await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     r = await stack.decide(email, "reject", reason="they are in a legal dispute")
@@ -90,7 +91,7 @@ async def test_rejected_action_never_executes(stack: Stack) -> None:
 
 
 async def test_stale_repeated_and_unbound_decisions_are_refused(stack: Stack) -> None:
-    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000)
     wf_id, = await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     stale = await stack.decide(email, "approve", payload_hash="f" * 64)
@@ -120,13 +121,13 @@ async def test_stale_repeated_and_unbound_decisions_are_refused(stack: Stack) ->
 
 
 async def test_denied_action_never_executes(stack: Stack) -> None:
-    account, = pick_accounts(stack.db, "mid_market", min_arr=50_000)
+    account, = stack.pick("mid_market", min_arr=50_000)
     wf_id, = await stack.post_events(drop_events(account, severe=True))
     result = await stack.run_result(wf_id)
     by_tool = {o.tool: o for o in result.outcomes}
     assert by_tool["send_email"].status == "executed"
     assert by_tool["send_offer"].status == "denied"
-    assert by_tool["send_offer"].codes == ["discount.above_cap"]
+    assert "discount.above_cap" in by_tool["send_offer"].codes
     mails = stack.mails()
     assert len(mails) == 1 and "offer" not in mails[0].subject.lower()
     with Session(stack.db) as s:
@@ -140,7 +141,7 @@ async def test_policy_engine_failure_executes_nothing(stack_factory: Any, tmp_pa
     (broken / "policy.rego").write_text(
         'package autopilot\n\ndecision := {"allow": true}\n\ndecision := {"allow": false} if input.action\n')
     async with stack_factory(policy=RegoEngine(broken.parent)) as stack:
-        account, = pick_accounts(stack.db, "mid_market", min_arr=50_000)
+        account, = stack.pick("mid_market", min_arr=50_000)
         wf_id, = await stack.post_events(drop_events(account))
         result = await stack.run_result(wf_id)
         assert [o.status for o in result.outcomes] == ["denied", "denied"]
@@ -174,7 +175,7 @@ class _FailAfterSideEffect(Interceptor):
 async def test_activity_retried_after_email_sent_does_not_send_twice(stack_factory: Any) -> None:
     chaos = _FailAfterSideEffect()
     async with stack_factory(worker_kwargs={"interceptors": [chaos]}) as stack:
-        account, = pick_accounts(stack.db, "smb", max_arr=50_000)
+        account, = stack.pick("smb", max_arr=50_000)
         wf_id, = await stack.post_events(drop_events(account))
         result = await stack.run_result(wf_id)
         assert chaos.attempts == [1, 2]
@@ -186,7 +187,7 @@ async def test_activity_retried_after_email_sent_does_not_send_twice(stack_facto
 
 
 async def test_history_replays_deterministically(stack: Stack) -> None:
-    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000)
     wf_id, = await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     await stack.decide(email, "approve")
@@ -201,7 +202,7 @@ async def test_history_replays_deterministically(stack: Stack) -> None:
 
 
 async def test_waiting_run_survives_worker_restart(stack: Stack) -> None:
-    account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000)
     wf_id, = await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     await stack.worker.shutdown()

@@ -9,7 +9,7 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from autopilot.evals.scenarios import drop_events, pick_accounts
+from autopilot.evals.scenarios import drop_events
 from autopilot.runtime.temporal import temporal_binary
 
 
@@ -25,7 +25,7 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 async def test_unanswered_approval_times_out_as_rejected(stack_factory: Any, skipping_env: WorkflowEnvironment) -> None:
     async with stack_factory(client=skipping_env.client) as stack:
-        account, = pick_accounts(stack.db, "enterprise", min_arr=250_000)
+        account, = stack.pick("enterprise", min_arr=250_000)
         wf_id, = await stack.post_events(drop_events(account))
         # While unlocked, the server skips ahead through the 72-hour approval timers.
         async with skipping_env.time_skipping_unlocked():  # type: ignore[attr-defined]

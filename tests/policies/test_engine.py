@@ -1,0 +1,76 @@
+"""The in-process engine's own failure modes: all of them deny."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autopilot.runtime.policy.engine import BUNDLE_MISMATCH, UNAVAILABLE, PolicyLoadError, decide_raw
+from autopilot.runtime.policy.rego import RegoEngine
+from autopilot.runtime.services import watch_policies
+from tests.conftest import REPO, wait_for
+
+BASES = yaml.safe_load((REPO / "policies" / "cases_base.yaml").read_text())
+
+
+def _write_policy(folder: Path, rego: str) -> Path:
+    (folder / "autopilot").mkdir(parents=True)
+    (folder / "autopilot" / "policy.rego").write_text(rego)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "rego",
+    [
+        # Two values for one complete rule: an evaluation-time conflict.
+        'package autopilot\n\ndecision := {"allow": true}\n\ndecision := {"allow": false} if input.action\n',
+        "package autopilot\n\ndecision := 1 if false\n",  # undefined
+        'package autopilot\n\ndecision := {"allow": "yes", "require_approval": false}\n',  # not a boolean
+        'package autopilot\n\ndecision := {"allow": true, "require_approval": false,'
+        ' "deny": [{"code": "x", "msg": "y"}]}\n',  # contradicts itself
+    ],
+    ids=["conflict", "undefined", "not-boolean", "contradiction"],
+)
+def test_broken_policy_results_are_denies(tmp_path: Path, rego: str) -> None:
+    engine = RegoEngine(_write_policy(tmp_path, rego))
+    assert [v.code for v in decide_raw(engine, BASES["email"]).deny] == [UNAVAILABLE]
+
+
+def test_policy_that_does_not_compile_names_file_and_line(tmp_path: Path) -> None:
+    with pytest.raises(PolicyLoadError) as info:
+        RegoEngine(_write_policy(tmp_path, "package autopilot\n\nimport rego.v1\n\ndecision := {{\n"))
+    assert "autopilot/policy.rego" in str(info.value) and "line " in str(info.value)
+
+
+def test_run_pinned_to_an_unknown_bundle_is_denied() -> None:
+    engine = RegoEngine(REPO / "policies")
+    decision = decide_raw(engine, BASES["email"], pinned_bundle="0" * 64)
+    assert [v.code for v in decision.deny] == [BUNDLE_MISMATCH]
+
+
+async def test_reload_swaps_atomically_keeps_pinned_bundles_and_refuses_bad_edits(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "policies", tmp_path / "policies")
+    folder = tmp_path / "policies"
+    engine = RegoEngine(folder)
+    old = engine.bundle_hash
+    assert engine.reload() == old
+    offer = {**BASES["offer"], "action": {**BASES["offer"]["action"], "discount_pct": 11}}
+    assert decide_raw(engine, offer).outcome == "deny"
+    data = folder / "autopilot" / "discount" / "data.json"
+    data.write_text(data.read_text().replace('"cap_pct": 10', '"cap_pct": 12'))
+    stop = watch_policies(engine, interval_s=0.05)
+    try:
+        await wait_for(lambda: engine.bundle_hash != old, what="the watcher to reload")
+    finally:
+        stop()
+    assert engine.reload() != old
+    assert decide_raw(engine, offer).outcome == "require_approval"
+    assert decide_raw(engine, offer, pinned_bundle=old).outcome == "deny"
+    rego = folder / "autopilot" / "decision.rego"
+    rego.write_text(rego.read_text() + "\nthis is not rego\n")
+    with pytest.raises(PolicyLoadError):
+        engine.reload()
+    assert decide_raw(engine, offer).outcome == "require_approval"  # still the last good bundle
