@@ -93,6 +93,7 @@ def log_decision(svc: Services, *, run_key: str, agent: str, account_id: str, pa
             input=payload.model_dump(mode="json") if payload else {},
             input_hash=decision.input_hash, bundle_hash=decision.bundle_hash,
             result=decision.model_dump(mode="json"), outcome=decision.outcome,
-            codes=" ".join(sorted({v.code for v in decision.deny})),
+            # Space-padded so that a query by code matches whole codes only.
+            codes=f" {' '.join(sorted({v.code for v in decision.deny}))} ",
             latency_ms=latency_ms, decided_at=now,
         ))

@@ -19,7 +19,8 @@ from autopilot.runtime.approvals import ApprovalService
 from autopilot.runtime.config import Settings
 from autopilot.runtime.ingest import Ingest
 from autopilot.runtime.seed import seed_portfolio
-from autopilot.runtime.services import Services, build_services
+from autopilot.runtime.decisions import purge as purge_decisions
+from autopilot.runtime.services import Services, build_services, watch_policies
 from autopilot.runtime.smtp_sink import start_smtp_sink
 from autopilot.runtime.temporal import connect, start_dev_server
 from autopilot.runtime.worker import build_worker
@@ -66,6 +67,8 @@ async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240)
         urls["temporal"] = target
         services = build_services(settings)
         stack.callback(services.db.dispose)
+        stack.callback(watch_policies(services.policy))
+        purge_decisions(services.db, retention_days=settings.decision_log_retention_days, now=services.clock())
         seeded = seed_portfolio(services.db, n=seed) if seed else 0
         if not settings.smtp_host:
             smtp = start_smtp_sink(services.db, port=settings.smtp_port)

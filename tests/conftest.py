@@ -170,6 +170,12 @@ def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path):  # type: i
                                                  base_url="http://test") as http:
                 yield Stack(settings, services, services.db, client, task_queue, ingest, approvals, http, worker)
         finally:
+            # Runs still waiting (e.g. on an approval) would swallow the next test's
+            # events for the same account: workflow ids are per account, not per test.
+            if client is temporal_env.client:  # the time-skipping server has no visibility API
+                query = f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
+                async for wf in client.list_workflows(query):
+                    await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("test teardown")
             smtp.stop()
             services_mod.unregister(task_queue)
             services.db.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from autopilot.runtime.api.routes import approvals, events, health
+from autopilot.runtime.api.routes import approvals, decisions, events, health
 from autopilot.runtime.approvals import ApprovalService
 from autopilot.runtime.ingest import Ingest
 
@@ -15,5 +15,6 @@ def create_app(ingest: Ingest, approval_service: ApprovalService) -> FastAPI:
     app.state.approvals = approval_service
     app.include_router(events.router)
     app.include_router(approvals.router)
+    app.include_router(decisions.router)
     app.include_router(health.router)
     return app

@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
+from autopilot.runtime.cli.policy import app as policy_app
 from autopilot.runtime.config import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CS Autopilot: policy-gated CS agents.")
@@ -20,6 +21,7 @@ events_app = typer.Typer(no_args_is_help=True, help="Feed account events.")
 approvals_app = typer.Typer(no_args_is_help=True, help="Work the approval inbox.")
 app.add_typer(events_app, name="events")
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(policy_app, name="policy")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
@@ -56,7 +58,7 @@ def up() -> None:
 @app.command()
 def worker() -> None:
     """Run a worker only, against TEMPORAL_ADDRESS and DATABASE_URL."""
-    from autopilot.runtime.services import build_services
+    from autopilot.runtime.services import build_services, watch_policies
     from autopilot.runtime.temporal import connect
     from autopilot.runtime.worker import build_worker
 
@@ -64,7 +66,9 @@ def worker() -> None:
 
     async def main() -> None:
         client = await connect(settings.temporal_target, settings.temporal_namespace)
-        await build_worker(client, build_services(settings), settings.task_queue).run()
+        services = build_services(settings)
+        watch_policies(services.policy)
+        await build_worker(client, services, settings.task_queue).run()
 
     try:
         asyncio.run(main())

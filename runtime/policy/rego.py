@@ -5,6 +5,8 @@ judged by it after a reload."""
 
 from __future__ import annotations
 
+import os
+import queue
 import re
 import threading
 from dataclasses import dataclass
@@ -34,11 +36,17 @@ def _locate(err: regopy.RegoError) -> str:
     return f"{found.group(1)}@{found.group(2)}: {found.group(3)}" if found else text[:300]
 
 
+def interpreter() -> regopy.Interpreter:
+    interp = regopy.Interpreter()
+    interp.log_level = regopy.LogLevel.NONE  # errors come back as exceptions, not on our stdout
+    return interp
+
+
 def compile_bundle(folder: Path) -> Compiled:
     files = bundle_files(folder)
     if not any(name.endswith(".rego") for name in files):
         raise PolicyLoadError(f"no .rego modules under {folder}")
-    interp = regopy.Interpreter()
+    interp = interpreter()
     for name, text in files.items():
         if name.endswith(".rego"):
             try:
@@ -65,10 +73,14 @@ def _line_message(text: str, err: regopy.RegoError) -> str:
 
 
 class RegoEngine:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, pool_size: int | None = None) -> None:
         self.folder = folder
-        self._lock = threading.Lock()  # one regopy interpreter is not thread-safe
-        self._interp = regopy.Interpreter()
+        self._lock = threading.Lock()
+        # An interpreter is not thread-safe, but regopy's calls release the GIL: a small
+        # pool lets concurrent gates use every core.
+        self._pool: queue.SimpleQueue[regopy.Interpreter] = queue.SimpleQueue()
+        for _ in range(pool_size or os.cpu_count() or 1):
+            self._pool.put(interpreter())
         self._current = compile_bundle(folder)
         self._bundles: dict[str, Compiled] = {self._current.hash: self._current}
 
@@ -92,17 +104,19 @@ class RegoEngine:
             return Decision.fail_closed(
                 BUNDLE_MISMATCH, f"the run pinned policy bundle {pinned_bundle}, which this worker does not hold",
                 bundle_hash=self._current.hash, input_hash=input_hash)
-        with self._lock:
-            try:
-                self._interp.set_input(payload)
-                output = self._interp.query_bundle(compiled.bundle)
-            except (regopy.RegoError, ValueError) as err:
-                # ValueError: regopy reports some evaluation errors as a non-JSON output.
-                return Decision.fail_closed(UNAVAILABLE, f"policy evaluation failed: {str(err)[:200]}",
-                                            bundle_hash=compiled.hash, input_hash=input_hash)
-            # Never str() a failed output (segfaults in regopy): check ok() first.
-            if not output.ok() or not output.results:
-                return Decision.fail_closed(UNAVAILABLE, "policy evaluation returned an error",
-                                            bundle_hash=compiled.hash, input_hash=input_hash)
-            bindings = output.results[0].__dict__.get("bindings") or {}
+        interp = self._pool.get()
+        try:
+            interp.set_input(payload)
+            output = interp.query_bundle(compiled.bundle)
+        except (regopy.RegoError, ValueError) as err:
+            # ValueError: regopy reports some evaluation errors as a non-JSON output.
+            return Decision.fail_closed(UNAVAILABLE, f"policy evaluation failed: {str(err)[:200]}",
+                                        bundle_hash=compiled.hash, input_hash=input_hash)
+        finally:
+            self._pool.put(interp)
+        # Never str() a failed output (segfaults in regopy): check ok() first.
+        if not output.ok() or not output.results:
+            return Decision.fail_closed(UNAVAILABLE, "policy evaluation returned an error",
+                                        bundle_hash=compiled.hash, input_hash=input_hash)
+        bindings = output.results[0].__dict__.get("bindings") or {}
         return parse_decision(bindings.get("x"), bundle_hash=compiled.hash, input_hash=input_hash)

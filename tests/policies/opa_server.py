@@ -35,6 +35,7 @@ class OpaLikeServer(ThreadingHTTPServer):
 
     def evaluate(self, path: str, payload: Any) -> dict[str, Any]:
         interp = regopy.Interpreter()  # fresh per request: no shared state between threads
+        interp.log_level = regopy.LogLevel.NONE
         for name, text in self.modules.items():
             interp.add_module(name, text)
         interp.add_data(self.data)
