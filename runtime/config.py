@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_starttls: bool = False
     mail_from: str = "cs-autopilot@vendor.example"
+    slack_webhook_url: str = ""  # a Slack-compatible incoming webhook for inbox notifications
+    session_hours: float = 12
     api_host: str = "127.0.0.1"
     api_port: int = 8400
     agents_dir: Path | None = None

@@ -51,8 +51,11 @@ def _public(row: PolicyDecisionRecord) -> DecisionPublic:
 
 def query(session: Session, *, account_id: str | None = None, agent: str | None = None,
           code: str | None = None, outcome: str | None = None, since: datetime | None = None,
-          limit: int = 200) -> list[DecisionPublic]:
+          limit: int = 200, accounts: Any = None) -> list[DecisionPublic]:
+    """`accounts`: a subquery of the account ids the reader may see (None: all)."""
     q = select(PolicyDecisionRecord).order_by(col(PolicyDecisionRecord.id).desc()).limit(limit)
+    if accounts is not None:
+        q = q.where(col(PolicyDecisionRecord.account_id).in_(accounts))
     if account_id:
         q = q.where(PolicyDecisionRecord.account_id == account_id)
     if agent:

@@ -17,6 +17,8 @@ from sqlmodel import Session, col, select
 from autopilot.evals.scenarios import drop_events, pick_accounts
 from autopilot.runtime.config import Settings
 from autopilot.runtime.stack import free_port, port_open, running_stack
+from autopilot.runtime.auth import DEMO_PASSWORD, issue_token
+from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.mail import ReceivedMail
 from autopilot.runtime.store.tool_calls import ToolCallRecord
@@ -54,9 +56,21 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
     async with running_stack(settings, ui=False) as stack, httpx.AsyncClient(base_url=stack.urls["api"]) as api:
         db = stack.services.db
         say(f"Seeded {stack.seeded} accounts; Temporal at {stack.urls['temporal']}, API at {stack.urls['api']}")
+        tokens: dict[str, str] = {}
+
+        def as_user(user: str) -> dict[str, str]:
+            if user not in tokens:
+                tokens[user] = issue_token(db, user_id=user, label="demo")
+            return {"Authorization": f"Bearer {tokens[user]}"}
+
+        def owner(account: str) -> str:
+            with Session(db) as s:
+                row = s.get(Account, account)
+                assert row is not None
+                return row.owner_csm
 
         async def approvals(status: str = "pending") -> list[dict[str, Any]]:
-            r = await api.get("/approvals", params={"status": status})
+            r = await api.get("/approvals", params={"status": status}, headers=as_user("maria"))
             r.raise_for_status()
             return r.json()  # type: ignore[no-any-return]
 
@@ -66,34 +80,38 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
         async def signal(account: str, severe: bool = False) -> str:
             started: list[str] = []
             for ev in drop_events(account, severe=severe):
-                r = await api.post("/events", json=ev)
+                r = await api.post("/events", json=ev, headers=as_user("adam"))
                 r.raise_for_status()
                 started += r.json()["started"]
                 say(f"  event {ev['type']:<15} → {account}  {('starts ' + ', '.join(r.json()['started'])) if r.json()['started'] else ''}")
             assert len(started) == 1, started
             return started[0]
 
-        async def decide(account: str, verdict: str, actor: str, reason: str = "") -> dict[str, Any]:
+        async def decide(account: str, verdict: str, user: str, reason: str = "") -> dict[str, Any]:
             item = (await _wait(lambda: pending_for(account), f"an approval for {account}"))[0]
-            body = {"verdict": verdict, "actor": actor, "payload_hash": item["payload_hash"], "reason": reason}
-            r = await api.post(f"/approvals/{item['id']}/decision", json=body)
+            body = {"verdict": verdict, "payload_hash": item["payload_hash"], "reason": reason}
+            r = await api.post(f"/approvals/{item['id']}/decision", json=body, headers=as_user(user))
             r.raise_for_status()
-            say(f"  {actor} {verdict}s {item['action']['tool']} on {account} "
-                f"(roles {', '.join(item['roles'])}: {'; '.join(item['reasons'])})")
+            out = r.json()
+            left = f", still needs {', '.join(out['remaining_roles'])}" if out["status"] == "pending" else ""
+            say(f"  {user} {verdict}s {item['action']['tool']} on {account} → {out['status']}{left} "
+                f"({'; '.join(item['reasons'])})")
             return item
 
         smb, = pick_accounts(db, "smb", max_arr=50_000)
         mid, = pick_accounts(db, "mid_market", min_arr=50_000)
-        ent_a, ent_b = pick_accounts(db, "enterprise", n=2, min_arr=250_000)
+        ent_a, ent_b = pick_accounts(db, "enterprise", n=2, min_arr=250_000, max_arr=1_000_000)
 
         say(f"1. {smb} (SMB) loses health: the rescue email is allowed and sent on its own")
         wf = await signal(smb)
         await stack.client.get_workflow_handle(wf).result()
 
-        say(f"2. {ent_a} (enterprise, ARR ≥ 250k): both actions need approval; CSM and manager approve")
+        say(f"2. {ent_a} (enterprise, ARR ≥ 250k): the email needs its CSM; the 10% offer needs the CSM"
+            " and a manager")
         wf = await signal(ent_a)
-        await decide(ent_a, "approve", "csm:alice")
-        await decide(ent_a, "approve", "manager:maria")
+        await decide(ent_a, "approve", owner(ent_a))
+        await decide(ent_a, "approve", owner(ent_a))
+        await decide(ent_a, "approve", "maria")
         await stack.client.get_workflow_handle(wf).result()
 
         say(f"3. {mid} (mid-market, severe): email sent; a 25% offer is denied (cap 15%)")
@@ -102,7 +120,7 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
 
         say(f"4. {ent_b} (enterprise): the CSM rejects the email; the offer waits in the inbox")
         await signal(ent_b)
-        await decide(ent_b, "reject", "csm:bob", reason="customer is mid-escalation; I will call them")
+        await decide(ent_b, "reject", owner(ent_b), reason="customer is mid-escalation; I will call them")
         await _wait(lambda: pending_for(ent_b), f"the offer for {ent_b} to be pending")
 
         decided = [a["status"] for a in await approvals(status="")]
@@ -122,6 +140,7 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             "emails_delivered": delivered,
             "accounts": stack.seeded,
             "workflows": sorted({f"agent:churn_rescue:{a}" for a in (smb, ent_a, mid, ent_b)}),
+        "inbox": f"sign in at /inbox as maria@demo.example (password {DEMO_PASSWORD})",
             "data_dir": str(settings.data_dir),
         }
         say("Summary: " + ", ".join(f"{k} {summary[k]}" for k in

@@ -78,14 +78,15 @@ class Ingest:
         self.triggers = Triggers(specs)
         self.spec_hashes = {name: spec_hash(s) for name, s in specs.items()}
 
-    def store(self, events: list[EventIn]) -> list[Stored]:
-        """All or nothing: every event stored and folded in, or none."""
+    def store(self, events: list[EventIn], *, org_id: str | None = None) -> list[Stored]:
+        """All or nothing: every event stored and folded in, or none. With `org_id`,
+        an account of another organisation is unknown (no existence leak)."""
         now = datetime.now(UTC)
         out = []
         with transaction(self.db) as session:
             for i, ev in enumerate(events):
                 account = session.get(Account, ev.account_id)
-                if account is None:
+                if account is None or (org_id is not None and account.org_id != org_id):
                     raise UnknownAccount(i, ev.account_id)
                 _apply(account, ev)
                 session.add(account)

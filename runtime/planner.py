@@ -5,10 +5,13 @@ signature; this one is the embedded default and the tests' planner."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.health import Assessment
+from autopilot.tools.registry import Registry
 
 # Who hears about what: the champion about adoption and risk, the economic buyer about money.
 RESCUE_ROLES = ("champion", "admin", "executive_sponsor", "end_user")
@@ -20,7 +23,11 @@ def pick_contact(account: AccountSnapshot, roles: tuple[str, ...]) -> ContactInf
     return ranked[0] if ranked else None
 
 
-def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment) -> list[ProposedAction]:
+def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment,
+         rejected: dict[str, str] | None = None) -> list[ProposedAction]:
+    """Candidate actions, cheapest first. `rejected` maps a tool to the reason a person
+    rejected it recently: that tool is not proposed again within the cool-down."""
+    rejected = rejected or {}
     contact = pick_contact(account, RESCUE_ROLES)
     if contact is None:
         return []
@@ -58,5 +65,22 @@ def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment) -> l
             discount_pct=pct,
             category="commercial",
         ))
+    actions = [a for a in actions if a.tool not in rejected]
     # Cheapest first: the chooser works through them in this order.
     return sorted(actions, key=lambda a: a.expected_cost)[: spec.limits.max_actions_per_run]
+
+
+def apply_edit(tools: Registry, action: ProposedAction, args: dict[str, Any],
+               account: AccountSnapshot) -> ProposedAction:
+    """The action with an approver's new arguments: only fields of the tool's schema,
+    validated by it; the discount and the cost follow the arguments."""
+    tool = tools.get(action.tool)
+    allowed = set(tool.args_model.model_fields)
+    if unknown := set(args) - allowed:
+        raise ValueError(f"{action.tool} has no field(s) {sorted(unknown)}")
+    merged = tool.args_model.model_validate({**action.args, **args}).model_dump(mode="json")
+    update: dict[str, Any] = {"args": merged}
+    if "discount_pct" in merged:
+        update["discount_pct"] = float(merged["discount_pct"])
+        update["expected_cost"] = round(account.arr * float(merged["discount_pct"]) / 100, 2)
+    return action.model_copy(update=update)

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.engine import Engine
 
+from autopilot.runtime.auth import demo_user_id, seed_demo_users
 from autopilot.runtime.health import assess
 from autopilot.runtime.store.accounts import Account, Contact, count_accounts, get_snapshot
 from autopilot.runtime.store.db import transaction
@@ -30,12 +31,15 @@ SUFFIXES = ["Labs", "Systems", "Health", "Logistics", "Foods", "Energy", "Retail
 ROLES = ["champion", "admin", "executive_sponsor", "end_user"]
 
 
-def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | None = None) -> int:
-    """Create `n` accounts with contacts when the store has none; returns accounts created."""
+def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | None = None,
+                   org_id: str = "demo", prefix: str = "acc") -> int:
+    """Create `n` accounts with contacts (and the org's demo users) when the org has
+    none; returns accounts created."""
     today = today or date.today()
     rng = random.Random(seed)
+    seed_demo_users(db, org_id)
     with transaction(db) as session:
-        if count_accounts(session):
+        if count_accounts(session, org_id=org_id):
             return 0
         for i in range(n):
             r, acc = rng.random(), 0.0
@@ -46,11 +50,11 @@ def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | Non
             seats = rng.randint(seat_lo, seat_hi)
             at_risk = rng.random() < 0.15
             used = int(seats * (rng.uniform(0.45, 0.7) if at_risk else rng.uniform(0.7, 1.0)))
-            account_id = f"acc-{i + 1:04d}"
+            account_id = f"{prefix}-{i + 1:04d}"
             name = f"{rng.choice(WORDS)} {rng.choice(SUFFIXES)} {i + 1}"
             domain = name.lower().replace(" ", "-") + ".example"
             account = Account(
-                id=account_id, name=name, segment=segment, region=rng.choice(REGIONS),
+                id=account_id, org_id=org_id, name=name, segment=segment, region=rng.choice(REGIONS),
                 arr=round(rng.uniform(arr_lo, arr_hi), -2), seats_purchased=seats, seats_used=used,
                 active_users_30d=int(used * (rng.uniform(0.6, 0.8) if at_risk else rng.uniform(0.8, 1.0))),
                 logins_30d=used * rng.randint(5, 20), open_tickets=rng.randint(0, 3), p1_open=0,
@@ -58,7 +62,7 @@ def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | Non
                 sentiment=round(rng.uniform(-0.1, 0.6), 2),
                 payment_failures_90d=0,
                 renewal_date=today + timedelta(days=rng.randint(20, 365)),
-                owner_csm=rng.choice(CSMS),
+                owner_csm=demo_user_id(org_id, rng.choice(CSMS)),
             )
             account.annual_cost_to_serve = round(account.arr * rng.uniform(0.12, 0.3), -2)
             session.add(account)
@@ -76,7 +80,7 @@ def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | Non
                 ))
         session.flush()
         for i in range(n):
-            account_id = f"acc-{i + 1:04d}"
+            account_id = f"{prefix}-{i + 1:04d}"
             snapshot = get_snapshot(session, account_id=account_id)
             row = session.get(Account, account_id)
             assert snapshot is not None and row is not None

@@ -15,7 +15,6 @@ import uvicorn
 from temporalio.client import Client
 
 from autopilot.runtime.api.app import create_app
-from autopilot.runtime.approvals import ApprovalService
 from autopilot.runtime.config import Settings
 from autopilot.runtime.ingest import Ingest
 from autopilot.runtime.seed import seed_portfolio
@@ -46,7 +45,6 @@ class Running:
     services: Services
     client: Client
     ingest: Ingest
-    approvals: ApprovalService
     seeded: int
     urls: dict[str, str] = field(default_factory=dict)
 
@@ -78,8 +76,7 @@ async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240)
         await stack.enter_async_context(worker)
         ingest = Ingest(services.db, client, services.specs, task_queue=settings.task_queue,
                         bundle_hash=services.policy.bundle_hash)
-        approvals = ApprovalService(services.db, client)
-        app = create_app(ingest, approvals)
+        app = create_app(services, ingest)
         api = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port,
                                             log_level="warning", lifespan="off"))
         api_task = asyncio.create_task(api.serve())
@@ -88,9 +85,9 @@ async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240)
                 api_task.result()  # surfaces the bind error
             await asyncio.sleep(0.02)
         base = f"http://{settings.api_host}:{settings.api_port}"
-        urls.update(api=base, api_docs=f"{base}/docs", inbox=f"{base}/approvals")
+        urls.update(api=base, api_docs=f"{base}/docs", inbox=f"{base}/inbox", manager=f"{base}/manager")
         try:
-            yield Running(settings, services, client, ingest, approvals, seeded, urls)
+            yield Running(settings, services, client, ingest, seeded, urls)
         finally:
             api.should_exit = True
             await api_task

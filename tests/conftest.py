@@ -8,7 +8,7 @@ import socket
 import uuid
 from datetime import UTC, date, datetime, time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from temporalio.worker import Worker
 from autopilot.evals.scenarios import pick_accounts
 from autopilot.runtime import services as services_mod
 from autopilot.runtime.api.app import create_app
-from autopilot.runtime.approvals import ApprovalService
+from autopilot.runtime.auth import issue_token
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.run import AgentRunResult
 from autopilot.runtime.ingest import Ingest
@@ -90,9 +90,9 @@ class Stack:
     client: Client
     task_queue: str
     ingest: Ingest
-    approvals: ApprovalService
     http: httpx.AsyncClient
     worker: Worker
+    tokens: dict[str, str] = field(default_factory=dict)
 
     def mails(self) -> list[ReceivedMail]:
         with Session(self.db) as s:
@@ -115,31 +115,47 @@ class Stack:
         """Accounts for a scenario, awake at this stack's clock."""
         return pick_accounts(self.db, segment, at=self.services.clock(), **kwargs)
 
-    async def post_events(self, events: list[dict[str, Any]]) -> list[str]:
+    def headers(self, user: str) -> dict[str, str]:
+        if user not in self.tokens:
+            self.tokens[user] = issue_token(self.db, user_id=user)
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+    def owner(self, account_id: str) -> str:
+        return self.account(account_id).owner_csm
+
+    async def post_events(self, events: list[dict[str, Any]], user: str = "adam") -> list[str]:
         """POST each event; returns the workflow ids the events started."""
         started: list[str] = []
         for ev in events:
-            r = await self.http.post("/events", json=ev)
+            r = await self.http.post("/events", json=ev, headers=self.headers(user))
             assert r.status_code == 202, r.text
             started += r.json()["started"]
         return started
 
-    async def pending_for(self, account_id: str, *, count: int = 1) -> list[dict[str, Any]]:
+    async def pending_for(self, account_id: str, *, count: int = 1, user: str = "maria") -> list[dict[str, Any]]:
         async def ready() -> list[dict[str, Any]]:
-            items = (await self.http.get("/approvals")).json()
+            items = (await self.http.get("/approvals", headers=self.headers(user))).json()
             mine = [a for a in items if a["account_id"] == account_id]
             return mine if len(mine) >= count else []
 
         return await wait_for_async(ready, what=f"{count} pending approval(s) for {account_id}")
 
-    async def decide(self, item: dict[str, Any], verdict: str, actor: str = "csm:alice",
+    async def decide(self, item: dict[str, Any], verdict: str, user: str | None = None,
                      reason: str = "", payload_hash: str | None = None) -> httpx.Response:
-        body = {"verdict": verdict, "actor": actor, "reason": reason,
-                "payload_hash": payload_hash or item["payload_hash"]}
-        return await self.http.post(f"/approvals/{item['id']}/decision", json=body)
+        """Vote as `user` (default: the account's CSM)."""
+        body = {"verdict": verdict, "reason": reason, "payload_hash": payload_hash or item["payload_hash"]}
+        return await self.http.post(f"/approvals/{item['id']}/decision", json=body,
+                                    headers=self.headers(user or self.owner(item["account_id"])))
+
+    async def approve_fully(self, item: dict[str, Any]) -> None:
+        """The account's CSM, then a manager when the item needs one too."""
+        assert (await self.decide(item, "approve")).status_code == 200
+        if "manager" in item["roles"]:
+            assert (await self.decide(item, "approve", user="maria")).status_code == 200
 
     async def run_result(self, workflow_id: str) -> AgentRunResult:
-        return await self.client.get_workflow_handle(workflow_id, result_type=AgentRunResult).result()
+        handle = self.client.get_workflow_handle(workflow_id, result_type=AgentRunResult)
+        return await asyncio.wait_for(handle.result(), timeout=60)
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -163,12 +179,11 @@ def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path):  # type: i
         worker: Worker = build_worker(client, services, task_queue, **(worker_kwargs or {}))
         ingest = Ingest(services.db, client, services.specs, task_queue=task_queue,
                         bundle_hash=services.policy.bundle_hash)
-        approvals = ApprovalService(services.db, client)
-        app = create_app(ingest, approvals)
+        app = create_app(services, ingest)
         try:
             async with worker, httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                                  base_url="http://test") as http:
-                yield Stack(settings, services, services.db, client, task_queue, ingest, approvals, http, worker)
+                yield Stack(settings, services, services.db, client, task_queue, ingest, http, worker)
         finally:
             # Runs still waiting (e.g. on an approval) would swallow the next test's
             # events for the same account: workflow ids are per account, not per test.

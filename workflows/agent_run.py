@@ -1,11 +1,13 @@
 """AgentRun: one agent's durable run for one account, id `agent:<agent>:<account>`.
 
 Thin by design: the LangGraph graph does the work (its I/O nodes are activities);
-this workflow feeds it, parks it on approvals and delivers the inbox's answers."""
+this workflow feeds it, parks it on approvals, delivers the inbox's votes and edits
+(as Updates), escalates past each role's SLA and rejects at the final timeout."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -16,8 +18,14 @@ with workflow.unsafe.imports_passed_through():
     from langgraph.types import Command
     from temporalio.langgraph import graph
 
-    from autopilot.runtime.activities import ApprovalActivities
-    from autopilot.runtime.contracts.approval import ApprovalDecision, ApprovalOutcome, ApprovalRequest
+    from autopilot.runtime.activities import ApprovalActivities, CloseInput, EditInput, EscalateInput
+    from autopilot.runtime.contracts.approval import (
+        ApprovalDecision,
+        ApprovalEdit,
+        ApprovalOutcome,
+        ApprovalRequest,
+        ApprovalVote,
+    )
     from autopilot.runtime.contracts.run import ActionOutcome, AgentRunInput, AgentRunResult, EventSignal
     from autopilot.runtime.graph.builder import GRAPH_NAME
 
@@ -25,11 +33,27 @@ _ACTIVITY = {"start_to_close_timeout": timedelta(seconds=30),
              "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)}
 
 
+@dataclass
+class _Item:
+    """One open inbox item; `root` is the item the graph asked about (edits replace items)."""
+
+    request: ApprovalRequest
+    root: str
+    opened: datetime
+    votes: dict[str, ApprovalVote] = field(default_factory=dict)
+    escalated: set[str] = field(default_factory=set)
+    busy: bool = False  # an edit is being gated: no votes meanwhile
+
+    def deciders(self, role: str) -> set[str]:
+        extra = {self.request.escalate_to[role]} if role in self.escalated and role in self.request.escalate_to else set()
+        return {role} | extra
+
+
 @workflow.defn(name="AgentRun")
 class AgentRunWorkflow:
     def __init__(self) -> None:
-        self._pending: dict[str, ApprovalRequest] = {}
-        self._answers: dict[str, ApprovalDecision] = {}
+        self._items: dict[str, _Item] = {}
+        self._answers: dict[str, ApprovalDecision] = {}  # by root item
         self._events: list[EventSignal] = []
 
     @workflow.run
@@ -50,44 +74,134 @@ class AgentRunWorkflow:
             coalesced_events=max(0, len(self._events) - 1),
         )
 
-    async def _await_answer(self, request: ApprovalRequest) -> ApprovalDecision:
-        self._pending[request.approval_id] = request
+    async def _open(self, request: ApprovalRequest, root: str) -> None:
+        self._items[request.approval_id] = _Item(request=request, root=root, opened=workflow.now())
         await workflow.execute_activity_method(ApprovalActivities.open_approval, request, **_ACTIVITY)
-        try:
-            await workflow.wait_condition(
-                lambda: request.approval_id in self._answers,
-                timeout=timedelta(hours=request.timeout_hours),
-            )
-        except TimeoutError:
-            # Not clearly approved in time: rejected (fail closed).
-            timeout = ApprovalDecision(approval_id=request.approval_id, payload_hash=request.payload_hash,
-                                       verdict="reject", actor="system:timeout", reason="approval timed out",
-                                       decided_at=workflow.now())
-            self._answers[request.approval_id] = timeout
-            await workflow.execute_activity_method(ApprovalActivities.close_approval, timeout, **_ACTIVITY)
-        return self._answers[request.approval_id]
+
+    async def _await_answer(self, request: ApprovalRequest) -> ApprovalDecision:
+        root = request.approval_id
+        await self._open(request, root)
+        final_at = workflow.now() + timedelta(hours=request.timeout_hours)
+        while root not in self._answers:
+            current = next(i for i in self._items.values() if i.root == root)
+            now = workflow.now()
+            due = [current.opened + timedelta(hours=h) for r, h in current.request.slas.items()
+                   if r not in current.votes and r not in current.escalated]
+            wake = min([final_at, *due])
+            try:
+                await workflow.wait_condition(lambda: root in self._answers or self._changed(root, current),
+                                              timeout=max(timedelta(0), wake - now))
+            except TimeoutError:
+                pass
+            if root in self._answers:
+                break
+            if workflow.now() >= final_at:
+                await self._expire(root)
+            else:
+                await self._escalate_due(root)
+        return self._answers[root]
+
+    def _changed(self, root: str, seen: _Item) -> bool:
+        current = next((i for i in self._items.values() if i.root == root), None)
+        return current is not seen
+
+    async def _escalate_due(self, root: str) -> None:
+        item = next(i for i in self._items.values() if i.root == root)
+        for role, hours in item.request.slas.items():
+            if role in item.votes or role in item.escalated:
+                continue
+            if workflow.now() >= item.opened + timedelta(hours=hours):
+                item.escalated.add(role)
+                target = item.request.escalate_to.get(role)
+                await workflow.execute_activity_method(
+                    ApprovalActivities.escalate,
+                    EscalateInput(approval_id=item.request.approval_id, role=role, to=target), **_ACTIVITY)
+
+    async def _expire(self, root: str) -> None:
+        item = next(i for i in self._items.values() if i.root == root)
+        # Not clearly approved in time: rejected (fail closed).
+        self._answers[root] = ApprovalDecision(
+            approval_id=root, payload_hash=item.request.payload_hash, verdict="reject",
+            actor="system:timeout", reason="approval timed out", decided_at=workflow.now(),
+            action=item.request.action if item.request.edited_from else None,
+            decision=item.request.decision if item.request.edited_from else None)
+        del self._items[item.request.approval_id]
+        await workflow.execute_activity_method(
+            ApprovalActivities.close_approval,
+            CloseInput(approval_id=item.request.approval_id, status="expired", actor="system:timeout",
+                       reason="approval timed out", at=workflow.now()), **_ACTIVITY)
 
     @workflow.signal(name="event")
     def event(self, signal: EventSignal) -> None:
         self._events.append(signal)
 
+    # --- votes ----------------------------------------------------------------
+
     @workflow.update(name="decide")
-    async def decide(self, decision: ApprovalDecision) -> ApprovalOutcome:
-        decision = decision.model_copy(update={"decided_at": decision.decided_at or workflow.now()})
-        # Claim the item before awaiting, so a concurrent second update is refused.
-        self._answers[decision.approval_id] = decision
-        return await workflow.execute_activity_method(ApprovalActivities.close_approval, decision, **_ACTIVITY)
+    async def decide(self, vote: ApprovalVote) -> ApprovalOutcome:
+        item = self._items[vote.approval_id]
+        vote = vote.model_copy(update={"decided_at": vote.decided_at or workflow.now()})
+        # Claimed before awaiting, so a concurrent second vote for the role is refused.
+        item.votes[vote.role] = vote
+        outcome = await workflow.execute_activity_method(ApprovalActivities.record_vote, vote, **_ACTIVITY)
+        remaining = [r for r in item.request.roles if r not in item.votes]
+        if vote.verdict == "reject" or not remaining:
+            self._items.pop(vote.approval_id, None)
+            edited = item.request.edited_from is not None
+            self._answers[item.root] = ApprovalDecision(
+                approval_id=item.root, payload_hash=item.request.payload_hash, verdict=vote.verdict,
+                actor=vote.actor, reason=vote.reason, decided_at=vote.decided_at,
+                action=item.request.action if edited else None, decision=item.request.decision if edited else None)
+        return outcome
 
     @decide.validator
-    def _validate_decision(self, decision: ApprovalDecision) -> None:
-        request = self._pending.get(decision.approval_id)
-        if request is None:
-            raise ValueError(f"unknown approval {decision.approval_id}")
-        if decision.approval_id in self._answers:
-            raise ValueError(f"approval {decision.approval_id} is already decided")
-        if decision.payload_hash != request.payload_hash:
-            raise ValueError("stale decision: the action's payload hash differs")
+    def _validate_vote(self, vote: ApprovalVote) -> None:
+        item = self._open_item(vote.approval_id, vote.payload_hash)
+        if vote.role not in item.request.roles:
+            raise ValueError(f"role '{vote.role}' is not asked to approve {vote.approval_id}")
+        if vote.role in item.votes:
+            raise ValueError(f"role '{vote.role}' already decided {vote.approval_id}")
+        if any(v.actor == vote.actor for v in item.votes.values()):
+            raise ValueError(f"{vote.actor} already decided {vote.approval_id}: a second person must")
+
+    def _open_item(self, approval_id: str, payload_hash: str) -> _Item:
+        item = self._items.get(approval_id)
+        if item is None:
+            raise ValueError(f"approval {approval_id} is not open")
+        if item.busy:
+            raise ValueError(f"approval {approval_id} is being edited")
+        if payload_hash != item.request.payload_hash:
+            raise ValueError("stale: the action's payload hash differs")
+        return item
+
+    # --- edits ----------------------------------------------------------------
+
+    @workflow.update(name="edit")
+    async def edit(self, edit: ApprovalEdit) -> ApprovalOutcome:
+        item = self._items[edit.approval_id]
+        item.busy = True
+        try:
+            result = await workflow.execute_activity_method(
+                ApprovalActivities.regate_edit, EditInput(request=item.request, edit=edit), **_ACTIVITY)
+        finally:
+            item.busy = False
+        del self._items[edit.approval_id]
+        if result.request is None:  # the edited action is denied: nothing will run
+            self._answers[item.root] = ApprovalDecision(
+                approval_id=item.root, payload_hash=result.payload_hash, verdict="reject", actor=edit.actor,
+                reason="the edited action was denied by policy", decided_at=workflow.now(),
+                action=result.action, decision=result.decision)
+            return ApprovalOutcome(approval_id=edit.approval_id, status="superseded", actor=edit.actor,
+                                   codes=result.codes)
+        await self._open(result.request, item.root)
+        return ApprovalOutcome(approval_id=edit.approval_id, status="superseded", actor=edit.actor,
+                               remaining_roles=result.request.roles, new_approval_id=result.request.approval_id)
+
+    @edit.validator
+    def _validate_edit(self, edit: ApprovalEdit) -> None:
+        # Votes given to the old payload do not carry over: the edited item starts afresh.
+        self._open_item(edit.approval_id, edit.payload_hash)
 
     @workflow.query(name="pending")
     def pending(self) -> list[ApprovalRequest]:
-        return [r for k, r in self._pending.items() if k not in self._answers]
+        return [i.request for i in self._items.values()]

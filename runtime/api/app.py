@@ -1,20 +1,29 @@
-"""The HTTP API: events in, the approval inbox, health."""
+"""The HTTP API and the web inbox."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
-from autopilot.runtime.api.routes import approvals, decisions, events, health
-from autopilot.runtime.approvals import ApprovalService
+from autopilot.runtime.api.routes import approvals, decisions, events, health, web
+from autopilot.runtime.inbox.service import Inbox
 from autopilot.runtime.ingest import Ingest
+from autopilot.runtime.services import Services
+
+STATIC = Path(__file__).parent / "static"
 
 
-def create_app(ingest: Ingest, approval_service: ApprovalService) -> FastAPI:
+def create_app(services: Services, ingest: Ingest) -> FastAPI:
     app = FastAPI(title="CS Autopilot", version="0.1.0")
+    app.state.services = services
     app.state.ingest = ingest
-    app.state.approvals = approval_service
+    app.state.inbox = Inbox(services, ingest.client)
     app.include_router(events.router)
     app.include_router(approvals.router)
     app.include_router(decisions.router)
     app.include_router(health.router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

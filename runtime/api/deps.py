@@ -4,25 +4,54 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
-from autopilot.runtime.approvals import ApprovalService
+from autopilot.runtime import auth
+from autopilot.runtime.access import Principal
+from autopilot.runtime.inbox.service import Inbox
 from autopilot.runtime.ingest import Ingest
+from autopilot.runtime.services import Services
+
+SESSION_COOKIE = "autopilot_session"
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def _db(request: Request) -> Engine:
+    return _services(request).db
 
 
 def _ingest(request: Request) -> Ingest:
     return request.app.state.ingest  # type: ignore[no-any-return]
 
 
-def _approvals(request: Request) -> ApprovalService:
-    return request.app.state.approvals  # type: ignore[no-any-return]
+def _inbox(request: Request) -> Inbox:
+    return request.app.state.inbox  # type: ignore[no-any-return]
 
 
-def _db(request: Request) -> Engine:
-    return request.app.state.ingest.db  # type: ignore[no-any-return]
+def optional_user(request: Request) -> Principal | None:
+    """A bearer API token, or the web session cookie."""
+    header = request.headers.get("authorization", "")
+    with Session(_db(request)) as session:
+        if header.lower().startswith("bearer "):
+            return auth.from_token(session, header[7:].strip())
+        sid = request.cookies.get(SESSION_COOKIE)
+        return auth.from_session(session, sid) if sid else None
 
 
-IngestDep = Annotated[Ingest, Depends(_ingest)]
+def current_user(user: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
+    if user is None:
+        raise HTTPException(401, detail="sign in, or send an API token", headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
 DbDep = Annotated[Engine, Depends(_db)]
-ApprovalsDep = Annotated[ApprovalService, Depends(_approvals)]
+IngestDep = Annotated[Ingest, Depends(_ingest)]
+InboxDep = Annotated[Inbox, Depends(_inbox)]
+CurrentUser = Annotated[Principal, Depends(current_user)]
+OptionalUser = Annotated[Principal | None, Depends(optional_user)]

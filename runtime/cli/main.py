@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.cli.policy import app as policy_app
+from autopilot.runtime.cli.users import app as users_app
 from autopilot.runtime.config import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CS Autopilot: policy-gated CS agents.")
@@ -22,6 +23,7 @@ approvals_app = typer.Typer(no_args_is_help=True, help="Work the approval inbox.
 app.add_typer(events_app, name="events")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(policy_app, name="policy")
+app.add_typer(users_app, name="users")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
@@ -162,57 +164,98 @@ def parse_jsonl(file: Path) -> list[Any]:
     return events
 
 
-@approvals_app.command("list")
-def approvals_list(as_json: JsonOpt = False, status: str = "pending") -> None:
-    """List approvals (pending by default)."""
-    from autopilot.runtime.approvals import ApprovalService
-    from autopilot.runtime.store.db import make_engine
+async def _inbox() -> Any:
+    from autopilot.runtime.inbox.service import Inbox
+    from autopilot.runtime.services import build_services
 
-    items = ApprovalService(make_engine(get_settings().db_url), None).list(status=status or None)  # type: ignore[arg-type]
+    client, _ = await _client_services()
+    return Inbox(build_services(get_settings()), client)
+
+
+def _principal(user_id: str, as_json: bool) -> Any:
+    from sqlmodel import Session
+
+    from autopilot.runtime.auth import principal
+    from autopilot.runtime.store.db import make_engine
+    from autopilot.runtime.store.users import User
+
+    with Session(make_engine(get_settings().db_url)) as session:
+        user = session.get(User, user_id)
+    if user is None or not user.active:
+        fail(f"no active user {user_id}", as_json=as_json)
+    return principal(user)
+
+
+AsOpt = Annotated[str, typer.Option("--as", help="the user you act as (their roles and book apply)")]
+
+
+@approvals_app.command("list")
+def approvals_list(user: AsOpt, as_json: JsonOpt = False, status: str = "pending") -> None:
+    """List the approvals a user may see (pending by default)."""
+    from autopilot.runtime.inbox.service import Inbox
+    from autopilot.runtime.services import build_services
+
+    p = _principal(user, as_json)
+    items = Inbox(build_services(get_settings()), None).list(p, status=status or None)  # type: ignore[arg-type]
     if as_json:
         emit_json({"ok": True, "approvals": [i.model_dump(mode="json") for i in items]})
         finish(0)
     for i in items:
-        console.print(f"{i.id}  {i.status:<8} {i.account_id:<10} {i.action['tool']:<11} "
-                      f"roles={','.join(i.roles)}  {'; '.join(i.reasons)}")
+        console.print(f"{i.id}  {i.status:<8} {i.account_id:<10} {i.tool:<11} roles={','.join(i.roles)}"
+                      f"{'  you decide as ' + i.can_decide_as if i.can_decide_as else ''}")
     console.print(f"{len(items)} approval(s)")
     finish(0)
 
 
-def _decide(approval_id: str, verdict: str, actor: str, reason: str, as_json: bool) -> None:
-    from autopilot.runtime.approvals import ApprovalConflict, ApprovalNotFound, ApprovalService, DecisionCreate
+def _decide(approval_id: str, verdict: str, user: str, reason: str, as_json: bool) -> None:
+    from autopilot.runtime.inbox.models import DecisionCreate
+    from autopilot.runtime.inbox.service import InboxError
 
-    async def main() -> Any:
-        client, db = await _client_services()
-        service = ApprovalService(db, client)
-        item = service.get(approval_id)
-        body = DecisionCreate(verdict=verdict, actor=actor, reason=reason,  # type: ignore[arg-type]
-                              payload_hash=item.payload_hash)
-        return await service.decide(approval_id, body)
+    p = _principal(user, as_json)
+
+    async def decide() -> Any:
+        inbox = await _inbox()
+        item = inbox.get(p, approval_id)
+        body = DecisionCreate(verdict=verdict, reason=reason, payload_hash=item.payload_hash)  # type: ignore[arg-type]
+        return await inbox.decide(p, approval_id, body)
 
     try:
-        outcome = asyncio.run(main())
-    except (ApprovalNotFound, ApprovalConflict, ConnectionError, ValidationError) as err:
+        outcome = asyncio.run(decide())
+    except (InboxError, ConnectionError, ValidationError) as err:
         fail(f"{type(err).__name__}: {err}", as_json=as_json)
     if as_json:
         emit_json({"ok": True, **outcome.model_dump(mode="json")})
     else:
-        console.print(f"{outcome.approval_id}: {outcome.status} by {outcome.actor}")
+        console.print(f"{outcome.approval_id}: {outcome.status} (vote by {outcome.actor})"
+                      f"{'; still needs ' + ', '.join(outcome.remaining_roles) if outcome.remaining_roles else ''}")
     finish(0)
 
 
 @approvals_app.command("approve")
-def approvals_approve(approval_id: str, actor: Annotated[str, typer.Option("--by")],
-                      as_json: JsonOpt = False) -> None:
+def approvals_approve(approval_id: str, user: AsOpt, as_json: JsonOpt = False) -> None:
     """Approve a pending action (the exact payload now in the inbox)."""
-    _decide(approval_id, "approve", actor, "", as_json)
+    _decide(approval_id, "approve", user, "", as_json)
 
 
 @approvals_app.command("reject")
-def approvals_reject(approval_id: str, actor: Annotated[str, typer.Option("--by")],
-                     reason: Annotated[str, typer.Option("--reason")], as_json: JsonOpt = False) -> None:
-    """Reject a pending action; the reason is recorded."""
-    _decide(approval_id, "reject", actor, reason, as_json)
+def approvals_reject(approval_id: str, user: AsOpt, reason: Annotated[str, typer.Option("--reason")],
+                     as_json: JsonOpt = False) -> None:
+    """Reject a pending action; the reason reaches the agent (no re-proposal meanwhile)."""
+    _decide(approval_id, "reject", user, reason, as_json)
+
+
+@approvals_app.command("digest")
+def approvals_digest(org: str = "demo", as_json: JsonOpt = False) -> None:
+    """Send each approver a digest of what waits for them (email and webhook)."""
+    from autopilot.runtime.notify import send_digest
+    from autopilot.runtime.services import build_services
+
+    per_user = send_digest(build_services(get_settings()), org_id=org)
+    if as_json:
+        emit_json({"ok": True, "sent": per_user})
+    else:
+        console.print(f"digest sent to {len(per_user)} approver(s): {per_user}")
+    finish(0)
 
 
 def main() -> None:

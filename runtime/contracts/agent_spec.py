@@ -14,6 +14,7 @@ class Limits(BaseModel):
     max_actions_per_run: int = Field(3, ge=1, le=10)
     approval_timeout_hours: float = Field(72, gt=0)
     max_discount_pct: float = Field(25, ge=0, le=100)
+    rejection_cooldown_days: float = Field(14, ge=0, description="a rejected tool is not re-proposed meanwhile")
 
 
 class PlannerSettings(BaseModel):

@@ -1,4 +1,5 @@
-"""ApprovalRequest / ApprovalDecision: between the workflow and the inbox."""
+"""Between the workflow and the inbox: the request, the votes and edits sent as
+Temporal Updates, and the final answer the graph resumes with."""
 
 from __future__ import annotations
 
@@ -17,13 +18,46 @@ class ApprovalRequest(BaseModel):
     account_id: str
     action: dict[str, Any]
     payload_hash: str
-    roles: list[str]
+    roles: list[str]  # every one must approve
     reasons: list[str]
-    timeout_hours: float
+    slas: dict[str, float] = {}  # role -> hours before it escalates
+    escalate_to: dict[str, str] = {}  # role -> the role that may decide once the SLA passed
+    timeout_hours: float  # then the item is rejected (fail closed)
+    decision: dict[str, Any] = {}  # the gate's decision that asked for approval
+    risk: float = 0.0
+    bundle_hash: str = ""
+    spec_hash: str = ""
+    edited_from: str | None = None
+
+
+class ApprovalVote(BaseModel):
+    """One approver's verdict for one required role, bound to one exact payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    approval_id: str
+    payload_hash: str
+    role: str
+    verdict: Literal["approve", "reject"]
+    actor: str = Field(min_length=1)
+    reason: str = ""
+    decided_at: datetime | None = None
+
+
+class ApprovalEdit(BaseModel):
+    """New arguments for the pending action; the edited action is gated again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    approval_id: str
+    payload_hash: str
+    args: dict[str, Any]
+    actor: str = Field(min_length=1)
+    reason: str = ""
 
 
 class ApprovalDecision(BaseModel):
-    """What an approver sends; bound to one approval and one exact payload."""
+    """The final answer the graph resumes with (for the item the graph asked about)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -33,9 +67,14 @@ class ApprovalDecision(BaseModel):
     actor: str = Field(min_length=1)
     reason: str = ""
     decided_at: datetime | None = None
+    action: dict[str, Any] | None = None  # set when the action was edited
+    decision: dict[str, Any] | None = None  # the edited action's gate decision
 
 
 class ApprovalOutcome(BaseModel):
     approval_id: str
-    status: Literal["approved", "rejected"]
+    status: Literal["pending", "approved", "rejected", "expired", "superseded"]
     actor: str
+    remaining_roles: list[str] = []
+    new_approval_id: str | None = None  # after an edit that needs approval again
+    codes: list[str] = []  # after an edit the gate denied

@@ -4,7 +4,10 @@ in the workflow (the interrupt must be raised there)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+from sqlmodel import select
 
 from langgraph.types import interrupt
 from temporalio.exceptions import ApplicationError
@@ -12,13 +15,14 @@ from temporalio.exceptions import ApplicationError
 from autopilot.runtime import planner, services
 from autopilot.runtime.contracts.account import AccountSnapshot
 from autopilot.runtime.contracts.action import ProposedAction
-from autopilot.runtime.contracts.approval import ApprovalDecision, ApprovalRequest
+from autopilot.runtime.contracts.approval import ApprovalDecision
 from autopilot.runtime.contracts.audit import AuditEvent
 from autopilot.runtime.contracts.policy import ActorIn, Decision
 from autopilot.runtime.contracts.run import ActionOutcome
 from autopilot.runtime.contracts.tool import ToolCall
 from autopilot.runtime.executor import execute_once
 from autopilot.runtime.gate import gate_action
+from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.graph.state import RunState, run_key
 from autopilot.runtime.hashing import sha256_hex
 from autopilot.runtime.health import Assessment, assess as score
@@ -28,10 +32,6 @@ from autopilot.runtime.store.accounts import get_snapshot
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
-
-
-def approval_id_for(key: str) -> str:
-    return "apr_" + sha256_hex(key)[:24]
 
 
 # --- activities --------------------------------------------------------------
@@ -50,9 +50,15 @@ def plan(state: RunState) -> dict[str, Any]:
     svc = services.current()
     spec = svc.specs[state["run"]["agent"]]
     account = AccountSnapshot.model_validate(state["account"])
-    actions = planner.plan(spec, account, Assessment.model_validate(state["assessment"]))
+    since = svc.clock() - timedelta(days=spec.limits.rejection_cooldown_days)
+    with transaction(svc.db) as session:
+        rejected = {r.tool: r.rejection_reason or "" for r in session.exec(
+            select(ActionRecord).where(ActionRecord.account_id == account.id, ActionRecord.agent == spec.name,
+                                       ActionRecord.status == "rejected", ActionRecord.updated_at >= since))}
+    actions = planner.plan(spec, account, Assessment.model_validate(state["assessment"]), rejected)
     return {
         "actions": [a.model_dump(mode="json") for a in actions],
+        "rejected": rejected,
         "limits": spec.limits.model_dump(mode="json"),
         "index": 0,
     }
@@ -81,6 +87,7 @@ async def gate(state: RunState) -> dict[str, Any]:
             recipient=action.args.get("to"), status=status, created_at=now, updated_at=now,
         )
         record.status, record.updated_at = status, now
+        record.needed_approval = record.needed_approval or decision.require_approval
         session.add(record)
     return {"decision": decision.model_dump(mode="json"), "approval": None, "result": None}
 
@@ -133,10 +140,16 @@ def record(state: RunState) -> dict[str, Any]:
     steps.append(AuditEvent(step="record", actor=agent_actor, input_hash=sha256_hex(action),
                             decision={"status": status}, **common))
     audit.append(svc.db, steps)
+    final = ProposedAction.model_validate(action)  # the edited one, if an approver edited it
     with transaction(svc.db) as session:
         row = session.get(ActionRecord, key)
         if row is not None:
             row.status, row.updated_at = status, svc.clock()
+            row.payload, row.payload_hash = final.model_dump(mode="json"), final.payload_hash
+            row.expected_cost, row.discount_pct = final.expected_cost, final.discount_pct
+            row.high_touch, row.recipient = final.high_touch, final.args.get("to")
+            if approval is not None and status == "rejected":
+                row.rejection_reason = approval.get("reason") or None
             session.add(row)
     outcome = ActionOutcome(
         index=state["index"], tool=action["tool"], status=status,
@@ -159,24 +172,27 @@ def approve(state: RunState) -> dict[str, Any]:
     """Pause for a human. Everything above `interrupt` re-runs on resume: keep it pure."""
     run = state["run"]
     action = ProposedAction.model_validate(state["actions"][state["index"]])
-    decision = Decision.model_validate(state["decision"])
-    request = ApprovalRequest(
-        approval_id=approval_id_for(run_key(state)),
-        workflow_id=run["workflow_id"],
-        agent=run["agent"],
-        account_id=run["account_id"],
-        action=action.model_dump(mode="json"),
-        payload_hash=action.payload_hash,
-        roles=sorted({a.role for a in decision.approval}),
-        reasons=[a.reason for a in decision.approval],
-        timeout_hours=state["limits"]["approval_timeout_hours"],
+    request = approval_request(
+        approval_id=approval_id_for(run_key(state)), workflow_id=run["workflow_id"], agent=run["agent"],
+        account_id=run["account_id"], bundle_hash=run["bundle_hash"], spec_hash=run["spec_hash"],
+        action=action, decision=Decision.model_validate(state["decision"]),
+        risk=state["assessment"]["risk"], timeout_hours=state["limits"]["approval_timeout_hours"],
     )
     answer = ApprovalDecision.model_validate(interrupt(request.model_dump(mode="json")))
-    if answer.approval_id != request.approval_id or answer.payload_hash != request.payload_hash:
+    update: dict[str, Any] = {}
+    if answer.action is not None and answer.decision is not None:
+        # The approver edited the action: from here on the edited one (gated again) is the action.
+        edited = ProposedAction.model_validate(answer.action)
+        if edited.payload_hash == answer.payload_hash:
+            actions = list(state["actions"])
+            actions[state["index"]] = edited.model_dump(mode="json")
+            update = {"actions": actions, "decision": answer.decision}
+    if answer.approval_id != request.approval_id or (not update and answer.payload_hash != request.payload_hash):
         # Not an answer to this exact action: fail closed.
         answer = ApprovalDecision(approval_id=request.approval_id, payload_hash=request.payload_hash,
                                   verdict="reject", actor="system", reason="answer did not match the action")
-    return {"approval": answer.model_dump(mode="json")}
+        update = {}
+    return {"approval": answer.model_dump(mode="json"), **update}
 
 
 # --- routing (async: a sync router would run in a thread pool, which workflows forbid) ---

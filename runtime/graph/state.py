@@ -12,6 +12,7 @@ class RunState(TypedDict, total=False):
     assessment: dict[str, Any]  # Assessment
     limits: dict[str, Any]  # the agent's Limits
     actions: list[dict[str, Any]]  # ProposedAction, cheapest first
+    rejected: dict[str, str]  # tool -> why a person rejected it recently (not re-proposed)
     index: int  # the action on its way through gate → approve → execute → record
     decision: dict[str, Any] | None  # Decision for actions[index]
     approval: dict[str, Any] | None  # ApprovalDecision for actions[index]

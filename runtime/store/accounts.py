@@ -55,5 +55,8 @@ def get_snapshot(session: Session, *, account_id: str) -> AccountSnapshot | None
     )
 
 
-def count_accounts(session: Session) -> int:
-    return len(session.exec(select(Account.id)).all())
+def count_accounts(session: Session, *, org_id: str | None = None) -> int:
+    query = select(Account.id)
+    if org_id is not None:
+        query = query.where(Account.org_id == org_id)
+    return len(session.exec(query).all())

@@ -25,6 +25,8 @@ class ActionRecord(SQLModel, table=True):
     high_touch: bool = False
     recipient: str | None = Field(default=None, index=True)
     status: str = Field(index=True)  # allowed|pending|denied|rejected|executed|failed
+    needed_approval: bool = False  # for the autonomy rate: executed without a person, or not
+    rejection_reason: str | None = None  # reaches the planner: no re-proposal within the cool-down
     created_at: datetime
     updated_at: datetime
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 # Import every table module so that create_all sees them.
-from autopilot.runtime.store import accounts, actions, approvals, audit, events, mail, tool_calls  # noqa: F401
+from autopilot.runtime.store import accounts, actions, approvals, audit, events, mail, tool_calls, users  # noqa: F401
 
 
 def make_engine(url: str) -> Engine:

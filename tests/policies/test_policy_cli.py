@@ -53,7 +53,7 @@ def test_input_schema_file_is_current() -> None:
 
 
 async def test_whatif_reports_decisions_a_tighter_cap_would_change(stack: Stack, tmp_path: Path) -> None:
-    account, = stack.pick("enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
     await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     await stack.decide(email, "approve")
@@ -72,7 +72,8 @@ async def test_whatif_reports_decisions_a_tighter_cap_would_change(stack: Stack,
     assert offer["id"]
     log = await arun_cli("policy", "log", "--account", account, "--json", env=env)
     assert len(json.loads(log.stdout)["decisions"]) == 2
-    r = await stack.http.get("/decisions", params={"account_id": account, "outcome": "require_approval"})
+    r = await stack.http.get("/decisions", params={"account_id": account, "outcome": "require_approval"},
+                             headers=stack.headers("maria"))
     assert r.status_code == 200 and len(r.json()) == 2
-    r = await stack.http.get("/decisions", params={"code": "discount.above_cap"})
+    r = await stack.http.get("/decisions", params={"code": "discount.above_cap"}, headers=stack.headers("maria"))
     assert r.json() == []

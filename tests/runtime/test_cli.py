@@ -67,7 +67,7 @@ async def test_import_with_an_unknown_account_imports_nothing(stack: Stack, tmp_
 
 
 async def test_import_and_cli_approval_drive_a_run(stack: Stack, tmp_path: Path) -> None:
-    account, = stack.pick("enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(json.dumps(e) for e in drop_events(account)))
     env = stack_env(stack)
@@ -76,17 +76,22 @@ async def test_import_and_cli_approval_drive_a_run(stack: Stack, tmp_path: Path)
     out = json.loads(proc.stdout)
     assert out == {"ok": True, "imported": 3, "started": [f"agent:churn_rescue:{account}"]}
     email, = await stack.pending_for(account)
-    listed = json.loads((await arun_cli("approvals", "list", "--json", env=env)).stdout)
-    assert [a["id"] for a in listed["approvals"]] == [email["id"]]
-    proc = await arun_cli("approvals", "approve", email["id"], "--by", "csm:cli", "--json", env=env)
+    owner = stack.owner(account)
+    listed = json.loads((await arun_cli("approvals", "list", "--as", owner, "--json", env=env)).stdout)
+    assert [(a["id"], a["can_decide_as"]) for a in listed["approvals"]] == [(email["id"], "csm")]
+    other_csm = next(u for u in ("alice", "bob", "chen", "dana", "emeka") if u != owner)
+    mine = json.loads((await arun_cli("approvals", "list", "--as", other_csm, "--json", env=env)).stdout)
+    assert all(a["account_id"] != account for a in mine["approvals"])  # not in their book
+    proc = await arun_cli("approvals", "approve", email["id"], "--as", owner, "--json", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["status"] == "approved"
     await wait_for(lambda: len(stack.mails()) == 1, what="the approved email")
     offer, = await stack.pending_for(account)
-    proc = await arun_cli("approvals", "reject", offer["id"], "--by", "csm:cli", "--reason", "not now", "--json", env=env)
+    proc = await arun_cli("approvals", "reject", offer["id"], "--as", "maria", "--reason", "not now", "--json",
+                          env=env)
     assert json.loads(proc.stdout)["status"] == "rejected"
-    again = await arun_cli("approvals", "approve", offer["id"], "--by", "csm:cli", "--json", env=env)
-    assert again.returncode == 2 and "ApprovalConflict" in json.loads(again.stdout)["error"]
+    again = await arun_cli("approvals", "approve", offer["id"], "--as", owner, "--json", env=env)
+    assert again.returncode == 2 and "Conflict" in json.loads(again.stdout)["error"]
 
 
 def test_demo_json_reports_every_kind_of_outcome(tmp_path: Path) -> None:

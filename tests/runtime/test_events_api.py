@@ -27,7 +27,7 @@ async def test_malformed_event_is_422_and_nothing_stored(stack: Stack, body: dic
     account, = stack.pick("smb", max_arr=50_000)
     body = {**body, "account_id": account} if body.get("account_id") == "ACC" else body
     before = stack.account(account)
-    r = await stack.http.post("/events", json=body)
+    r = await stack.http.post("/events", json=body, headers=stack.headers("adam"))
     assert r.status_code == 422
     detail = r.json()["detail"]
     assert any(field in [str(p) for p in d["loc"]] or field in d["msg"] for d in detail), detail
@@ -39,8 +39,20 @@ async def test_malformed_event_is_422_and_nothing_stored(stack: Stack, body: dic
 async def test_event_updates_snapshot_and_health(stack: Stack) -> None:
     account, = stack.pick("smb", max_arr=50_000)
     before = stack.account(account)
-    r = await stack.http.post("/events", json={"account_id": account, "type": "ticket_opened", "priority": "P1"})
+    r = await stack.http.post("/events", json={"account_id": account, "type": "ticket_opened", "priority": "P1"},
+                              headers=stack.headers("adam"))
     assert r.status_code == 202 and r.json()["started"] == []  # still above the trigger threshold
     after = stack.account(account)
     assert after.p1_open == before.p1_open + 1 and after.open_tickets == before.open_tickets + 1
     assert after.health == pytest.approx(before.health - 15)
+
+
+async def test_events_need_a_token(stack: Stack) -> None:
+    account, = stack.pick("smb", max_arr=50_000)
+    r = await stack.http.post("/events", json={"account_id": account, "type": "login"})
+    assert r.status_code == 401
+    r = await stack.http.post("/events", json={"account_id": account, "type": "login"},
+                              headers={"Authorization": "Bearer cap_not-a-real-token"})
+    assert r.status_code == 401
+    with Session(stack.db) as s:
+        assert s.exec(select(Event)).all() == []

@@ -19,7 +19,7 @@ from temporalio.worker import (
 from temporalio import activity
 
 from autopilot.evals.scenarios import drop_events
-from autopilot.runtime.contracts.approval import ApprovalDecision
+from autopilot.runtime.contracts.approval import ApprovalVote
 from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
 from autopilot.runtime.policy.engine import UNAVAILABLE
 from autopilot.runtime.policy.rego import RegoEngine
@@ -50,7 +50,7 @@ async def test_allowed_action_executes_exactly_once(stack: Stack) -> None:
 
 
 async def test_approval_required_action_waits_and_executes_after_approve(stack: Stack) -> None:
-    account, = stack.pick("enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
     wf_id, = await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     assert email["action"]["tool"] == "send_email" and email["roles"] == ["csm"]
@@ -58,40 +58,51 @@ async def test_approval_required_action_waits_and_executes_after_approve(stack: 
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
     assert stack.mails() == []  # nothing executes while the approval is open
 
-    r = await stack.decide(email, "approve", actor="csm:alice")
-    assert r.status_code == 200 and r.json() == {"approval_id": email["id"], "status": "approved",
-                                                 "actor": "csm:alice"}
+    owner = stack.owner(account)
+    r = await stack.decide(email, "approve")
+    assert r.status_code == 200
+    assert r.json() == {"approval_id": email["id"], "status": "approved", "actor": owner, "remaining_roles": [],
+                        "new_approval_id": None, "codes": []}
     offer, = await stack.pending_for(account)
     assert offer["action"]["tool"] == "send_offer" and offer["roles"] == ["csm", "manager"]
-    assert (await stack.decide(offer, "approve", actor="manager:maria")).status_code == 200
+    # Several roles: the CSM's vote alone does not execute it.
+    first = await stack.decide(offer, "approve")
+    assert first.json()["status"] == "pending" and first.json()["remaining_roles"] == ["manager"]
+    assert len(stack.mails()) == 1
+    assert (await stack.decide(offer, "approve", user="maria")).json()["status"] == "approved"
 
     result = await stack.run_result(wf_id)
     assert [o.status for o in result.outcomes] == ["executed", "executed"]
     assert len(stack.mails()) == 2
     decided = {a.id: a for a in stack.approval_rows()}
-    assert decided[email["id"]].decided_by == "csm:alice" and decided[email["id"]].decided_at is not None
-    assert decided[offer["id"]].status == "approved"
+    assert decided[email["id"]].decided_by == owner and decided[email["id"]].decided_at is not None
+    assert decided[offer["id"]].status == "approved" and decided[offer["id"]].decided_by == "maria"
 
 
-async def test_rejected_action_never_executes(stack: Stack) -> None:
-    account, = stack.pick("enterprise", min_arr=250_000)
+async def test_rejected_action_never_executes_and_is_not_proposed_again(stack: Stack) -> None:
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
     wf_id, = await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     r = await stack.decide(email, "reject", reason="they are in a legal dispute")
     assert r.status_code == 200 and r.json()["status"] == "rejected"
     offer, = await stack.pending_for(account)
-    assert (await stack.decide(offer, "reject", reason="no discounts this quarter")).status_code == 200
+    assert (await stack.decide(offer, "reject", user="maria", reason="no discounts this quarter")).status_code == 200
     result = await stack.run_result(wf_id)
     assert [o.status for o in result.outcomes] == ["rejected", "rejected"]
     assert stack.mails() == []
     with Session(stack.db) as s:
         assert s.exec(select(ToolCallRecord)).all() == []
-        row = next(a for a in stack.approval_rows() if a.id == email["id"])
-        assert row.decision_reason == "they are in a legal dispute"
+    row = next(a for a in stack.approval_rows() if a.id == email["id"])
+    assert row.decision_reason == "they are in a legal dispute"
+    # The next trigger for the account: the rejected tools are within their cool-down.
+    wf2, = await stack.post_events([{"account_id": account, "type": "nps", "score": 0}])
+    again = await stack.run_result(wf2)
+    assert again.outcomes == []
+    assert stack.mails() == []
 
 
 async def test_stale_repeated_and_unbound_decisions_are_refused(stack: Stack) -> None:
-    account, = stack.pick("enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
     wf_id, = await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     stale = await stack.decide(email, "approve", payload_hash="f" * 64)
@@ -100,20 +111,26 @@ async def test_stale_repeated_and_unbound_decisions_are_refused(stack: Stack) ->
     assert no_reason.status_code == 422
     # Straight to the workflow, past the API: the Update validator refuses too.
     handle = stack.client.get_workflow_handle(wf_id)
-    for bad in (ApprovalDecision(approval_id=email["id"], payload_hash="0" * 64, verdict="approve", actor="x"),
-                ApprovalDecision(approval_id="apr_unknown", payload_hash=email["payload_hash"],
-                                 verdict="approve", actor="x")):
+    for bad in (ApprovalVote(approval_id=email["id"], payload_hash="0" * 64, role="csm", verdict="approve", actor="x"),
+                ApprovalVote(approval_id="apr_unknown", payload_hash=email["payload_hash"], role="csm",
+                             verdict="approve", actor="x"),
+                ApprovalVote(approval_id=email["id"], payload_hash=email["payload_hash"], role="vp",
+                             verdict="approve", actor="x")):
         with pytest.raises(WorkflowUpdateFailedError):
             await handle.execute_update("decide", bad)
     assert stack.mails() == []
     assert (await stack.decide(email, "approve")).status_code == 200
-    again = await stack.decide(email, "approve")
+    again = await stack.decide(email, "approve", user="maria")
     assert again.status_code == 409
     with pytest.raises(WorkflowUpdateFailedError):
-        await handle.execute_update("decide", ApprovalDecision(
-            approval_id=email["id"], payload_hash=email["payload_hash"], verdict="reject", actor="x"))
+        await handle.execute_update("decide", ApprovalVote(
+            approval_id=email["id"], payload_hash=email["payload_hash"], role="csm", verdict="reject", actor="x"))
     await wait_for(lambda: len(stack.mails()) == 1, what="the approved email")
     offer, = await stack.pending_for(account)
+    # One person cannot fill two roles of one item.
+    assert (await stack.decide(offer, "approve", user="maria")).status_code == 200
+    twice = await stack.decide(offer, "approve", user="maria")
+    assert twice.status_code == 409
     await stack.decide(offer, "reject", reason="done here")
     result = await stack.run_result(wf_id)
     assert [o.status for o in result.outcomes] == ["executed", "rejected"]
@@ -187,7 +204,7 @@ async def test_activity_retried_after_email_sent_does_not_send_twice(stack_facto
 
 
 async def test_history_replays_deterministically(stack: Stack) -> None:
-    account, = stack.pick("enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
     wf_id, = await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     await stack.decide(email, "approve")
@@ -202,7 +219,7 @@ async def test_history_replays_deterministically(stack: Stack) -> None:
 
 
 async def test_waiting_run_survives_worker_restart(stack: Stack) -> None:
-    account, = stack.pick("enterprise", min_arr=250_000)
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
     wf_id, = await stack.post_events(drop_events(account))
     email, = await stack.pending_for(account)
     await stack.worker.shutdown()
@@ -211,7 +228,7 @@ async def test_waiting_run_survives_worker_restart(stack: Stack) -> None:
     async with fresh:
         assert (await stack.decide(email, "approve")).status_code == 200
         offer, = await stack.pending_for(account)
-        assert (await stack.decide(offer, "approve")).status_code == 200
+        await stack.approve_fully(offer)
         result = await stack.run_result(wf_id)
     assert [o.status for o in result.outcomes] == ["executed", "executed"]
     assert len(stack.mails()) == 2

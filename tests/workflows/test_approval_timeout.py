@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -24,18 +25,24 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 async def test_unanswered_approval_times_out_as_rejected(stack_factory: Any, skipping_env: WorkflowEnvironment) -> None:
+    started = datetime.now(UTC)
     async with stack_factory(client=skipping_env.client) as stack:
-        account, = stack.pick("enterprise", min_arr=250_000)
+        account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
         wf_id, = await stack.post_events(drop_events(account))
         # While unlocked, the server skips ahead through the 72-hour approval timers.
         async with skipping_env.time_skipping_unlocked():  # type: ignore[attr-defined]
             result = await stack.run_result(wf_id)
         assert [o.status for o in result.outcomes] == ["rejected", "rejected"]
-        assert stack.mails() == []
+        mails = stack.mails()
+        assert not [m for m in mails if m.rcpt_to.endswith(".example") and "@demo.example" not in m.rcpt_to]
+        # Past each role's SLA the item escalated to the next role, who was told.
+        escalations = [m for m in mails if m.subject.startswith("[CS Autopilot] escalated")]
+        assert {m.rcpt_to for m in escalations} == {"maria@demo.example", "vera@demo.example"}  # csm→manager, manager→vp
         rows = stack.approval_rows()
         assert len(rows) == 2
-        assert {(r.status, r.decided_by) for r in rows} == {("rejected", "system:timeout")}
+        assert {(r.status, r.decided_by) for r in rows} == {("expired", "system:timeout")}
+        assert all("manager" in r.deciders["csm"] for r in rows)
         # The decision time is the workflow's (skipped) clock: 72 h after each request.
         for row in rows:
             assert row.decided_at is not None
-            assert (row.decided_at - row.created_at).total_seconds() >= 72 * 3600 - 60
+            assert (row.decided_at.replace(tzinfo=UTC) - started).total_seconds() >= 72 * 3600 - 60

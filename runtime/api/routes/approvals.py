@@ -1,32 +1,85 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 
-from autopilot.runtime.api.deps import ApprovalsDep
-from autopilot.runtime.approvals import ApprovalConflict, ApprovalNotFound, ApprovalPublic, DecisionCreate
+from autopilot.runtime.api.deps import CurrentUser, InboxDep
 from autopilot.runtime.contracts.approval import ApprovalOutcome
+from autopilot.runtime.inbox.models import (
+    ApprovalDetail,
+    ApprovalPublic,
+    BulkCreate,
+    BulkResult,
+    CommentCreate,
+    CommentPublic,
+    DecisionCreate,
+    EditCreate,
+    ReassignCreate,
+)
+from autopilot.runtime.inbox.service import InboxError
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
 
+def _http(err: InboxError) -> HTTPException:
+    return HTTPException(err.status_code, detail=str(err))
+
+
 @router.get("")
-def list_approvals(approvals: ApprovalsDep, status: str | None = "pending", limit: int = 200) -> list[ApprovalPublic]:
-    return approvals.list(status=status or None, limit=min(limit, 1000))
+def list_approvals(user: CurrentUser, inbox: InboxDep, status: str | None = "pending", agent: str | None = None,
+                   account_id: str | None = None, segment: str | None = None, role: str | None = None,
+                   min_risk: float | None = None, min_value: float | None = None,
+                   older_than_hours: float | None = None, sort: str = "age",
+                   limit: int = Query(200, ge=1, le=1000), offset: int = Query(0, ge=0)) -> list[ApprovalPublic]:
+    """Approvals you may see (your book, or your organisation), pending by default."""
+    return inbox.list(user, status=status or None, agent=agent, account_id=account_id, segment=segment, role=role,
+                      min_risk=min_risk, min_value=min_value, older_than_hours=older_than_hours, sort=sort,
+                      limit=limit, offset=offset)
+
+
+@router.post("/bulk")
+async def bulk(body: BulkCreate, user: CurrentUser, inbox: InboxDep) -> list[BulkResult]:
+    """Approve or reject several items; a result per item."""
+    return await inbox.bulk(user, body)
 
 
 @router.get("/{approval_id}")
-def get_approval(approval_id: str, approvals: ApprovalsDep) -> ApprovalPublic:
+def get_approval(approval_id: str, user: CurrentUser, inbox: InboxDep) -> ApprovalDetail:
+    """The action, its dry-run preview, the policy decision, the account's health and
+    its explanation, cost and uplift, the alternatives, and the run's history."""
     try:
-        return approvals.get(approval_id)
-    except ApprovalNotFound as err:
-        raise HTTPException(404, detail=f"no approval {approval_id}") from err
+        return inbox.detail(user, approval_id)
+    except InboxError as err:
+        raise _http(err) from err
 
 
 @router.post("/{approval_id}/decision")
-async def decide(approval_id: str, body: DecisionCreate, approvals: ApprovalsDep) -> ApprovalOutcome:
+async def decide(approval_id: str, body: DecisionCreate, user: CurrentUser, inbox: InboxDep) -> ApprovalOutcome:
     try:
-        return await approvals.decide(approval_id, body)
-    except ApprovalNotFound as err:
-        raise HTTPException(404, detail=f"no approval {approval_id}") from err
-    except ApprovalConflict as err:
-        raise HTTPException(409, detail=str(err)) from err
+        return await inbox.decide(user, approval_id, body)
+    except InboxError as err:
+        raise _http(err) from err
+
+
+@router.post("/{approval_id}/edit")
+async def edit(approval_id: str, body: EditCreate, user: CurrentUser, inbox: InboxDep) -> ApprovalOutcome:
+    """Change the action's arguments; the edited action goes through the policy again."""
+    try:
+        return await inbox.edit(user, approval_id, body)
+    except InboxError as err:
+        raise _http(err) from err
+
+
+@router.post("/{approval_id}/reassign")
+def reassign(approval_id: str, body: ReassignCreate, user: CurrentUser, inbox: InboxDep) -> ApprovalPublic:
+    try:
+        return inbox.reassign(user, approval_id, body)
+    except InboxError as err:
+        raise _http(err) from err
+
+
+@router.post("/{approval_id}/comments", status_code=201)
+def comment(approval_id: str, body: CommentCreate, user: CurrentUser, inbox: InboxDep) -> CommentPublic:
+    try:
+        return inbox.comment(user, approval_id, body)
+    except InboxError as err:
+        raise _http(err) from err

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
-from autopilot.runtime.api.deps import IngestDep
+from autopilot.runtime.api.deps import CurrentUser, IngestDep
 from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.ingest import UnknownAccount
 
@@ -16,9 +16,9 @@ class EventAccepted(BaseModel):
 
 
 @router.post("", status_code=202)
-async def post_event(event: EventIn, ingest: IngestDep) -> EventAccepted:
+async def post_event(event: EventIn, user: CurrentUser, ingest: IngestDep) -> EventAccepted:
     try:
-        stored = ingest.store([event])
+        stored = ingest.store([event], org_id=user.org_id)
     except UnknownAccount as err:
         raise HTTPException(422, detail=[{"loc": ["body", "account_id"], "msg": str(err),
                                           "type": "value_error.unknown_account"}]) from err

@@ -1,0 +1,39 @@
+"""Organisations (tenants), users with roles and books, API tokens and web sessions.
+Tokens and session ids are stored hashed; passwords with scrypt."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+class Organization(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    name: str
+
+
+class User(SQLModel, table=True):
+    id: str = Field(primary_key=True)  # the handle; accounts name it as owner_csm (the book)
+    org_id: str = Field(foreign_key="organization.id", index=True)
+    email: str = Field(unique=True, index=True)
+    name: str
+    roles: list = Field(sa_column=Column(JSON, nullable=False))
+    password_hash: str = ""
+    active: bool = True
+    created_at: datetime
+
+
+class ApiToken(SQLModel, table=True):
+    token_hash: str = Field(primary_key=True)
+    user_id: str = Field(foreign_key="user.id", index=True)
+    label: str = ""
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    session_hash: str = Field(primary_key=True)
+    user_id: str = Field(foreign_key="user.id", index=True)
+    expires_at: datetime
