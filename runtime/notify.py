@@ -16,6 +16,7 @@ from autopilot.runtime.hashing import sha256_hex
 from autopilot.runtime.services import Services
 from autopilot.runtime.store.approvals import Approval, ApprovalVote
 from autopilot.runtime.store.users import User
+from autopilot.tools.email import smtp_send
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,7 @@ def _mail(svc: Services, to: str, subject: str, body: str, key: str) -> bool:
     msg["Message-ID"] = f"<{sha256_hex(key)[:32]}@cs-autopilot>"  # a resend is recognisable
     msg.set_content(body)
     try:
-        with smtplib.SMTP(svc.smtp.host, svc.smtp.port, timeout=10) as smtp:
-            if svc.smtp.starttls:
-                smtp.starttls()
-            if svc.smtp.username:
-                smtp.login(svc.smtp.username, svc.smtp.password)
-            smtp.send_message(msg)
+        smtp_send(svc.smtp, msg)
         return True
     except (OSError, smtplib.SMTPException) as err:
         log.warning("notification mail to %s failed: %s", to, err)

@@ -12,7 +12,7 @@ from email.utils import formatdate
 from pydantic import BaseModel, Field
 
 from autopilot.runtime.hashing import sha256_hex
-from autopilot.tools.registry import ToolContext, ToolError, tool
+from autopilot.tools.registry import SmtpConfig, ToolContext, ToolError, tool
 
 
 class SendEmailArgs(BaseModel):
@@ -51,6 +51,16 @@ def _message(ctx: ToolContext, to: str, subject: str, body: str) -> EmailMessage
     return msg
 
 
+def smtp_send(config: SmtpConfig, msg: EmailMessage) -> None:
+    """Hand one message to the configured SMTP server (STARTTLS and auth by settings)."""
+    with smtplib.SMTP(config.host, config.port, timeout=10) as smtp:
+        if config.starttls:
+            smtp.starttls()
+        if config.username:
+            smtp.login(config.username, config.password)
+        smtp.send_message(msg)
+
+
 def _deliver(ctx: ToolContext, msg: EmailMessage) -> EmailSent:
     assert ctx.smtp is not None
     result = EmailSent(message_id=msg["Message-ID"], to=msg["To"], subject=msg["Subject"],
@@ -58,12 +68,7 @@ def _deliver(ctx: ToolContext, msg: EmailMessage) -> EmailSent:
     if ctx.dry_run:
         return result
     try:
-        with smtplib.SMTP(ctx.smtp.host, ctx.smtp.port, timeout=10) as smtp:
-            if ctx.smtp.starttls:
-                smtp.starttls()
-            if ctx.smtp.username:
-                smtp.login(ctx.smtp.username, ctx.smtp.password)
-            smtp.send_message(msg)
+        smtp_send(ctx.smtp, msg)
     except smtplib.SMTPRecipientsRefused as err:
         raise ToolError(f"recipient refused: {err.recipients}") from err
     return result.model_copy(update={"delivered": True})

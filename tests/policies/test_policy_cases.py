@@ -4,7 +4,6 @@ remote OPA-API server, plus backend parity on every case."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
