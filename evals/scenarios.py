@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,23 +34,27 @@ def awake(contact: Contact, at: datetime) -> bool:
 
 
 def pick_accounts(db: Engine, segment: str, *, n: int = 1, min_arr: float = 0, max_arr: float = float("inf"),
-                  min_health: float = 95, at: datetime | None = None, strict: bool = True) -> list[str]:
+                  min_health: float = 95, at: datetime | None = None, strict: bool = True,
+                  org_id: str | None = None, margin: timedelta = timedelta(hours=1)) -> list[str]:
     """Healthy accounts of a segment whose contacts all accept automated email, have
-    the pre-use notice on record, and (at time `at`) are within business hours
-    (exactly `n`, or up to `n` when not strict)."""
+    the pre-use notice on record, and are within business hours from `at` until
+    `margin` later, so a run cannot cross into quiet hours (exactly `n`, or up to `n`
+    when not strict)."""
     at = at or datetime.now(UTC)
     with Session(db) as session:
         contacts: dict[str, list[Contact]] = {}
         for c in session.exec(select(Contact)):
             contacts.setdefault(c.account_id, []).append(c)
         rows = session.exec(
-            select(Account).where(Account.segment == segment, Account.health >= min_health)
+            select(Account).where(Account.segment == segment, Account.health >= min_health,
+                                  Account.org_id == org_id if org_id else True)
             .order_by(col(Account.id))
         ).all()
     picked = [
         r.id for r in rows
         if min_arr <= r.arr < max_arr
-        and all(not c.opted_out and c.notice_at is not None and awake(c, at) for c in contacts.get(r.id, []))
+        and all(not c.opted_out and c.notice_at is not None and awake(c, at) and awake(c, at + margin)
+                for c in contacts.get(r.id, []))
     ][:n]
     if strict and len(picked) < n:
         raise LookupError(f"the portfolio has fewer than {n} healthy {segment} accounts in range")
