@@ -169,10 +169,11 @@ def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path):  # type: i
 
     @asynccontextmanager_stack
     async def make(policy: Any = None, worker_kwargs: dict[str, Any] | None = None,
-                   settings: Settings | None = None, client: Client | None = None) -> AsyncIterator[Stack]:
+                   settings: Settings | None = None, client: Client | None = None,
+                   accounts: int = 160) -> AsyncIterator[Stack]:
         settings = settings or make_settings(tmp_path)
         services = build_services(settings, policy=policy, clock=lambda: NOW)
-        seed_portfolio(services.db, n=160, today=NOW.date())
+        seed_portfolio(services.db, n=accounts, today=NOW.date())
         smtp = start_smtp_sink(services.db, port=settings.smtp_port)
         client = client or temporal_env.client
         task_queue = f"tq-{uuid.uuid4().hex[:10]}"
