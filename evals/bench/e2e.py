@@ -26,7 +26,7 @@ from temporalio.worker import Worker
 from autopilot.evals.bench.baseline import BareApprovalWorkflow, BareWorkflow, noop
 from autopilot.evals.scenarios import drop_events, pick_accounts
 from autopilot.runtime.api.app import create_app
-from autopilot.runtime.approvals import ApprovalService
+from autopilot.runtime.auth import issue_token
 from autopilot.runtime.config import Settings
 from autopilot.runtime.ingest import Ingest
 from autopilot.runtime.seed import seed_portfolio
@@ -66,16 +66,19 @@ async def bench(runs: int, approvals: int, data_dir: Path) -> dict[str, Any]:
                       activities=[noop])
         ingest = Ingest(services.db, client, services.specs, task_queue=queue,
                         bundle_hash=services.policy.bundle_hash)
-        app = create_app(ingest, ApprovalService(services.db, client))
+        app = create_app(services, ingest)
+        admin = {"Authorization": f"Bearer {issue_token(services.db, user_id='adam')}"}
+        maria = {"Authorization": f"Bearer {issue_token(services.db, user_id='maria')}"}
         warmup = 3
         small = [a for seg in ("smb", "tech_touch")
                  for a in pick_accounts(services.db, seg, n=runs + warmup, max_arr=50_000, strict=False)]
-        large = pick_accounts(services.db, "enterprise", n=approvals + warmup, min_arr=250_000, strict=False)
+        large = pick_accounts(services.db, "enterprise", n=approvals + warmup, min_arr=250_000, max_arr=1_000_000,
+                              strict=False)
         if len(small) < runs + warmup or len(large) < approvals + warmup:
             raise SystemExit(f"portfolio too small: {len(small)} small, {len(large)} large accounts")
         out: dict[str, Any] = {}
         async with worker, bare, httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                                   base_url="http://bench") as http:
+                                                   base_url="http://bench", headers=admin) as http:
             # The first `warmup` runs of each kind pay for imports and caches: not counted.
             agent_auto: list[float] = []
             base_auto: list[float] = []
@@ -100,11 +103,11 @@ async def bench(runs: int, approvals: int, data_dir: Path) -> dict[str, Any]:
             for i, account in enumerate(large[: approvals + warmup]):
                 for ev in drop_events(account):
                     (await http.post("/events", json=ev)).raise_for_status()
-                item = await _first_pending(http, account)
+                item = await first_pending(http, account, maria)
                 t0 = time.perf_counter()
-                body = {"verdict": "approve", "actor": "bench", "payload_hash": item["payload_hash"], "reason": ""}
-                (await http.post(f"/approvals/{item['id']}/decision", json=body)).raise_for_status()
-                await _executed(services.db, f"agent:churn_rescue:{account}")
+                body = {"verdict": "approve", "payload_hash": item["payload_hash"]}
+                (await http.post(f"/approvals/{item['id']}/decision", json=body, headers=maria)).raise_for_status()
+                await executed(services.db, f"agent:churn_rescue:{account}")
                 agent_appr.append((time.perf_counter() - t0) * 1000)
                 handle = await client.start_workflow(BareApprovalWorkflow.run, AFTER_APPROVAL_ACTIVITIES,
                                                      id=f"bare-appr-{i}-{uuid.uuid4().hex[:6]}",
@@ -126,23 +129,28 @@ async def bench(runs: int, approvals: int, data_dir: Path) -> dict[str, Any]:
     return out
 
 
-async def _first_pending(http: httpx.AsyncClient, account: str) -> dict[str, Any]:
-    while True:
-        items = [a for a in (await http.get("/approvals")).json() if a["account_id"] == account]
+async def first_pending(http: httpx.AsyncClient, account: str, headers: dict[str, str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = await http.get("/approvals", params={"account_id": account}, headers=headers)
+        items = [a for a in r.raise_for_status().json() if a["workflow_id"] == f"agent:churn_rescue:{account}"]
         if items:
             return items[0]
         await asyncio.sleep(0.005)
+    raise TimeoutError(f"no pending approval for {account} within 60 s")
 
 
-async def _executed(db: Any, workflow_id: str) -> None:
+async def executed(db: Any, workflow_id: str) -> None:
     """Until the approved action is executed *and* recorded (the record step sets the status)."""
-    while True:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         with Session(db) as s:
             rows = s.exec(select(ActionRecord).where(ActionRecord.workflow_id == workflow_id,
                                                      ActionRecord.status == "executed")).all()
         if rows:
             return
         await asyncio.sleep(0.002)
+    raise TimeoutError(f"{workflow_id}: the approved action did not execute within 60 s")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""FastAPI dependencies, as Annotated aliases."""
+"""FastAPI dependencies, as Annotated aliases. Those without I/O are `async def`, so
+FastAPI does not hop to a worker thread for them (each hop costs a request ~0.3 ms)."""
 
 from __future__ import annotations
 
@@ -17,33 +18,34 @@ from autopilot.runtime.services import Services
 SESSION_COOKIE = "autopilot_session"
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def _db(request: Request) -> Engine:
-    return _services(request).db
+async def _db(request: Request) -> Engine:
+    return request.app.state.services.db  # type: ignore[no-any-return]
 
 
-def _ingest(request: Request) -> Ingest:
+async def _ingest(request: Request) -> Ingest:
     return request.app.state.ingest  # type: ignore[no-any-return]
 
 
-def _inbox(request: Request) -> Inbox:
+async def _inbox(request: Request) -> Inbox:
     return request.app.state.inbox  # type: ignore[no-any-return]
 
 
-def optional_user(request: Request) -> Principal | None:
-    """A bearer API token, or the web session cookie."""
+async def optional_user(request: Request) -> Principal | None:
+    """A bearer API token, or the web session cookie (one primary-key lookup each, run
+    on the event loop: cheaper than a hop to a worker thread)."""
     header = request.headers.get("authorization", "")
-    with Session(_db(request)) as session:
+    with Session(request.app.state.services.db) as session:
         if header.lower().startswith("bearer "):
             return auth.from_token(session, header[7:].strip())
         sid = request.cookies.get(SESSION_COOKIE)
         return auth.from_session(session, sid) if sid else None
 
 
-def current_user(user: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
+async def current_user(user: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
     if user is None:
         raise HTTPException(401, detail="sign in, or send an API token", headers={"WWW-Authenticate": "Bearer"})
     return user

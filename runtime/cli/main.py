@@ -260,3 +260,7 @@ def approvals_digest(org: str = "demo", as_json: JsonOpt = False) -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

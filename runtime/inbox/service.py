@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import String, cast
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -62,6 +63,12 @@ class Invalid(InboxError):
     status_code = 422
 
 
+# What a list shows: every column but the gate's full decision and internal keys.
+LIST_COLUMNS = tuple(getattr(Approval, name) for name in ApprovalPublic.model_fields
+                     if name in Approval.model_fields) + (Approval.deciders,)
+# For the JSON API the larger JSON columns pass through as stored text, undecoded.
+RAW_JSON = ("action", "reasons")
+LIST_COLUMNS_RAW = tuple(cast(c, String).label(c.key) if c.key in RAW_JSON else c for c in LIST_COLUMNS)
 SORTS = {"age": col(Approval.created_at), "value": col(Approval.value).desc(), "risk": col(Approval.risk).desc()}
 
 
@@ -87,11 +94,16 @@ class Inbox:
             can_decide_as=None if row.status != "pending" or already else role_to_cast(p, row, voted),
         )
 
-    def list(self, p: Principal, *, status: str | None = "pending", agent: str | None = None,
-             account_id: str | None = None, segment: str | None = None, role: str | None = None,
-             min_risk: float | None = None, min_value: float | None = None, older_than_hours: float | None = None,
-             sort: str = "age", limit: int = 200, offset: int = 0) -> list[ApprovalPublic]:
-        q = approvals_visible_to(p, select(Approval))
+
+    def rows(self, p: Principal, *, status: str | None = "pending", agent: str | None = None,
+              account_id: str | None = None, segment: str | None = None, role: str | None = None,
+              min_risk: float | None = None, min_value: float | None = None, older_than_hours: float | None = None,
+              sort: str = "age", limit: int = 200, offset: int = 0, raw_json: bool = False) -> list[dict[str, Any]]:
+        """The list as plain dicts (columns, votes, the role you would vote for): read
+        with Core, no ORM objects, so a page of hundreds stays in a few milliseconds.
+        `raw_json`: `action` and `reasons` as orjson fragments of the stored text."""
+        columns = LIST_COLUMNS_RAW if raw_json else LIST_COLUMNS
+        q = approvals_visible_to(p, select(*columns))  # type: ignore[call-overload]
         for column, value in ((Approval.status, status), (Approval.agent, agent),
                               (Approval.account_id, account_id), (Approval.segment, segment)):
             if value:
@@ -106,9 +118,30 @@ class Inbox:
             q = q.where(cast(Approval.roles, String).contains(f'"{role}"'))
         q = q.order_by(SORTS.get(sort, SORTS["age"])).offset(offset).limit(limit)
         with Session(self.svc.db) as session:
-            rows = session.exec(q).all()
+            rows = session.execute(q).all()
             votes = self._votes(session, [r.id for r in rows])
-            return [self._public(p, r, votes.get(r.id, [])) for r in rows]
+        out = []
+        for r in rows:
+            item = r._asdict()
+            mine = votes.get(r.id, [])
+            already = any(v.actor == p.user_id for v in mine)
+            item["can_decide_as"] = (None if r.status != "pending" or already
+                                     else role_to_cast(p, r, {v.role for v in mine}))  # type: ignore[arg-type]
+            item["votes"] = [{"role": v.role, "verdict": v.verdict, "actor": v.actor, "reason": v.reason, "at": v.at}
+                             for v in mine]
+            del item["deciders"]
+            if raw_json:
+                for key in RAW_JSON:
+                    item[key] = orjson.Fragment(item[key])
+            out.append(item)
+        return out
+
+    def list(self, p: Principal, **filters: Any) -> list[ApprovalPublic]:
+        return [ApprovalPublic.model_validate(item) for item in self.rows(p, **filters)]
+
+    def list_json(self, p: Principal, **filters: Any) -> bytes:
+        """The API's list, encoded once (the rows are already the public shape)."""
+        return orjson.dumps(self.rows(p, raw_json=True, **filters))
 
     def _visible(self, session: Session, p: Principal, approval_id: str) -> Approval:
         row = session.exec(approvals_visible_to(p, select(Approval).where(Approval.id == approval_id))).first()

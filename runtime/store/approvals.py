@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
 class Approval(SQLModel, table=True):
+    # The inbox's query: an organisation's pending items, oldest first.
+    __table_args__ = (Index("ix_approval_inbox", "org_id", "status", "created_at"),)
+
     id: str = Field(primary_key=True)
     org_id: str = Field(default="demo", index=True)
     workflow_id: str = Field(index=True)

@@ -59,7 +59,7 @@ def inbox_page(request: Request, user: OptionalUser, inbox: InboxDep, status: st
                segment: str | None = None, role: str | None = None, sort: str = "age") -> Response:
     if user is None:
         return RedirectResponse("/login", status_code=303)
-    items = inbox.list(user, status=status or None, segment=segment or None, role=role or None, sort=sort,
+    items = inbox.rows(user, status=status or None, segment=segment or None, role=role or None, sort=sort,
                        limit=500)
     return _page(request, "inbox.html", user=user, items=items, status=status, segment=segment or "",
                  role=role or "", sort=sort)
