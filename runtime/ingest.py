@@ -14,6 +14,7 @@ from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
 from autopilot.runtime.health import assess
+from autopilot.runtime.intel.scoring import on_event
 from autopilot.runtime.specs import spec_hash
 from autopilot.runtime.store.accounts import Account, get_snapshot
 from autopilot.runtime.store.db import transaction
@@ -46,7 +47,7 @@ def workflow_id(agent: str, account_id: str) -> str:
     return f"agent:{agent}:{account_id}"
 
 
-def _apply(account: Account, ev: EventIn) -> None:
+def _apply(account: Account, ev: EventIn, at: datetime) -> None:
     """Fold one event into the snapshot (incremental: no recompute from history)."""
     match ev.type:
         case "login":
@@ -68,6 +69,15 @@ def _apply(account: Account, ev: EventIn) -> None:
             account.sentiment = ev.sentiment or 0.0
         case "payment_failed":
             account.payment_failures_90d += 1
+        case "churned":
+            account.status, account.churned_at = "churned", at.date()
+        case "renewed":
+            account.renewal_date = account.renewal_date.replace(year=account.renewal_date.year + 1)
+        case "expanded" | "contract_signed":
+            account.arr = ev.amount if ev.type == "contract_signed" else account.arr + (ev.amount or 0)
+            if ev.seats:
+                account.seats_purchased = ev.seats if ev.type == "contract_signed" else \
+                    account.seats_purchased + ev.seats
 
 
 class Ingest:
@@ -88,9 +98,12 @@ class Ingest:
                 account = session.get(Account, ev.account_id)
                 if account is None or (org_id is not None and account.org_id != org_id):
                     raise UnknownAccount(i, ev.account_id)
-                _apply(account, ev)
+                at = ev.occurred_at or now
+                _apply(account, ev, at)
                 session.add(account)
                 session.flush()
+                if account.status == "active":  # Health 2.0: the day's rollup and this account's score
+                    on_event(session, account, ev.model_dump(exclude_none=True), at=at)
                 snapshot = get_snapshot(session, account_id=account.id)
                 assert snapshot is not None
                 account.health = assess(snapshot).health

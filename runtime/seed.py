@@ -6,10 +6,15 @@ import random
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from autopilot.runtime.auth import demo_user_id, seed_demo_users
 from autopilot.runtime.health import assess
 from autopilot.runtime.store.accounts import Account, Contact, count_accounts, get_snapshot
+from autopilot.runtime.intel.cbr import LEDGER_RATES
+from autopilot.runtime.intel.scoring import rescore_all
+from autopilot.runtime.intel.training import seed_history
+from autopilot.runtime.store.customer import CostEntry
 from autopilot.runtime.store.db import transaction
 
 SEGMENTS = [  # segment, share, ARR range, seats range
@@ -86,4 +91,31 @@ def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | Non
             assert snapshot is not None and row is not None
             row.health = assess(snapshot).health
             session.add(row)
+    # Health 2.0 needs usage history: 90 days of daily rollups, then a first full score.
+    seed_history(db, org_id=org_id, today=today, seed=seed)
+    rescore_all(db, today=today, org_id=org_id)
+    seed_costs(db, org_id=org_id, today=today, seed=seed)
     return n
+
+
+def seed_costs(db: Engine, *, org_id: str, today: date, seed: int = 7) -> int:
+    """This quarter's people and platform costs per account (the CbR ledger's other
+    entries): CSM hours at the segment's rate, support tickets, cloud, education."""
+    rng = random.Random(seed + 1)
+    start = datetime.combine(today, time(9), UTC) - timedelta(days=60)
+    with transaction(db) as session:
+        accounts = session.exec(select(Account).where(Account.org_id == org_id)).all()
+        for a in accounts:
+            hours = {"enterprise": 12, "mid_market": 5, "smb": 1.5, "tech_touch": 0.2}[a.segment] * rng.uniform(0.5, 1.5)
+            rate = LEDGER_RATES["csm_hourly"][a.segment]
+            tickets = rng.randint(0, 6)
+            for kind, amount, extra in (
+                ("csm_labour", hours * rate, {"hours": round(hours, 2), "rate": rate}),
+                ("support", tickets * LEDGER_RATES["ticket"][a.segment], {}),
+                ("cloud", a.annual_cost_to_serve * 0.4 / 4, {}),
+                ("education", rng.choice([0, 0, 25, 60]), {}),
+            ):
+                if amount:
+                    session.add(CostEntry(org_id=org_id, account_id=a.id, kind=kind, amount=round(amount, 2),
+                                          at=start + timedelta(days=rng.randint(0, 59)), note="seeded", **extra))
+    return len(accounts)

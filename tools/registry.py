@@ -52,6 +52,7 @@ class ToolContext:
     idempotency_key: str
     dry_run: bool
     smtp: SmtpConfig | None = None
+    db: Any = None  # the store's engine, for read tools over account data
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from autopilot.runtime.api.routes import approvals, decisions, events, health, web
+from autopilot.runtime.api.routes import accounts, approvals, decisions, events, health, web
 from autopilot.runtime.inbox.service import Inbox
 from autopilot.runtime.ingest import Ingest
 from autopilot.runtime.services import Services
@@ -23,6 +23,7 @@ def create_app(services: Services, ingest: Ingest) -> FastAPI:
     app.include_router(events.router)
     app.include_router(approvals.router)
     app.include_router(decisions.router)
+    app.include_router(accounts.router)
     app.include_router(health.router)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
+from autopilot.runtime.cli.intel import accounts_app, metrics_app, model_app
 from autopilot.runtime.cli.policy import app as policy_app
 from autopilot.runtime.cli.users import app as users_app
 from autopilot.runtime.config import get_settings
@@ -24,6 +25,9 @@ app.add_typer(events_app, name="events")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(policy_app, name="policy")
 app.add_typer(users_app, name="users")
+app.add_typer(model_app, name="model")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(metrics_app, name="metrics")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 

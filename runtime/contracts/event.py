@@ -16,6 +16,12 @@ REQUIRED_FIELD: dict[str, str | None] = {
     "nps": "score",
     "sentiment": "sentiment",
     "payment_failed": "amount",
+    "feature_use": "module",
+    "invoice": "amount",
+    "contract_signed": "amount",
+    "renewed": None,
+    "expanded": "amount",
+    "churned": None,
 }
 
 EventType = Literal[
@@ -26,7 +32,14 @@ EventType = Literal[
     "nps",
     "sentiment",
     "payment_failed",
+    "feature_use",
+    "invoice",
+    "contract_signed",
+    "renewed",
+    "expanded",
+    "churned",
 ]
+Module = Literal["core", "reports", "automation", "integrations", "admin", "mobile"]
 
 
 class EventIn(BaseModel):
@@ -42,7 +55,9 @@ class EventIn(BaseModel):
     priority: Literal["P1", "P2", "P3", "P4"] | None = None
     score: int | None = Field(None, ge=0, le=10, description="NPS score 0-10")
     sentiment: float | None = Field(None, ge=-1, le=1)
-    amount: float | None = Field(None, ge=0)
+    amount: float | None = Field(None, ge=0, description="payment, invoice, or contract/expansion ARR")
+    module: Module | None = None
+    seats: int | None = Field(None, ge=0, description="seats added by an expansion or bought in a contract")
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> EventIn:

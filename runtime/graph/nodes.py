@@ -27,6 +27,7 @@ from autopilot.runtime.graph.state import RunState, run_key
 from autopilot.runtime.hashing import sha256_hex
 from autopilot.runtime.health import Assessment, assess as score
 from autopilot.runtime.specs import spec_hash
+from autopilot.runtime.intel.cbr import book_action_cost
 from autopilot.runtime.store import audit
 from autopilot.runtime.store.accounts import get_snapshot
 from autopilot.runtime.store.actions import ActionRecord
@@ -151,6 +152,8 @@ def record(state: RunState) -> dict[str, Any]:
             if approval is not None and status == "rejected":
                 row.rejection_reason = approval.get("reason") or None
             session.add(row)
+            if status == "executed":  # the cost ledger: booked once per action (unique key)
+                book_action_cost(session, row, at=svc.clock())
     outcome = ActionOutcome(
         index=state["index"], tool=action["tool"], status=status,
         codes=[v.code for v in decision.deny] + ([result["code"]] if result and "code" in result else []),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo
@@ -29,6 +30,10 @@ class Account(SQLModel, table=True):
     renewal_date: date
     owner_csm: str = Field(index=True)
     health: float = 100.0
+    tier: str = "standard"
+    status: str = Field(default="active", index=True)  # active|churned
+    churned_at: date | None = None
+    custom: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
 
 
 class Contact(SQLModel, table=True):
@@ -37,6 +42,8 @@ class Contact(SQLModel, table=True):
     name: str
     email: str
     role: str
+    seniority: str = "manager"  # ic|manager|director|executive
+    region: str = ""
     timezone: str = "UTC"
     opted_out: bool = False
     notice_at: datetime | None = None  # pre-use notice of automated decision-making sent
@@ -50,8 +57,8 @@ def get_snapshot(session: Session, *, account_id: str) -> AccountSnapshot | None
         select(Contact).where(Contact.account_id == account_id).order_by(col(Contact.id))
     ).all()
     return AccountSnapshot(
-        **account.model_dump(exclude={"org_id"}),
-        contacts=[ContactInfo(**c.model_dump(exclude={"account_id"})) for c in contacts],
+        **account.model_dump(exclude={"org_id", "tier", "status", "churned_at", "custom"}),
+        contacts=[ContactInfo(**c.model_dump(exclude={"account_id", "seniority", "region"})) for c in contacts],
     )
 
 

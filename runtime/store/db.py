@@ -11,7 +11,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 # Import every table module so that create_all sees them.
-from autopilot.runtime.store import accounts, actions, approvals, audit, events, mail, tool_calls, users  # noqa: F401
+from autopilot.runtime.store import (  # noqa: F401  (every table registers with the metadata)
+    accounts, actions, approvals, audit, customer, events, mail, tool_calls, users,
+)
 
 
 def make_engine(url: str) -> Engine:

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlmodel import Session, select
+
+from autopilot.runtime.access import accounts_visible_to
+from autopilot.runtime.api.deps import CurrentUser, ServicesDep
+from autopilot.runtime.intel.cbr import cbr
+from autopilot.runtime.intel.views import account_view
+from autopilot.runtime.store.accounts import Account
+
+router = APIRouter(tags=["accounts"])
+
+
+@router.get("/accounts/{account_id}")
+def get_account(account_id: str, user: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
+    """The account, Health 2.0 with every factor's signed contribution (baseline +
+    contributions = health), expansion/adoption/risk signals, the latest early-warning
+    alert and the optimizer's cheapest plan with its alternatives."""
+    now = svc.clock()
+    with Session(svc.db) as session:
+        account = session.exec(accounts_visible_to(user, select(Account).where(Account.id == account_id))).first()
+        if account is None:
+            raise HTTPException(404, detail=f"no account {account_id}")
+        return account_view(session, account, today=now.date(), now=now)
+
+
+@router.get("/metrics/cbr")
+def get_cbr(user: CurrentUser, svc: ServicesDep, by: Literal["segment", "agent", "playbook", "account"] = "segment",
+            days: int = Query(90, ge=1, le=3650)) -> dict[str, Any]:
+    """Cost to retain = (CS labour + support + education + cloud + discount + incentives)
+    / retained ARR, over the last `days` days, by slice."""
+    if user.book_only:
+        raise HTTPException(403, detail="cost to retain is for managers, finance, VPs, admins and auditors")
+    until = svc.clock() + timedelta(seconds=1)
+    since = until - timedelta(days=days)
+    with Session(svc.db) as session:
+        rows = cbr(session, org_id=user.org_id, by=by, since=since, until=until)
+    return {"by": by, "since": since.astimezone(UTC).isoformat(), "until": until.astimezone(UTC).isoformat(),
+            "rows": rows, "generated_at": datetime.now(UTC).isoformat()}

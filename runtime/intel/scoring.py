@@ -1,0 +1,169 @@
+"""Scoring: fold events into daily rollups, compute window features and Health 2.0
+for one account (incremental, on each event) or for the whole portfolio (full
+rescore), store the explained score and raise an early-warning alert when the churn
+risk crosses the model's threshold."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from autopilot.runtime.intel.features import FEATURES, MODULES, SIGNALS, WINDOW, Windows, compute
+from autopilot.runtime.intel.model import Explanation, HealthModel, default_model_dir
+from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.store.customer import AccountDay, AccountScore, RiskAlert
+
+_lock = threading.Lock()
+_models: dict[str, HealthModel] = {}
+
+
+def current_model(folder: str | None = None) -> HealthModel:
+    """The configured model (default: the one shipped), loaded once per process."""
+    key = folder or str(default_model_dir())
+    with _lock:
+        if key not in _models:
+            from pathlib import Path
+
+            _models[key] = HealthModel.load(Path(key))
+        return _models[key]
+
+
+# --- folding events into the day's rollup --------------------------------------
+
+def fold_event(session: Session, account: Account, ev: dict[str, Any], day: date) -> AccountDay:
+    row = session.exec(select(AccountDay).where(AccountDay.account_id == account.id, AccountDay.day == day)).first()
+    row = row or AccountDay(account_id=account.id, day=day)
+    match ev["type"]:
+        case "login":
+            row.logins += ev.get("logins") or 1
+            row.active_users += 1 if ev.get("active_users") is None else 0
+            if ev.get("active_users") is not None:
+                row.active_users = max(row.active_users, ev["active_users"])
+        case "usage_snapshot":
+            row.active_users = ev["active_users"]
+            if ev.get("seats_used") is not None:
+                row.seats_used = ev["seats_used"]
+            if ev.get("logins") is not None:
+                row.logins = ev["logins"]
+        case "feature_use":
+            row.modules |= 1 << MODULES.index(ev["module"])
+        case "ticket_opened":
+            row.tickets += 1
+            row.p1 += ev.get("priority") == "P1"
+        case "sentiment":
+            row.sentiment_sum += ev["sentiment"]
+            row.sentiment_n += 1
+        case "payment_failed":
+            row.payment_failed += 1
+        case "nps":
+            row.nps = ev["score"]
+    session.add(row)
+    return row
+
+
+# --- windows from the store ----------------------------------------------------
+
+def load_windows(session: Session, accounts: list[Account], today: date) -> Windows:
+    """The last WINDOW days of rollups of `accounts` (one query), as arrays."""
+    index = {a.id: i for i, a in enumerate(accounts)}
+    first = today - timedelta(days=WINDOW - 1)
+    signals = {k: np.zeros((len(accounts), WINDOW)) for k in SIGNALS}
+    q = select(AccountDay).where(AccountDay.day >= first, AccountDay.day <= today)
+    if len(accounts) < 500:
+        q = q.where(col(AccountDay.account_id).in_(list(index)))
+    cols = ["account_id", "day", *SIGNALS]
+    rows = session.execute(q.with_only_columns(*(getattr(AccountDay, c) for c in cols))).all()
+    if rows:
+        keep = [r for r in rows if r[0] in index]
+        if keep:
+            ai = np.fromiter((index[r[0]] for r in keep), dtype=np.int64, count=len(keep))
+            di = np.fromiter(((r[1] - first).days for r in keep), dtype=np.int64, count=len(keep))
+            values = np.array([r[2:] for r in keep], dtype=float)
+            for j, name in enumerate(SIGNALS):
+                signals[name][ai, di] = values[:, j]
+    return _windows(accounts, signals, today)
+
+
+def _windows(accounts: list[Account], signals: dict[str, np.ndarray], today: date) -> Windows:
+    return Windows(signals=signals,
+                   seats_purchased=np.array([a.seats_purchased for a in accounts], dtype=float),
+                   seats_used=np.array([a.seats_used for a in accounts], dtype=float),
+                   nps=np.array([-1 if a.nps is None else a.nps for a in accounts], dtype=float),
+                   days_to_renewal=np.array([(a.renewal_date - today).days for a in accounts], dtype=float))
+
+
+# --- scoring ---------------------------------------------------------------------
+
+def score(session: Session, accounts: list[Account], *, today: date, now: datetime | None = None,
+          model: HealthModel | None = None, explain: bool = True) -> list[AccountScore]:
+    """Score `accounts` and store the results; alerts on an upward threshold crossing."""
+    model = model or current_model()
+    now = now or datetime.now(UTC)
+    x = compute(load_windows(session, accounts, today))
+    previous = {s.account_id: s.risk for s in session.exec(
+        select(AccountScore).where(col(AccountScore.account_id).in_([a.id for a in accounts])))} \
+        if len(accounts) < 500 else _all_risks(session)
+    if explain:
+        explanations = model.explain(x)
+    else:  # the full rescore's fast path: risk and health only, factors on demand
+        risks = model.risk(x)
+        explanations = [None] * len(accounts)
+    out = []
+    for i, account in enumerate(accounts):
+        e = explanations[i]
+        risk = e.risk if e else float(round(risks[i], 4))
+        row = AccountScore(account_id=account.id, health=e.health if e else _health(risk), risk=risk,
+                           baseline=e.baseline if e else 0.0,
+                           factors=[f.model_dump() for f in e.factors] if e else [],
+                           features=dict(zip(FEATURES, map(float, x[i]), strict=True)),
+                           model_version=model.version, scored_at=now)
+        session.merge(row)
+        before = previous.get(account.id)
+        if risk >= model.threshold and (before is None or before < model.threshold):
+            reasons = [f"{f.label}: {f.value:g} ({f.contribution:+.1f})" for f in (e.factors if e else [])
+                       if f.contribution < 0][:3]
+            session.add(RiskAlert(org_id=account.org_id, account_id=account.id, risk=risk,
+                                  threshold=model.threshold, reasons=reasons, model_version=model.version, at=now))
+        out.append(row)
+    return out
+
+
+def _health(risk: float) -> float:
+    from autopilot.runtime.intel.model import MIDPOINT, SCALE
+
+    r = min(max(risk, 1e-9), 1 - 1e-9)
+    return round(min(100.0, max(0.0, MIDPOINT - SCALE * float(np.log(r / (1 - r))))), 2)
+
+
+def _all_risks(session: Session) -> dict[str, float]:
+    return {a: r for a, r in session.execute(text("SELECT account_id, risk FROM accountscore")).all()}
+
+
+def on_event(session: Session, account: Account, ev: dict[str, Any], *, at: datetime) -> AccountScore:
+    """The incremental path: fold the event, rescore this one account."""
+    fold_event(session, account, ev, at.date())
+    session.flush()
+    return score(session, [account], today=at.date(), now=at)[0]
+
+
+def rescore_all(db: Engine, *, today: date, org_id: str | None = None, model: HealthModel | None = None) -> int:
+    """The full rescore: every active account, one pass, stored in one transaction."""
+    with Session(db) as session:
+        q = select(Account).where(Account.status == "active")
+        if org_id:
+            q = q.where(Account.org_id == org_id)
+        accounts = list(session.exec(q))
+        score(session, accounts, today=today, model=model, explain=False)
+        session.commit()
+    return len(accounts)
+
+
+def explanation_for(session: Session, account: Account, *, today: date) -> Explanation:
+    """A fresh explanation of one account (for views), not stored."""
+    return current_model().explain(compute(load_windows(session, [account], today)))[0]

@@ -1,0 +1,81 @@
+"""Read tools over account intelligence: Health 2.0 with its explanation, signals,
+and the Cost-to-Retain Optimizer's options. Outputs are data: they grant nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from autopilot.tools.registry import ToolContext, ToolError, tool
+
+
+class AccountArgs(BaseModel):
+    account_id: str = Field(min_length=1, max_length=64)
+
+
+class OptimizeArgs(AccountArgs):
+    goal: Literal["retention", "adoption"] = "retention"
+    target: float = Field(0.8, ge=0, le=1, description="renewal probability to keep, or adoption to reach")
+    current_adoption: float | None = Field(None, ge=0, le=1, description="adoption now (adoption goals)")
+
+
+class AccountIntel(BaseModel):
+    account_id: str
+    data: dict[str, Any]
+
+
+def _view(args: AccountArgs, ctx: ToolContext) -> dict[str, Any]:
+    from autopilot.runtime.intel.views import account_view
+    from autopilot.runtime.store.accounts import Account
+
+    if ctx.db is None:
+        raise ToolError("no store configured for account tools")
+    now = datetime.now(UTC)
+    with Session(ctx.db) as session:
+        account = session.get(Account, args.account_id)
+        if account is None:
+            raise ToolError(f"no account {args.account_id}")
+        return account_view(session, account, today=now.date(), now=now)
+
+
+@tool(scopes=["accounts:read"], effect="read", kind="read")
+def account_health(args: AccountArgs, ctx: ToolContext) -> AccountIntel:
+    """Health 2.0 of an account: score, churn risk and every factor's signed contribution."""
+    return AccountIntel(account_id=args.account_id, data=_view(args, ctx)["health"])
+
+
+@tool(scopes=["accounts:read"], effect="read", kind="read")
+def account_signals(args: AccountArgs, ctx: ToolContext) -> AccountIntel:
+    """Expansion, adoption and risk signals of an account, and its latest early-warning alert."""
+    view = _view(args, ctx)
+    return AccountIntel(account_id=args.account_id, data={"signals": view["signals"], "alert": view["alert"]})
+
+
+@tool(scopes=["accounts:read", "optimizer:read"], effect="read", kind="read")
+def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
+    """The cheapest set of actions that reaches the goal within budget and contact limits,
+    each option's marginal cost and success probability, and the runners-up."""
+    from autopilot.runtime.intel.ledger_view import quarter_limits
+    from autopilot.runtime.intel.optimizer import Goal, optimize
+    from autopilot.runtime.intel.scoring import explanation_for
+    from autopilot.runtime.store.accounts import Account
+
+    if ctx.db is None:
+        raise ToolError("no store configured for account tools")
+    now = datetime.now(UTC)
+    with Session(ctx.db) as session:
+        account = session.get(Account, args.account_id)
+        if account is None:
+            raise ToolError(f"no account {args.account_id}")
+        if args.goal == "retention":
+            current = explanation_for(session, account, today=now.date()).risk
+        else:
+            if args.current_adoption is None:
+                raise ToolError("an adoption goal needs current_adoption")
+            current = args.current_adoption
+        result = optimize(Goal(kind=args.goal, target=args.target, current=current),
+                          quarter_limits(session, account, now=now), segment=account.segment, arr=account.arr)
+    return AccountIntel(account_id=args.account_id, data=result.model_dump(mode="json"))
