@@ -135,3 +135,46 @@ def cbr_cmd(by: Literal["segment", "agent", "playbook", "account"] = "segment", 
         console.print(f"{r[by]:<16} {r['total_cost']:>12,.2f} {r['retained_arr']:>15,.0f} "
                       f"{'-' if r['cbr'] is None else format(r['cbr'], '.2%'):>8}  {r['retained_accounts']}/{r['accounts']}")
     finish(0)
+
+
+@accounts_app.command("import")
+def import_cmd(file: Path, kind: Literal["accounts", "contacts"] = "accounts", org: str = "demo",
+               as_json: JsonOpt = False) -> None:
+    """Import accounts or contacts from CSV (`custom.<field>` columns) or JSON: all rows
+    or none; each bad row is reported with its number and field."""
+    from autopilot.runtime.intel.imports import ImportFailed, import_file
+
+    try:
+        n = import_file(_db(), file, kind=kind, org_id=org)
+    except ImportFailed as err:
+        if as_json:
+            emit_json({"ok": False, "error": str(err), "errors": err.errors})
+            finish(2)
+        fail(f"{file}: nothing imported: {err}", as_json=False)
+    except (OSError, ValueError) as err:
+        fail(f"{file}: {err}", as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, "imported": n, "kind": kind})
+    else:
+        console.print(f"imported {n} {kind}")
+    finish(0)
+
+
+@accounts_app.command("schema")
+def schema_cmd(file: Path, org: str = "demo", as_json: JsonOpt = False) -> None:
+    """Set the organisation's JSON schema for accounts' custom fields."""
+    import json as _json
+
+    import jsonschema
+
+    from autopilot.runtime.intel.imports import set_custom_schema
+
+    try:
+        set_custom_schema(_db(), org, _json.loads(file.read_text()))
+    except (OSError, ValueError, jsonschema.SchemaError) as err:
+        fail(f"{file}: {err}", as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, "org": org})
+    else:
+        console.print(f"custom-field schema set for {org}")
+    finish(0)

@@ -17,7 +17,8 @@ from temporalio.service import RPCError
 from autopilot.runtime.access import Principal, approvals_visible_to, role_to_cast
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.approval import ApprovalEdit, ApprovalOutcome, ApprovalVote
-from autopilot.runtime.health import assess
+from autopilot.runtime.intel.views import account_view
+from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.inbox.models import (
     ApprovalDetail,
     ApprovalPublic,
@@ -158,21 +159,22 @@ class Inbox:
         with Session(self.svc.db) as session:
             row = self._visible(session, p, approval_id)
             public = self._public(p, row, self._votes(session, [row.id]).get(row.id, []))
-            snapshot = get_snapshot(session, account_id=row.account_id)
+            account = session.get(Account, row.account_id)
+            now = self.svc.clock()
+            view = account_view(session, account, today=now.date(), now=now) if account else {}
             siblings = session.exec(select(ActionRecord).where(ActionRecord.workflow_id == row.workflow_id)
                                     .order_by(col(ActionRecord.created_at).desc()).limit(10)).all()
             history = session.exec(select(AuditEntry).where(AuditEntry.workflow_id == row.workflow_id)
                                    .order_by(col(AuditEntry.seq).desc()).limit(50)).all()
             comments = session.exec(select(ApprovalComment).where(ApprovalComment.approval_id == row.id)
                                     .order_by(col(ApprovalComment.at))).all()
-        health: dict[str, Any] = {}
-        if snapshot is not None:
-            health = assess(snapshot).model_dump(mode="json")
         return ApprovalDetail(
             **public.model_dump(),
             preview=self._preview(row),
             decision=row.decision,
-            health=health,
+            health=view.get("health", {}),
+            signals=view.get("signals", []),
+            optimizer=view.get("optimizer", {}),
             alternatives=[{"tool": s.tool, "status": s.status, "expected_cost": s.expected_cost,
                            "expected_uplift": s.payload.get("expected_uplift"), "reason": s.payload.get("reason"),
                            "discount_pct": s.discount_pct} for s in siblings if s.payload_hash != row.payload_hash],

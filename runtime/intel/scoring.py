@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import String, cast, delete, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -74,19 +74,19 @@ def load_windows(session: Session, accounts: list[Account], today: date) -> Wind
     index = {a.id: i for i, a in enumerate(accounts)}
     first = today - timedelta(days=WINDOW - 1)
     signals = {k: np.zeros((len(accounts), WINDOW)) for k in SIGNALS}
-    q = select(AccountDay).where(AccountDay.day >= first, AccountDay.day <= today)
+    # The day as ISO text (the same on SQLite and Postgres): parsed in one numpy call.
+    q = select(AccountDay.account_id, cast(AccountDay.day, String),
+               *(getattr(AccountDay, c) for c in SIGNALS)).where(AccountDay.day >= first, AccountDay.day <= today)
     if len(accounts) < 500:
         q = q.where(col(AccountDay.account_id).in_(list(index)))
-    cols = ["account_id", "day", *SIGNALS]
-    rows = session.execute(q.with_only_columns(*(getattr(AccountDay, c) for c in cols))).all()
+    rows = session.connection().execute(q).all()
     if rows:
-        keep = [r for r in rows if r[0] in index]
-        if keep:
-            ai = np.fromiter((index[r[0]] for r in keep), dtype=np.int64, count=len(keep))
-            di = np.fromiter(((r[1] - first).days for r in keep), dtype=np.int64, count=len(keep))
-            values = np.array([r[2:] for r in keep], dtype=float)
-            for j, name in enumerate(SIGNALS):
-                signals[name][ai, di] = values[:, j]
+        columns = list(zip(*rows, strict=True))
+        ai = np.array([index.get(a, -1) for a in columns[0]], dtype=np.int64)
+        di = (np.array(columns[1], dtype="datetime64[D]") - np.datetime64(first.isoformat(), "D")).astype(np.int64)
+        keep = ai >= 0
+        for j, name in enumerate(SIGNALS):
+            signals[name][ai[keep], di[keep]] = np.asarray(columns[2 + j], dtype=float)[keep]
     return _windows(accounts, signals, today)
 
 
@@ -102,36 +102,43 @@ def _windows(accounts: list[Account], signals: dict[str, np.ndarray], today: dat
 
 def score(session: Session, accounts: list[Account], *, today: date, now: datetime | None = None,
           model: HealthModel | None = None, explain: bool = True) -> list[AccountScore]:
-    """Score `accounts` and store the results; alerts on an upward threshold crossing."""
+    """Score `accounts` and store the results (replacing their previous scores, in
+    bulk); an alert on each upward crossing of the model's threshold."""
     model = model or current_model()
     now = now or datetime.now(UTC)
+    ids = [a.id for a in accounts]
     x = compute(load_windows(session, accounts, today))
-    previous = {s.account_id: s.risk for s in session.exec(
-        select(AccountScore).where(col(AccountScore.account_id).in_([a.id for a in accounts])))} \
-        if len(accounts) < 500 else _all_risks(session)
-    if explain:
-        explanations = model.explain(x)
-    else:  # the full rescore's fast path: risk and health only, factors on demand
-        risks = model.risk(x)
-        explanations = [None] * len(accounts)
-    out = []
+    previous: dict[str, float] = {}
+    for chunk in _chunks(ids):
+        previous.update(session.connection().execute(
+            select(AccountScore.account_id, AccountScore.risk).where(col(AccountScore.account_id).in_(chunk))).all())
+        session.connection().execute(delete(AccountScore).where(col(AccountScore.account_id).in_(chunk)))
+    # The full rescore's fast path stores risk and health; factors are computed on demand.
+    explanations: list[Explanation | None] = model.explain(x) if explain else [None] * len(accounts)
+    risks = None if explain else np.round(model.risk(x), 4)
+    rows, alerts = [], []
     for i, account in enumerate(accounts):
         e = explanations[i]
-        risk = e.risk if e else float(round(risks[i], 4))
-        row = AccountScore(account_id=account.id, health=e.health if e else _health(risk), risk=risk,
-                           baseline=e.baseline if e else 0.0,
-                           factors=[f.model_dump() for f in e.factors] if e else [],
-                           features=dict(zip(FEATURES, map(float, x[i]), strict=True)),
-                           model_version=model.version, scored_at=now)
-        session.merge(row)
+        risk = e.risk if e else float(risks[i])  # type: ignore[index]
+        rows.append(AccountScore(account_id=account.id, health=e.health if e else _health(risk), risk=risk,
+                                 baseline=e.baseline if e else 0.0,
+                                 factors=[f.model_dump() for f in e.factors] if e else [],
+                                 features=dict(zip(FEATURES, map(float, x[i]), strict=True)),
+                                 model_version=model.version, scored_at=now))
         before = previous.get(account.id)
         if risk >= model.threshold and (before is None or before < model.threshold):
             reasons = [f"{f.label}: {f.value:g} ({f.contribution:+.1f})" for f in (e.factors if e else [])
                        if f.contribution < 0][:3]
-            session.add(RiskAlert(org_id=account.org_id, account_id=account.id, risk=risk,
-                                  threshold=model.threshold, reasons=reasons, model_version=model.version, at=now))
-        out.append(row)
-    return out
+            alerts.append(RiskAlert(org_id=account.org_id, account_id=account.id, risk=risk,
+                                    threshold=model.threshold, reasons=reasons, model_version=model.version, at=now))
+    if rows:
+        session.connection().execute(insert(AccountScore), [r.model_dump() for r in rows])
+    session.add_all(alerts)
+    return rows
+
+
+def _chunks(ids: list[str], size: int = 5000) -> list[list[str]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
 def _health(risk: float) -> float:
@@ -139,10 +146,6 @@ def _health(risk: float) -> float:
 
     r = min(max(risk, 1e-9), 1 - 1e-9)
     return round(min(100.0, max(0.0, MIDPOINT - SCALE * float(np.log(r / (1 - r))))), 2)
-
-
-def _all_risks(session: Session) -> dict[str, float]:
-    return {a: r for a, r in session.execute(text("SELECT account_id, risk FROM accountscore")).all()}
 
 
 def on_event(session: Session, account: Account, ev: dict[str, Any], *, at: datetime) -> AccountScore:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from autopilot.evals.scenarios import drop_events
 from autopilot.runtime.auth import DEMO_USERS, demo_user_id
 from autopilot.runtime.notify import send_digest
@@ -129,7 +131,9 @@ async def test_bulk_reassign_comments_and_detail(stack: Stack) -> None:
     assert d["preview"]["delivered"] is False and d["preview"]["to"].endswith(".example")
     assert d["preview"]["subject"] and "Message-ID: <" in d["preview"]["preview"]
     assert d["decision"]["require_approval"] and d["decision"]["approval"][0]["reason"]
-    assert d["health"]["health"] < 50 and d["health"]["factors"]
+    h = d["health"]  # Health 2.0: the factors' contributions add up to the score
+    assert h["baseline"] + sum(f["contribution"] for f in h["factors"]) == pytest.approx(h["health"], abs=1e-6)
+    assert d["optimizer"]["best"]["total_cost"] <= d["optimizer"]["limits"]["budget"]
     assert stack.mails() == []  # a preview sends nothing
 
     # Reassign: only managers; to a CSM of the organisation; the new CSM then sees it.
