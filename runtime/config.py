@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = "cs-autopilot@vendor.example"
     slack_webhook_url: str = ""  # a Slack-compatible incoming webhook for inbox notifications
+    crm_url: str = ""  # the CRM's HTTP JSON API (the reference CRM: `autopilot crm serve`)
+    crm_token: str = ""
     session_hours: float = 12
     api_host: str = "127.0.0.1"
     api_port: int = 8400

@@ -7,6 +7,8 @@ guess (ToolOutcomeUnknown) rather than risk a second email."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
@@ -51,11 +53,13 @@ def _close(engine: Engine, key: str, *, status: str, output: dict | None = None,
         session.add(row)
 
 
-def execute_once(engine: Engine, registry: Registry, call: ToolCall, smtp: SmtpConfig | None) -> ToolResult:
+def execute_once(engine: Engine, registry: Registry, call: ToolCall, smtp: SmtpConfig | None,
+                 settings: Any = None) -> ToolResult:
     if call.tool not in call.granted:
         raise ToolNotGranted(f"tool '{call.tool}' is not granted to this agent")
     tool_def = registry.get(call.tool)
-    ctx = ToolContext(idempotency_key=call.idempotency_key, dry_run=call.dry_run, smtp=smtp)
+    ctx = ToolContext(idempotency_key=call.idempotency_key, dry_run=call.dry_run, smtp=smtp, db=engine,
+                      settings=settings)
     if call.dry_run or tool_def.effect == "read":
         output = registry.call(call.tool, call.args, ctx)
         return ToolResult(tool=call.tool, idempotency_key=call.idempotency_key,

@@ -41,6 +41,9 @@ def policy_input(svc: Services, session: Session, *, action: ProposedAction, acc
     recipient = None
     to = action.args.get("to")
     contact = next((c for c in account.contacts if c.email == to), None)
+    if contact is None and (audience := action.args.get("audience")):  # an in-app message: its audience's contact
+        roles = ("champion", "admin", "executive_sponsor", "end_user") if audience == "all" else (audience,)
+        contact = next((c for r in roles for c in account.contacts if c.role == r), None)
     if contact is not None:
         recipient = RecipientIn(
             id=contact.id, email=contact.email, role=contact.role, opted_out=contact.opted_out,

@@ -65,6 +65,27 @@ def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment,
             discount_pct=pct,
             category="commercial",
         ))
+    # The adoption path, cheapest first: a guide in the product, a CSM session, the CRM told.
+    if "send_in_app_message" in spec.tools:
+        actions.append(ProposedAction(
+            tool="send_in_app_message",
+            args={"account_id": account.id, "audience": "all", "title": "Three steps to get more done",
+                  "body": "A two-minute guide to the modules your team has not tried yet.", "delay_minutes": 0},
+            reason=f"{account.active_users_30d} of {account.seats_purchased} seats active in 30 days",
+            expected_cost=0.2, expected_uplift=0.06, category="adoption"))
+    if "create_csm_task" in spec.tools:
+        actions.append(ProposedAction(
+            tool="create_csm_task",
+            args={"account_id": account.id, "assignee": account.owner_csm,
+                  "title": f"Adoption session with {account.name}", "detail": reasons, "due_days": 3},
+            reason="a 30-minute enablement session by the account's CSM",
+            expected_cost=0.5 * 80.0, expected_uplift=0.12, category="adoption", hours=0.5))
+    if "crm_update_field" in spec.tools:
+        actions.append(ProposedAction(
+            tool="crm_update_field",
+            args={"account_id": account.id, "field": "adoption_status", "value": "at risk: guide and session planned"},
+            reason="keep the CRM's view of the account current",
+            expected_cost=0.0, expected_uplift=0.0, category="adoption"))
     actions = [a for a in actions if a.tool not in rejected]
     # Cheapest first: the chooser works through them in this order.
     return sorted(actions, key=lambda a: a.expected_cost)[: spec.limits.max_actions_per_run]

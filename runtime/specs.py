@@ -47,7 +47,7 @@ def load_spec(path: Path) -> AgentSpec:
     if root is None or not isinstance(data, dict):
         raise SpecError(path, 1, "<root>", "an agent spec must be a YAML mapping")
     try:
-        return AgentSpec.model_validate(data)
+        spec = AgentSpec.model_validate(data)
     except ValidationError as err:
         errors = err.errors()
         # A typo'd key shows up as "extra" and as "missing": point at the line that exists.
@@ -55,6 +55,21 @@ def load_spec(path: Path) -> AgentSpec:
         loc = tuple(first["loc"])
         field = ".".join(str(p) for p in loc) or "<root>"
         raise SpecError(path, _line_of(root, loc), field, first["msg"]) from None
+    _check_grants(path, root, spec)
+    return spec
+
+
+def _check_grants(path: Path, root: Any, spec: AgentSpec) -> None:
+    """Every granted tool exists, and its scopes are among the spec's (least privilege)."""
+    from autopilot.tools import registry
+
+    for i, name in enumerate(spec.tools):
+        if name not in registry.tools:
+            raise SpecError(path, _line_of(root, ("tools", i)), f"tools.{i}", f"unknown tool '{name}'")
+        missing = set(registry.tools[name].scopes) - set(spec.scopes)
+        if missing:
+            raise SpecError(path, _line_of(root, ("tools", i)), f"tools.{i}",
+                            f"tool '{name}' needs scope(s) {sorted(missing)} that `scopes` does not grant")
 
 
 def spec_hash(spec: AgentSpec) -> str:

@@ -74,13 +74,14 @@ def _deliver(ctx: ToolContext, msg: EmailMessage) -> EmailSent:
     return result.model_copy(update={"delivered": True})
 
 
-@tool(scopes=["email:send"], effect="external", kind="email", cost=0.5)
+@tool(scopes=["email:send"], effect="external", kind="email", cost=0.5, irreversible=True)
 def send_email(args: SendEmailArgs, ctx: ToolContext) -> EmailSent:
     """Send a plain-text email to one contact of the account."""
     return _deliver(ctx, _message(ctx, args.to, args.subject, args.body))
 
 
-@tool(scopes=["email:send", "offer:create"], effect="external", kind="offer", cost=2.0, significant=True)
+@tool(scopes=["email:send", "offer:create"], effect="external", kind="offer", cost=2.0, significant=True,
+      irreversible=True)
 def send_offer(args: SendOfferArgs, ctx: ToolContext) -> EmailSent:
     """Email a renewal offer with a discount, valid for a number of days."""
     body = (

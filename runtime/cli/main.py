@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.cli.intel import accounts_app, metrics_app, model_app
 from autopilot.runtime.cli.policy import app as policy_app
+from autopilot.runtime.cli.tools import app as tools_app
 from autopilot.runtime.cli.users import app as users_app
 from autopilot.runtime.config import get_settings
 
@@ -28,6 +29,9 @@ app.add_typer(users_app, name="users")
 app.add_typer(model_app, name="model")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(tools_app, name="tools")
+runs_app = typer.Typer(no_args_is_help=True, help="Agent runs: roll back.")
+app.add_typer(runs_app, name="runs")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
@@ -259,6 +263,30 @@ def approvals_digest(org: str = "demo", as_json: JsonOpt = False) -> None:
         emit_json({"ok": True, "sent": per_user})
     else:
         console.print(f"digest sent to {len(per_user)} approver(s): {per_user}")
+    finish(0)
+
+
+@runs_app.command("rollback")
+def runs_rollback(run_id: Annotated[str, typer.Argument(help="the run's workflow id, agent:<agent>:<account>")],
+                  user: AsOpt = "adam", dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+                  as_json: JsonOpt = False) -> None:
+    """Undo a run's reversible writes, newest first, each through the policy gate and
+    audited; irreversible effects are reported."""
+    from autopilot.runtime.rollback import RollbackError, rollback
+    from autopilot.runtime.services import build_services
+
+    svc = build_services(get_settings())
+    try:
+        result = asyncio.run(rollback(svc, run_id, actor=user, dry_run=dry_run))
+    except RollbackError as err:
+        fail(str(err), as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, **result})
+        finish(0)
+    for s in result["steps"]:
+        console.print(f"{s['tool']:<22} {s['status']:<17} {s.get('compensate') or ''} {s.get('detail', '')}")
+    console.print(f"{result['undone']} undone, {result['irreversible']} irreversible"
+                  f"{' (dry run: nothing changed)' if dry_run else ''}")
     finish(0)
 
 

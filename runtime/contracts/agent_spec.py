@@ -37,6 +37,8 @@ class AgentSpec(BaseModel):
     trigger: str = Field(min_length=1, description="CEL expression over `account` and `event`")
     goal: str
     tools: list[str] = Field(min_length=1, description="the tools this agent is granted")
+    scopes: list[str] = Field(default_factory=list,
+                              description="the scopes granted; every listed tool's scopes must be among them")
     limits: Limits = Limits()
     planner: PlannerSettings = PlannerSettings()
 

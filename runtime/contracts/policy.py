@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ActionKind = Literal["email", "offer", "in_app", "meeting", "call", "task", "crm_update", "notice"]
+ActionKind = Literal["email", "offer", "in_app", "meeting", "call", "task", "crm_update", "notice", "notification",
+                     "compensation", "read"]
 ActionCategory = Literal["rescue", "adoption", "commercial", "marketing", "operational", "compliance"]
 
 

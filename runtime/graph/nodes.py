@@ -100,7 +100,7 @@ def execute(state: RunState) -> dict[str, Any]:
     spec = svc.specs[run["agent"]]
     call = ToolCall(tool=action.tool, args=action.args, idempotency_key=run_key(state), granted=spec.tools)
     try:
-        result = execute_once(svc.db, svc.tools, call, svc.smtp)
+        result = execute_once(svc.db, svc.tools, call, svc.smtp, svc.settings)
     except ToolError as err:
         return {"result": {"status": "failed", "code": err.code, "error": str(err)[:500]}}
     return {"result": result.model_dump(mode="json")}

@@ -51,3 +51,22 @@ def test_missing_required_field(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert info.value.field in {"trigger", "goal", "tools"}
+
+
+def test_a_tool_beyond_the_granted_scopes_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("  - offer:create\n", "")
+    path = tmp_path / "narrow.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.field == "tools.1" and "offer:create" in str(info.value)
+    assert info.value.line == text.splitlines().index("  - send_offer") + 1
+
+
+def test_an_unknown_tool_names_its_line(tmp_path: Path) -> None:
+    text = GOOD.replace("  - send_offer\n", "  - launch_rocket\n")
+    path = tmp_path / "unknown.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.field == "tools.1" and "launch_rocket" in str(info.value)

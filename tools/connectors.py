@@ -1,0 +1,202 @@
+"""Connectors with a compensating tool each, or declared irreversible: in-app
+messages (an outbox table the product's app reads), CSM tasks, CRM field updates over
+HTTP JSON (Idempotency-Key header), a Slack-compatible incoming webhook. Every one
+has a dry run that shows exactly what it would do."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from autopilot.runtime.hashing import sha256_hex
+from autopilot.tools.registry import ToolContext, ToolError, tool
+
+
+def _id(prefix: str, ctx: ToolContext) -> str:
+    return f"{prefix}_{sha256_hex(ctx.idempotency_key)[:20]}"
+
+
+def _db(ctx: ToolContext):  # type: ignore[no-untyped-def]
+    if ctx.db is None:
+        raise ToolError("no store configured")
+    return ctx.db
+
+
+class Done(BaseModel):
+    id: str
+    status: str
+    dry_run: bool = False
+    preview: dict[str, Any] = {}
+    undo: dict[str, Any] = {}  # the arguments of the compensating tool
+
+
+# --- in-app messages ------------------------------------------------------------
+
+class InAppArgs(BaseModel):
+    account_id: str = Field(min_length=1)
+    audience: Literal["admin", "champion", "executive_sponsor", "end_user", "all"] = "all"
+    title: str = Field(min_length=1, max_length=120)
+    body: str = Field(min_length=1, max_length=2000)
+    delay_minutes: int = Field(0, ge=0, le=7 * 24 * 60)
+
+
+class CancelArgs(BaseModel):
+    id: str = Field(min_length=1)
+
+
+@tool(scopes=["in_app:send"], effect="write", kind="in_app", cost=0.2, compensate="cancel_in_app_message")
+def send_in_app_message(args: InAppArgs, ctx: ToolContext) -> Done:
+    """Schedule an in-app message for an account's users (the app reads the outbox)."""
+    from autopilot.runtime.store.outbox import InAppMessage
+
+    now = datetime.now(UTC)
+    msg_id = _id("iam", ctx)
+    preview = {"table": "inappmessage", "id": msg_id, **args.model_dump(),
+               "deliver_at": (now + timedelta(minutes=args.delay_minutes)).isoformat()}
+    if ctx.dry_run:
+        return Done(id=msg_id, status="would_schedule", dry_run=True, preview=preview, undo={"id": msg_id})
+    with Session(_db(ctx)) as s:
+        if s.get(InAppMessage, msg_id) is None:  # the key makes a retry a no-op
+            s.add(InAppMessage(id=msg_id, account_id=args.account_id, audience=args.audience, title=args.title,
+                               body=args.body, deliver_at=now + timedelta(minutes=args.delay_minutes), created_at=now))
+            s.commit()
+    return Done(id=msg_id, status="scheduled", preview=preview, undo={"id": msg_id})
+
+
+@tool(scopes=["in_app:send"], effect="write", kind="compensation", cost=0.0)
+def cancel_in_app_message(args: CancelArgs, ctx: ToolContext) -> Done:
+    """Cancel a scheduled in-app message (one already delivered cannot be recalled)."""
+    from autopilot.runtime.store.outbox import InAppMessage
+
+    with Session(_db(ctx)) as s:
+        msg = s.get(InAppMessage, args.id)
+        if msg is None:
+            raise ToolError(f"no in-app message {args.id}")
+        if msg.status == "delivered":
+            raise ToolError(f"in-app message {args.id} was already delivered: it cannot be recalled")
+        if ctx.dry_run:
+            return Done(id=args.id, status="would_cancel", dry_run=True, preview={"from": msg.status, "to": "cancelled"})
+        msg.status = "cancelled"
+        s.add(msg)
+        s.commit()
+    return Done(id=args.id, status="cancelled")
+
+
+# --- CSM tasks ------------------------------------------------------------------
+
+class TaskArgs(BaseModel):
+    account_id: str = Field(min_length=1)
+    assignee: str = Field(min_length=1)
+    title: str = Field(min_length=1, max_length=200)
+    detail: str = ""
+    due_days: int = Field(2, ge=0, le=90)
+
+
+@tool(scopes=["task:create"], effect="write", kind="task", cost=0.0, compensate="cancel_csm_task")
+def create_csm_task(args: TaskArgs, ctx: ToolContext) -> Done:
+    """Create a task for a CSM (a call to make, a follow-up)."""
+    from autopilot.runtime.store.outbox import CsmTask
+
+    now = datetime.now(UTC)
+    task_id = _id("task", ctx)
+    preview = {"table": "csmtask", "id": task_id, **args.model_dump(), "due": (now + timedelta(days=args.due_days)).isoformat()}
+    if ctx.dry_run:
+        return Done(id=task_id, status="would_create", dry_run=True, preview=preview, undo={"id": task_id})
+    with Session(_db(ctx)) as s:
+        if s.get(CsmTask, task_id) is None:
+            s.add(CsmTask(id=task_id, account_id=args.account_id, assignee=args.assignee, title=args.title,
+                          detail=args.detail, due=now + timedelta(days=args.due_days), created_at=now))
+            s.commit()
+    return Done(id=task_id, status="open", preview=preview, undo={"id": task_id})
+
+
+@tool(scopes=["task:create"], effect="write", kind="compensation", cost=0.0)
+def cancel_csm_task(args: CancelArgs, ctx: ToolContext) -> Done:
+    """Cancel an open CSM task."""
+    from autopilot.runtime.store.outbox import CsmTask
+
+    with Session(_db(ctx)) as s:
+        task = s.get(CsmTask, args.id)
+        if task is None:
+            raise ToolError(f"no task {args.id}")
+        if ctx.dry_run:
+            return Done(id=args.id, status="would_cancel", dry_run=True, preview={"from": task.status, "to": "cancelled"})
+        task.status = "cancelled"
+        s.add(task)
+        s.commit()
+    return Done(id=args.id, status="cancelled")
+
+
+# --- CRM over HTTP JSON ---------------------------------------------------------
+
+class CrmFieldArgs(BaseModel):
+    account_id: str = Field(min_length=1)
+    field: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    value: Any = None
+
+
+def _crm(ctx: ToolContext) -> tuple[str, dict[str, str]]:
+    url = getattr(ctx.settings, "crm_url", "") if ctx.settings is not None else ""
+    if not url:
+        raise ToolError("no CRM configured (AUTOPILOT_CRM_URL)")
+    token = getattr(ctx.settings, "crm_token", "")
+    return url.rstrip("/"), ({"Authorization": f"Bearer {token}"} if token else {})
+
+
+def _crm_set(ctx: ToolContext, args: CrmFieldArgs, *, compensation: bool) -> Done:
+    base, headers = _crm(ctx)
+    try:
+        current = httpx.get(f"{base}/accounts/{args.account_id}", headers=headers, timeout=10)
+        current.raise_for_status()
+        before = current.json().get("fields", {}).get(args.field)
+        diff = {"account_id": args.account_id, "field": args.field, "from": before, "to": args.value}
+        if ctx.dry_run:
+            return Done(id=args.account_id, status="would_update", dry_run=True, preview=diff,
+                        undo={"account_id": args.account_id, "field": args.field, "value": before})
+        r = httpx.patch(f"{base}/accounts/{args.account_id}", json={"fields": {args.field: args.value}}, timeout=10,
+                        headers={**headers, "Idempotency-Key": ctx.idempotency_key})
+        r.raise_for_status()
+    except httpx.HTTPError as err:
+        raise ToolError(f"CRM request failed: {err}") from err
+    previous = r.json().get("previous", {}).get(args.field, before)  # what the CRM replaced, replay-safe
+    return Done(id=args.account_id, status="reverted" if compensation else "updated", preview={**diff, "from": previous},
+                undo={"account_id": args.account_id, "field": args.field, "value": previous})
+
+
+@tool(scopes=["crm:write"], effect="external", kind="crm_update", cost=0.0, compensate="crm_revert_field")
+def crm_update_field(args: CrmFieldArgs, ctx: ToolContext) -> Done:
+    """Set one field of an account in the CRM (the renewal forecast, a health note)."""
+    return _crm_set(ctx, args, compensation=False)
+
+
+@tool(scopes=["crm:write"], effect="external", kind="compensation", cost=0.0)
+def crm_revert_field(args: CrmFieldArgs, ctx: ToolContext) -> Done:
+    """Put a CRM field back to its previous value."""
+    return _crm_set(ctx, args, compensation=True)
+
+
+# --- Slack-compatible webhook ----------------------------------------------------
+
+class SlackArgs(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+    channel: str | None = None
+
+
+@tool(scopes=["slack:post"], effect="external", kind="notification", cost=0.0, irreversible=True)
+def post_slack(args: SlackArgs, ctx: ToolContext) -> Done:
+    """Post a message to the team's Slack-compatible incoming webhook."""
+    url = getattr(ctx.settings, "slack_webhook_url", "") if ctx.settings is not None else ""
+    if not url:
+        raise ToolError("no webhook configured (AUTOPILOT_SLACK_WEBHOOK_URL)")
+    payload = {"text": args.text, **({"channel": args.channel} if args.channel else {})}
+    if ctx.dry_run:
+        return Done(id=ctx.idempotency_key, status="would_post", dry_run=True, preview={"url": url, "json": payload})
+    try:
+        httpx.post(url, json=payload, timeout=10, headers={"Idempotency-Key": ctx.idempotency_key}).raise_for_status()
+    except httpx.HTTPError as err:
+        raise ToolError(f"webhook failed: {err}") from err
+    return Done(id=ctx.idempotency_key, status="posted", preview={"json": payload})
