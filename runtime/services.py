@@ -64,9 +64,14 @@ def make_policy_engine(settings: Settings) -> PolicyEngine:
 
 def build_services(settings: Settings, *, policy: PolicyEngine | None = None, db: Engine | None = None,
                    clock: Callable[[], datetime] | None = None) -> Services:
+    from autopilot.tools.mcp_bridge import load_imported
+
+    db = db or make_engine(settings.db_url)
+    default_registry.load_entry_points()  # third-party tools (sandboxed)
+    load_imported(default_registry, db)  # MCP servers imported into this store (confined)
     return Services(
         settings=settings,
-        db=db or make_engine(settings.db_url),
+        db=db,
         policy=policy or make_policy_engine(settings),
         policy_timeout_s=settings.policy_timeout_s,
         clock=clock or utc_now,

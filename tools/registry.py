@@ -82,14 +82,17 @@ class ToolDef:
     irreversible: bool = False  # an effect nothing can undo (a delivered email): reported, not pretended away
     sandbox: SandboxPolicy | None = None  # run in a separate confined process (tools/SANDBOX.md)
     source: str = "built-in"  # or the entry point / MCP server it came from
+    json_schema: dict[str, Any] | None = None  # an imported tool's own argument schema
+    confined: bool = False  # runs confined by itself (an imported MCP server under the sandbox)
 
     def schema(self) -> dict[str, Any]:
-        return self.args_model.model_json_schema()
+        return self.json_schema or self.args_model.model_json_schema()
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description.split("\n")[0], "scopes": list(self.scopes),
                 "effect": self.effect, "cost": self.cost, "kind": self.kind, "compensate": self.compensate,
-                "irreversible": self.irreversible, "sandboxed": self.sandbox is not None, "source": self.source}
+                "irreversible": self.irreversible, "sandboxed": self.sandbox is not None or self.confined,
+                "source": self.source}
 
 
 @dataclass

@@ -89,9 +89,9 @@ def sandbox_backend() -> str:
     return "none"
 
 
-def _command(module: str, function: str, policy: SandboxPolicy) -> list[str]:
-    pypath = _python_paths(module)
-    child = [sys.executable, "-I", "-m", "autopilot.tools.sandbox_child", module, function, *pypath]
+def confine(argv: list[str], policy: SandboxPolicy, *, read_only: list[str], module: str | None = None) -> list[str]:
+    """`argv` wrapped in bubblewrap (or unshare): only `read_only` paths (plus the system
+    and the interpreter) are visible, read-only; network only if hosts are declared."""
     backend = sandbox_backend()
     if backend == "bwrap":
         cmd = ["bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -100,27 +100,40 @@ def _command(module: str, function: str, policy: SandboxPolicy) -> list[str]:
                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         if not policy.hosts:
             cmd.append("--unshare-net")
-        ro = {"/usr", "/lib", "/lib64", "/bin", "/etc", sys.prefix, sys.base_prefix, *map(str, _code_roots(module)),
-              *pypath}
-        for path in sorted(ro):
+        for path in sorted({"/usr", "/lib", "/lib64", "/bin", "/etc", sys.prefix, sys.base_prefix, *read_only}):
             if Path(path).exists():
                 cmd += ["--ro-bind", path, path]
         for k, v in policy.env.items():
             cmd += ["--setenv", k, v]
-        return cmd + child
+        return cmd + argv
     if backend == "unshare":
         log.warning("bubblewrap is not installed: the tool sandbox falls back to `unshare` + rlimits; "
                     "the filesystem is NOT hidden from the tool (apt-get install bubblewrap)")
         flags = ["unshare", "--fork", "--pid", "--kill-child", "--ipc", "--uts", "--map-root-user"]
         if not policy.hosts:
             flags.append("--net")
-        return flags + child
+        return flags + argv
     raise ToolError("no sandbox available (install bubblewrap): refusing to run a sandboxed tool unconfined")
+
+
+def _command(module: str, function: str, policy: SandboxPolicy) -> list[str]:
+    pypath = _python_paths(module)
+    child = [sys.executable, "-I", "-m", "autopilot.tools.sandbox_child", module, function, *pypath]
+    return confine(child, policy, read_only=[*map(str, _code_roots(module)), *pypath])
+
+
+def spawn_confined(argv: list[str], policy: SandboxPolicy, *, read_only: list[str]) -> tuple[list[str], Any, Path | None]:
+    """(argv, preexec_fn, cgroup) to start a long-lived confined process (an MCP server)."""
+    cgroup = _pids_cgroup(policy.max_processes)
+    return confine(argv, policy, read_only=read_only), _limits(policy, cgroup), cgroup
 
 
 def _limits(policy: SandboxPolicy, cgroup: Path | None):  # type: ignore[no-untyped-def]
     def apply() -> None:  # runs in the child between fork and exec
-        os.setsid()
+        try:
+            os.setsid()
+        except PermissionError:  # already a session/group leader (spawned with a new session)
+            pass
         if cgroup is not None:
             (cgroup / "cgroup.procs").write_text(str(os.getpid()))
         mem = policy.memory_mb * 1024 * 1024
@@ -145,7 +158,7 @@ def _pids_cgroup(limit: int) -> Path | None:
         return None
 
 
-def _drop_cgroup(cg: Path | None) -> None:
+def drop_cgroup(cg: Path | None) -> None:
     if cg is None:
         return
     try:
@@ -172,7 +185,7 @@ def run_sandboxed(module: str, function: str, payload: dict[str, Any], policy: S
         proc.communicate()
         raise ToolTimeout(f"{module}.{function} ran past its {policy.timeout_s:g} s limit and was killed") from None
     finally:
-        _drop_cgroup(cgroup)
+        drop_cgroup(cgroup)
     if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGXCPU, 128 + signal.SIGKILL) and not out:
         raise ToolResourceExceeded(f"{module}.{function} was killed at its CPU limit ({policy.cpu_seconds} s)")
     try:

@@ -15,9 +15,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on 
 
 
 def _registry():  # type: ignore[no-untyped-def]
+    from autopilot.runtime.store.db import make_engine
     from autopilot.tools import registry
+    from autopilot.tools.mcp_bridge import load_imported
 
     registry.load_entry_points()
+    load_imported(registry, make_engine(get_settings().db_url))
     return registry
 
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, SQLModel, create_engine
 
 # Import every table module so that create_all sees them.
 from autopilot.runtime.store import (  # noqa: F401  (every table registers with the metadata)
-    accounts, actions, approvals, audit, customer, events, mail, outbox, tool_calls, users,
+    accounts, actions, approvals, audit, customer, events, mail, mcp, outbox, tool_calls, users,
 )
 
 
