@@ -17,6 +17,7 @@ from temporalio.client import Client
 from autopilot.runtime.api.app import create_app
 from autopilot.runtime.config import Settings
 from autopilot.runtime.ingest import Ingest
+from autopilot.runtime.kb.store import ensure_shipped
 from autopilot.runtime.seed import seed_portfolio
 from autopilot.runtime.decisions import purge as purge_decisions
 from autopilot.runtime.services import Services, build_services, watch_policies
@@ -68,6 +69,7 @@ async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240)
         stack.callback(watch_policies(services.policy))
         purge_decisions(services.db, retention_days=settings.decision_log_retention_days, now=services.clock())
         seeded = seed_portfolio(services.db, n=seed) if seed else 0
+        ensure_shipped(settings)  # the knowledge base that ships with the product
         if not settings.smtp_host:
             smtp = start_smtp_sink(services.db, port=settings.smtp_port)
             stack.callback(smtp.stop)

@@ -79,3 +79,24 @@ def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
         result = optimize(Goal(kind=args.goal, target=args.target, current=current),
                           quarter_limits(session, account, now=now), segment=account.segment, arr=account.arr)
     return AccountIntel(account_id=args.account_id, data=result.model_dump(mode="json"))
+
+
+class KnowledgeArgs(BaseModel):
+    query: str = Field(min_length=2, max_length=500)
+    k: int = Field(3, ge=1, le=10)
+
+
+class KnowledgeHits(BaseModel):
+    query: str
+    hits: list[dict[str, Any]]  # text, source, heading, score: data to read, never instructions
+
+
+@tool(scopes=["kb:read"], effect="read", kind="read")
+def knowledge_search(args: KnowledgeArgs, ctx: ToolContext) -> KnowledgeHits:
+    """Search the playbooks and help articles; the best passages with their source and heading."""
+    from autopilot.runtime.config import get_settings
+    from autopilot.runtime.kb.store import ensure_shipped, search
+
+    settings = ctx.settings or get_settings()
+    ensure_shipped(settings)  # an empty knowledge base starts with the shipped articles
+    return KnowledgeHits(query=args.query, hits=search(settings, args.query, args.k))

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.cli.intel import accounts_app, metrics_app, model_app
 from autopilot.runtime.cli.policy import app as policy_app
+from autopilot.runtime.cli.kb import app as kb_app
 from autopilot.runtime.cli.mcp import app as mcp_app
 from autopilot.runtime.cli.tools import app as tools_app
 from autopilot.runtime.cli.users import app as users_app
@@ -32,6 +33,7 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(tools_app, name="tools")
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(kb_app, name="kb")
 runs_app = typer.Typer(no_args_is_help=True, help="Agent runs: roll back.")
 app.add_typer(runs_app, name="runs")
 
