@@ -98,7 +98,7 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
                 f"({'; '.join(item['reasons'])})")
             return item
 
-        smb, = pick_accounts(db, "smb", max_arr=50_000)
+        smb, smb_b = pick_accounts(db, "smb", n=2, max_arr=50_000)
         mid, = pick_accounts(db, "mid_market", min_arr=50_000)
         ent_a, ent_b = pick_accounts(db, "enterprise", n=2, min_arr=250_000, max_arr=1_000_000)
 
@@ -123,6 +123,20 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
         await decide(ent_b, "reject", owner(ent_b), reason="customer is mid-escalation; I will call them")
         await _wait(lambda: pending_for(ent_b), f"the offer for {ent_b} to be pending")
 
+        say(f"5. {smb_b} (SMB): most seats idle when a module is used: the Adoption agent schedules an"
+            " in-app guide, creates a CSM task and writes the status to the CRM; then the run is rolled back")
+        for ev in ({"account_id": smb_b, "type": "usage_snapshot", "active_users": 1},
+                   {"account_id": smb_b, "type": "feature_use", "module": "reports"}):
+            r = await api.post("/events", json=ev, headers=as_user("adam"))
+            r.raise_for_status()
+        adoption_wf = f"agent:adoption:{smb_b}"
+        await stack.client.get_workflow_handle(adoption_wf).result()
+        from autopilot.runtime.rollback import rollback
+
+        undone = await rollback(stack.services, adoption_wf, actor="maria")
+        for step in undone["steps"]:
+            say(f"  rollback: {step['tool']} → {step['status']} ({step.get('compensate')})")
+
         decided = [a["status"] for a in await approvals(status="")]
         with Session(db) as s:
             statuses = [r.status for r in s.exec(select(ActionRecord))]
@@ -138,11 +152,13 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             "pending": decided.count("pending"),
             "failed": statuses.count("failed"),
             "emails_delivered": delivered,
+            "rolled_back": undone["undone"],
             "accounts": stack.seeded,
-            "workflows": sorted({f"agent:churn_rescue:{a}" for a in (smb, ent_a, mid, ent_b)}),
+            "workflows": sorted({f"agent:churn_rescue:{a}" for a in (smb, ent_a, mid, ent_b)} | {adoption_wf}),
         "inbox": f"sign in at /inbox as maria@demo.example (password {DEMO_PASSWORD})",
             "data_dir": str(settings.data_dir),
         }
         say("Summary: " + ", ".join(f"{k} {summary[k]}" for k in
-                                    ("executed", "approved", "rejected", "denied", "pending", "emails_delivered")))
+                                    ("executed", "approved", "rejected", "denied", "pending", "emails_delivered",
+                                     "rolled_back")))
         return summary

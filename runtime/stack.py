@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from autopilot.runtime.api.app import create_app
 from autopilot.runtime.config import Settings
+from autopilot.runtime.crm import create_crm_app
 from autopilot.runtime.ingest import Ingest
 from autopilot.runtime.kb.store import ensure_shipped
 from autopilot.runtime.seed import seed_portfolio
@@ -54,6 +55,18 @@ class Running:
 async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240) -> AsyncIterator[Running]:
     async with AsyncExitStack() as stack:
         urls: dict[str, str] = {}
+        if not settings.crm_url:  # the reference CRM, on loopback, for the CRM connector
+            crm_port = free_port()
+            crm = uvicorn.Server(uvicorn.Config(create_crm_app(), host="127.0.0.1", port=crm_port,
+                                                log_level="warning", lifespan="off"))
+            crm_task = asyncio.create_task(crm.serve())
+            stack.push_async_callback(_stop_server, crm, crm_task)
+            while not crm.started:
+                if crm_task.done():
+                    crm_task.result()
+                await asyncio.sleep(0.02)
+            settings = settings.model_copy(update={"crm_url": f"http://127.0.0.1:{crm_port}"})
+            urls["crm"] = settings.crm_url
         if settings.temporal_address:
             target = settings.temporal_address
         else:
@@ -93,6 +106,11 @@ async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240)
         finally:
             api.should_exit = True
             await api_task
+
+
+async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    await task
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
