@@ -27,8 +27,8 @@ class AccountIntel(BaseModel):
     data: dict[str, Any]
 
 
-def _view(args: AccountArgs, ctx: ToolContext) -> dict[str, Any]:
-    from autopilot.runtime.intel.views import account_view
+def _with_account(args: AccountArgs, ctx: ToolContext, fn: Any) -> Any:
+    """`fn(session, account, now)` on the account the arguments name."""
     from autopilot.runtime.store.accounts import Account
 
     if ctx.db is None:
@@ -38,7 +38,13 @@ def _view(args: AccountArgs, ctx: ToolContext) -> dict[str, Any]:
         account = session.get(Account, args.account_id)
         if account is None:
             raise ToolError(f"no account {args.account_id}")
-        return account_view(session, account, today=now.date(), now=now)
+        return fn(session, account, now)
+
+
+def _view(args: AccountArgs, ctx: ToolContext) -> dict[str, Any]:
+    from autopilot.runtime.intel.views import account_view
+
+    return _with_account(args, ctx, lambda s, a, now: account_view(s, a, today=now.date(), now=now))
 
 
 @tool(scopes=["accounts:read"], effect="read", kind="read")
@@ -61,23 +67,18 @@ def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
     from autopilot.runtime.intel.ledger_view import quarter_limits
     from autopilot.runtime.intel.optimizer import Goal, optimize
     from autopilot.runtime.intel.scoring import explanation_for
-    from autopilot.runtime.store.accounts import Account
 
-    if ctx.db is None:
-        raise ToolError("no store configured for account tools")
-    now = datetime.now(UTC)
-    with Session(ctx.db) as session:
-        account = session.get(Account, args.account_id)
-        if account is None:
-            raise ToolError(f"no account {args.account_id}")
+    def run(session: Session, account: Any, now: datetime) -> Any:
         if args.goal == "retention":
             current = explanation_for(session, account, today=now.date()).risk
+        elif args.current_adoption is None:
+            raise ToolError("an adoption goal needs current_adoption")
         else:
-            if args.current_adoption is None:
-                raise ToolError("an adoption goal needs current_adoption")
             current = args.current_adoption
-        result = optimize(Goal(kind=args.goal, target=args.target, current=current),
-                          quarter_limits(session, account, now=now), segment=account.segment, arr=account.arr)
+        return optimize(Goal(kind=args.goal, target=args.target, current=current),
+                        quarter_limits(session, account, now=now), segment=account.segment, arr=account.arr)
+
+    result = _with_account(args, ctx, run)
     return AccountIntel(account_id=args.account_id, data=result.model_dump(mode="json"))
 
 

@@ -67,23 +67,29 @@ def send_in_app_message(args: InAppArgs, ctx: ToolContext) -> Done:
     return Done(id=msg_id, status="scheduled", preview=preview, undo={"id": msg_id})
 
 
+def _cancel(ctx: ToolContext, model: Any, row_id: str, *, what: str, final: str | None = None) -> Done:
+    """Set an outbox row to cancelled (a dry run says what would change); a row already
+    `final` (delivered) cannot be recalled."""
+    with Session(_db(ctx)) as s:
+        row = s.get(model, row_id)
+        if row is None:
+            raise ToolError(f"no {what} {row_id}")
+        if final and row.status == final:
+            raise ToolError(f"{what} {row_id} was already {final}: it cannot be recalled")
+        if ctx.dry_run:
+            return Done(id=row_id, status="would_cancel", dry_run=True, preview={"from": row.status, "to": "cancelled"})
+        row.status = "cancelled"
+        s.add(row)
+        s.commit()
+    return Done(id=row_id, status="cancelled")
+
+
 @tool(scopes=["in_app:send"], effect="write", kind="compensation", cost=0.0)
 def cancel_in_app_message(args: CancelArgs, ctx: ToolContext) -> Done:
     """Cancel a scheduled in-app message (one already delivered cannot be recalled)."""
     from autopilot.runtime.store.outbox import InAppMessage
 
-    with Session(_db(ctx)) as s:
-        msg = s.get(InAppMessage, args.id)
-        if msg is None:
-            raise ToolError(f"no in-app message {args.id}")
-        if msg.status == "delivered":
-            raise ToolError(f"in-app message {args.id} was already delivered: it cannot be recalled")
-        if ctx.dry_run:
-            return Done(id=args.id, status="would_cancel", dry_run=True, preview={"from": msg.status, "to": "cancelled"})
-        msg.status = "cancelled"
-        s.add(msg)
-        s.commit()
-    return Done(id=args.id, status="cancelled")
+    return _cancel(ctx, InAppMessage, args.id, what="in-app message", final="delivered")
 
 
 # --- CSM tasks ------------------------------------------------------------------
@@ -119,16 +125,7 @@ def cancel_csm_task(args: CancelArgs, ctx: ToolContext) -> Done:
     """Cancel an open CSM task."""
     from autopilot.runtime.store.outbox import CsmTask
 
-    with Session(_db(ctx)) as s:
-        task = s.get(CsmTask, args.id)
-        if task is None:
-            raise ToolError(f"no task {args.id}")
-        if ctx.dry_run:
-            return Done(id=args.id, status="would_cancel", dry_run=True, preview={"from": task.status, "to": "cancelled"})
-        task.status = "cancelled"
-        s.add(task)
-        s.commit()
-    return Done(id=args.id, status="cancelled")
+    return _cancel(ctx, CsmTask, args.id, what="task", final="done")
 
 
 # --- CRM over HTTP JSON ---------------------------------------------------------
