@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import smtplib
 from email.message import EmailMessage
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 
 from pydantic import BaseModel, Field
@@ -92,3 +93,66 @@ def send_offer(args: SendOfferArgs, ctx: ToolContext) -> EmailSent:
     )
     subject = f"Your renewal offer: {args.discount_pct:g}% off"
     return _deliver(ctx, _message(ctx, args.to, subject, body))
+
+
+# --- meeting requests (iCalendar over email) ------------------------------------
+
+class MeetingArgs(BaseModel):
+    to: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    title: str = Field(min_length=1, max_length=200)
+    start: datetime
+    minutes: int = Field(30, ge=15, le=240)
+    description: str = ""
+
+
+class MeetingCancelArgs(BaseModel):
+    to: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    uid: str = Field(min_length=8)
+    title: str
+    start: datetime
+    minutes: int = 30
+
+
+class MeetingSent(EmailSent):
+    uid: str
+    undo: dict = {}
+
+
+def _ics(method: str, uid: str, organizer: str, to: str, title: str, start: datetime, minutes: int,
+         description: str, sequence: int) -> str:
+    fmt = "%Y%m%dT%H%M%SZ"
+    start_utc = start.astimezone(UTC) if start.tzinfo else start.replace(tzinfo=UTC)
+    lines = ["BEGIN:VCALENDAR", "PRODID:-//CS Autopilot//EN", "VERSION:2.0", f"METHOD:{method}", "BEGIN:VEVENT",
+             f"UID:{uid}", f"SEQUENCE:{sequence}", f"DTSTAMP:{datetime.now(UTC):{fmt}}",
+             f"DTSTART:{start_utc:{fmt}}", f"DTEND:{start_utc + timedelta(minutes=minutes):{fmt}}",
+             f"SUMMARY:{title}", f"DESCRIPTION:{description.replace(chr(10), ' ')}",
+             f"ORGANIZER:mailto:{organizer}", f"ATTENDEE;RSVP=TRUE:mailto:{to}",
+             f"STATUS:{'CANCELLED' if method == 'CANCEL' else 'CONFIRMED'}", "END:VEVENT", "END:VCALENDAR"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _meeting(ctx: ToolContext, method: str, uid: str, to: str, title: str, start: datetime, minutes: int,
+             description: str) -> MeetingSent:
+    msg = _message(ctx, to, f"{'Cancelled: ' if method == 'CANCEL' else 'Invitation: '}{title}",
+                   description or title)
+    ics = _ics(method, uid, ctx.smtp.mail_from if ctx.smtp else "", to, title, start, minutes, description,
+               sequence=1 if method == "CANCEL" else 0)
+    msg.add_alternative(ics, subtype="calendar", params={"method": method})
+    sent = _deliver(ctx, msg)
+    return MeetingSent(**sent.model_dump(), uid=uid)
+
+
+@tool(scopes=["email:send", "meeting:create"], effect="external", kind="meeting", cost=0.5,
+      compensate="cancel_meeting_request")
+def send_meeting_request(args: MeetingArgs, ctx: ToolContext) -> MeetingSent:
+    """Invite a contact to a meeting: an iCalendar REQUEST by email (any calendar accepts it)."""
+    uid = f"{sha256_hex(ctx.idempotency_key)[:24]}@cs-autopilot"
+    out = _meeting(ctx, "REQUEST", uid, args.to, args.title, args.start, args.minutes, args.description)
+    return out.model_copy(update={"undo": {"to": args.to, "uid": uid, "title": args.title,
+                                           "start": args.start.isoformat(), "minutes": args.minutes}})
+
+
+@tool(scopes=["email:send", "meeting:create"], effect="external", kind="compensation", cost=0.5)
+def cancel_meeting_request(args: MeetingCancelArgs, ctx: ToolContext) -> MeetingSent:
+    """Cancel a meeting this product sent: an iCalendar CANCEL for the same UID."""
+    return _meeting(ctx, "CANCEL", args.uid, args.to, args.title, args.start, args.minutes, "")

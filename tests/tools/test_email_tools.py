@@ -96,3 +96,38 @@ def test_ungranted_tool_and_bad_arguments_run_nothing(mail: tuple[Engine, SmtpCo
         execute_once(db, registry, ToolCall(tool="send_email", args={**ARGS, "to": "not-an-address"},
                                             idempotency_key="k2", granted=["send_email"]), smtp)
     assert mails(db) == []
+
+
+def test_meeting_request_and_its_cancellation(tmp_path: Path) -> None:
+    """An iCalendar REQUEST over SMTP, then the compensating CANCEL for the same UID."""
+    from datetime import UTC, datetime
+
+    from autopilot.runtime.smtp_sink import start_smtp_sink
+    from autopilot.runtime.store.db import make_engine
+    from autopilot.runtime.store.mail import ReceivedMail
+    from autopilot.tools import registry
+    from autopilot.tools.registry import SmtpConfig, ToolContext
+    from sqlmodel import Session, select
+    from tests.conftest import free_port
+
+    db = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    port = free_port()
+    sink = start_smtp_sink(db, port=port)
+    smtp = SmtpConfig(host="127.0.0.1", port=port, mail_from="csm@vendor.example")
+    args = {"to": "champion@acme.example", "title": "Adoption session", "minutes": 30,
+            "start": datetime(2026, 12, 1, 15, 0, tzinfo=UTC).isoformat()}
+    try:
+        dry = registry.call("send_meeting_request", args, ToolContext("run/9/0", True, smtp=smtp))
+        assert "METHOD:REQUEST" in dry["preview"] and "DTSTART:20261201T150000Z" in dry["preview"]
+        sent = registry.call("send_meeting_request", args, ToolContext("run/9/0", False, smtp=smtp))
+        assert sent["delivered"] and sent["undo"]["uid"] == sent["uid"]
+        assert registry.get("send_meeting_request").compensate == "cancel_meeting_request"
+        registry.call("cancel_meeting_request", sent["undo"], ToolContext("run/9/0/compensate", False, smtp=smtp))
+        with Session(db) as s:
+            raws = [m.raw for m in s.exec(select(ReceivedMail).order_by(ReceivedMail.id))]
+        assert len(raws) == 2
+        assert "METHOD:REQUEST" in raws[0] and "METHOD:CANCEL" in raws[1] and "STATUS:CANCELLED" in raws[1]
+        assert f"UID:{sent['uid']}" in raws[0].replace("\r\n ", "") and f"UID:{sent['uid']}" in raws[1].replace("\r\n ", "")
+    finally:
+        sink.stop()
+        db.dispose()
