@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = "cs-autopilot@vendor.example"
     slack_webhook_url: str = ""  # a Slack-compatible incoming webhook for inbox notifications
+    # Empty = the Health 2.0 model that ships (runtime/intel/models/default); a folder from `model train`.
+    health_model_dir: Path | None = None
     # Empty = chromadb PersistentClient in the data directory.
     chroma_url: str = Field("", validation_alias=AliasChoices("CHROMA_URL", "AUTOPILOT_CHROMA_URL"))
     crm_url: str = ""  # the CRM's HTTP JSON API (the reference CRM: `autopilot crm serve`)

@@ -55,7 +55,7 @@ def train(out: Annotated[Path, typer.Option(help="folder for model.txt, card.jso
         emit_json({"ok": True, "folder": str(folder), "card": model.card})
         finish(0)
     ew = model.card["early_warning"]
-    console.print(f"trained {model.version} → {folder}")
+    console.print(f"trained {model.version} → {folder} (use it: AUTOPILOT_HEALTH_MODEL_DIR={folder})")
     console.print(f"validation AUC {model.card['validation']['auc']}; alert threshold {model.card['alert_threshold']}")
     console.print(f"early warning on {ew['accounts']} held-out accounts: median lead {ew['median_lead_days']} days, "
                   f"precision {ew['precision']}, recall {ew['recall']}")

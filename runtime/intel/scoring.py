@@ -24,8 +24,12 @@ _models: dict[str, HealthModel] = {}
 
 
 def current_model(folder: str | None = None) -> HealthModel:
-    """The configured model (default: the one shipped), loaded once per process."""
-    key = folder or str(default_model_dir())
+    """The configured model (AUTOPILOT_HEALTH_MODEL_DIR, else the one shipped), loaded
+    once per process."""
+    from autopilot.runtime.config import get_settings
+
+    configured = get_settings().health_model_dir
+    key = folder or str(configured or default_model_dir())
     with _lock:
         if key not in _models:
             from pathlib import Path

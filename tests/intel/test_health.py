@@ -114,3 +114,20 @@ def test_training_from_a_store_and_reloading_the_model(tmp_path: Path) -> None:
     card = (folder / "MODEL_CARD.md").read_text()
     assert "Intended use" in card and "Limits" in card and "days_to_renewal" in card
     engine.dispose()
+
+
+def test_a_trained_model_is_used_when_configured(tmp_path: Path) -> None:
+    """`model train` writes a versioned folder; AUTOPILOT_HEALTH_MODEL_DIR selects it."""
+    import json
+
+    from tests.runtime.test_cli import run_cli
+
+    out = tmp_path / "m"
+    r = run_cli("model", "train", "--simulate", "300", "--report-accounts", "200", "--out", str(out), "--json",
+                env={"AUTOPILOT_DATA_DIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    card = json.loads(r.stdout)["card"]
+    assert card["early_warning"]["accounts"] == 200 and (out / "MODEL_CARD.md").exists()
+    shown = run_cli("model", "report", "--accounts", "100", "--json",
+                    env={"AUTOPILOT_DATA_DIR": str(tmp_path), "AUTOPILOT_HEALTH_MODEL_DIR": str(out)})
+    assert json.loads(shown.stdout)["model"] == card["version"] != current_model().version
