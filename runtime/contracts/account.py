@@ -40,6 +40,9 @@ class AccountSnapshot(BaseModel):
     renewal_date: date
     owner_csm: str
     health: float
+    # Health 2.0: the model's churn probability within its horizon (0 until first scored);
+    # triggers may use it, e.g. `account.churn_risk >= 0.65`.
+    churn_risk: float = 0.0
     contacts: list[ContactInfo] = []
 
     def as_cel(self, today: date) -> dict[str, object]:

@@ -56,8 +56,12 @@ def get_snapshot(session: Session, *, account_id: str) -> AccountSnapshot | None
     contacts = session.exec(
         select(Contact).where(Contact.account_id == account_id).order_by(col(Contact.id))
     ).all()
+    from autopilot.runtime.store.customer import AccountScore
+
+    score = session.get(AccountScore, account_id)
     return AccountSnapshot(
         **account.model_dump(exclude={"org_id", "tier", "status", "churned_at", "custom"}),
+        churn_risk=score.risk if score else 0.0,
         contacts=[ContactInfo(**c.model_dump(exclude={"account_id", "seniority", "region"})) for c in contacts],
     )
 

@@ -131,3 +131,19 @@ def test_a_trained_model_is_used_when_configured(tmp_path: Path) -> None:
     shown = run_cli("model", "report", "--accounts", "100", "--json",
                     env={"AUTOPILOT_DATA_DIR": str(tmp_path), "AUTOPILOT_HEALTH_MODEL_DIR": str(out)})
     assert json.loads(shown.stdout)["model"] == card["version"] != current_model().version
+
+
+def test_snapshot_and_triggers_see_the_churn_risk(db) -> None:  # type: ignore[no-untyped-def]
+    import cel
+
+    from autopilot.runtime.store.accounts import get_snapshot
+
+    with Session(db) as s:
+        account = s.exec(select(Account).order_by(Account.id)).first()
+        assert account is not None
+        score = s.get(AccountScore, account.id)
+        snap = get_snapshot(s, account_id=account.id)
+    assert score is not None and snap is not None and snap.churn_risk == score.risk
+    ctx = {"account": snap.as_cel(TODAY), "event": {"type": "login"}}
+    assert cel.compile(f"account.churn_risk >= {score.risk}").execute(ctx) is True
+    assert cel.compile(f"account.churn_risk > {score.risk}").execute(ctx) is False
