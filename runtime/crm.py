@@ -87,6 +87,18 @@ def create_crm_app(token: str = "") -> FastAPI:
 
         return once(idempotency_key, apply)
 
+    @app.delete("/accounts/{account_id}/forecast")
+    def delete_forecast(account_id: str, authorization: str | None = Header(None),
+                        idempotency_key: str | None = Header(None)) -> dict[str, Any]:
+        check(authorization)
+
+        def apply() -> dict[str, Any]:
+            acc = account(account_id)
+            previous, acc["forecast"] = acc["forecast"], None
+            return {"id": account_id, "forecast": None, "previous": previous}
+
+        return once(idempotency_key, apply)
+
     @app.get("/accounts/{account_id}/opportunities")
     def opportunities(account_id: str, authorization: str | None = Header(None)) -> list[dict[str, Any]]:
         check(authorization)

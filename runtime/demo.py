@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -49,6 +50,14 @@ async def _wait(predicate: Callable[[], Awaitable[Any]], what: str, timeout: flo
             raise TimeoutError(f"demo: timed out waiting for {what}")
         await asyncio.sleep(0.05)
     return value
+
+
+async def _finished(client: Any, workflow_id: str, timeout: float = 120) -> Any:
+    """A run's result; a run still waiting after `timeout` (on an approval, say) is an error, not a hang."""
+    try:
+        return await asyncio.wait_for(client.get_workflow_handle(workflow_id).result(), timeout)
+    except TimeoutError:
+        raise TimeoutError(f"demo: {workflow_id} did not finish within {timeout:g} s") from None
 
 
 async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
@@ -104,7 +113,7 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
 
         say(f"1. {smb} (SMB) loses health: the rescue email is allowed and sent on its own")
         wf = await signal(smb)
-        await stack.client.get_workflow_handle(wf).result()
+        await _finished(stack.client, wf)
 
         say(f"2. {ent_a} (enterprise, ARR ≥ 250k): the email needs its CSM; the 10% offer needs the CSM"
             " and a manager")
@@ -112,11 +121,11 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
         await decide(ent_a, "approve", owner(ent_a))
         await decide(ent_a, "approve", owner(ent_a))
         await decide(ent_a, "approve", "maria")
-        await stack.client.get_workflow_handle(wf).result()
+        await _finished(stack.client, wf)
 
         say(f"3. {mid} (mid-market, severe): email sent; a 25% offer is denied (cap 15%)")
         wf = await signal(mid, severe=True)
-        await stack.client.get_workflow_handle(wf).result()
+        await _finished(stack.client, wf)
 
         say(f"4. {ent_b} (enterprise): the CSM rejects the email; the offer waits in the inbox")
         await signal(ent_b)
@@ -130,12 +139,28 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             r = await api.post("/events", json=ev, headers=as_user("adam"))
             r.raise_for_status()
         adoption_wf = f"agent:adoption:{smb_b}"
-        await stack.client.get_workflow_handle(adoption_wf).result()
+        await _finished(stack.client, adoption_wf)
         from autopilot.runtime.rollback import rollback
 
         undone = await rollback(stack.services, adoption_wf, actor="maria")
         for step in undone["steps"]:
             say(f"  rollback: {step['tool']} → {step['status']} ({step.get('compensate')})")
+
+        with Session(db) as s:
+            # Below the ARR that needs a CSM's approval for any action: the forecast is written on its own.
+            renewing = s.exec(select(Account).where(
+                col(Account.renewal_date) <= stack.services.clock().date() + timedelta(days=120),
+                col(Account.arr) < 250_000).order_by(col(Account.renewal_date))).first()
+        assert renewing is not None
+        say(f"6. {renewing.id} renews on {renewing.renewal_date}: an invoice starts the Renewal agent, which writes"
+            " the renewal forecast (from the health model's churn risk) back to the CRM")
+        r = await api.post("/events", json={"account_id": renewing.id, "type": "invoice", "amount": 1200.0},
+                           headers=as_user("adam"))
+        r.raise_for_status()
+        await _finished(stack.client, f"agent:renewal:{renewing.id}")
+        async with httpx.AsyncClient() as crm:
+            forecast = (await crm.get(f"{stack.settings.crm_url}/accounts/{renewing.id}")).json()["forecast"]
+        say(f"  CRM forecast for {renewing.id}: {forecast}")
 
         decided = [a["status"] for a in await approvals(status="")]
         with Session(db) as s:
@@ -153,6 +178,7 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             "failed": statuses.count("failed"),
             "emails_delivered": delivered,
             "rolled_back": undone["undone"],
+            "crm_forecast": forecast,
             "accounts": stack.seeded,
             "workflows": sorted({f"agent:churn_rescue:{a}" for a in (smb, ent_a, mid, ent_b)} | {adoption_wf}),
         "inbox": f"sign in at /inbox as maria@demo.example (password {DEMO_PASSWORD})",

@@ -86,6 +86,15 @@ def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment,
             args={"account_id": account.id, "field": "adoption_status", "value": "at risk: guide and session planned"},
             reason="keep the CRM's view of the account current",
             expected_cost=0.0, expected_uplift=0.0, category="adoption"))
+    # The renewal forecast, from Health 2.0's churn risk, written where finance reads it.
+    if "crm_write_forecast" in spec.tools:
+        p_renew = round(1 - account.churn_risk, 3)
+        actions.append(ProposedAction(
+            tool="crm_write_forecast",
+            args={"account_id": account.id, "renewal_probability": p_renew,
+                  "forecast_arr": round(account.arr * p_renew, 2)},
+            reason=f"renewal in {account.renewal_date}: probability {p_renew:.0%} from the health model",
+            expected_cost=0.0, expected_uplift=0.0, category="operational"))
     actions = [a for a in actions if a.tool not in rejected]
     # Cheapest first: the chooser works through them in this order.
     return sorted(actions, key=lambda a: a.expected_cost)[: spec.limits.max_actions_per_run]

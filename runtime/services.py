@@ -52,6 +52,7 @@ def smtp_config(settings: Settings) -> SmtpConfig:
         username=settings.smtp_username,
         password=settings.smtp_password,
         starttls=settings.smtp_starttls,
+        ca_file=settings.smtp_ca_file,
     )
 
 

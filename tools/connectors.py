@@ -176,6 +176,58 @@ def crm_revert_field(args: CrmFieldArgs, ctx: ToolContext) -> Done:
     return _crm_set(ctx, args, compensation=True)
 
 
+class ForecastArgs(BaseModel):
+    account_id: str = Field(min_length=1)
+    renewal_probability: float = Field(ge=0, le=1)
+    forecast_arr: float = Field(ge=0)
+
+
+class ForecastRestoreArgs(BaseModel):
+    account_id: str = Field(min_length=1)
+    previous: dict[str, float] | None = None  # the forecast to put back; none = remove ours
+
+
+@tool(scopes=["crm:write"], effect="external", kind="crm_update", cost=0.0, compensate="crm_restore_forecast")
+def crm_write_forecast(args: ForecastArgs, ctx: ToolContext) -> Done:
+    """Write the renewal forecast (probability and ARR) back to the CRM, where finance reads it."""
+    base, headers = _crm(ctx)
+    body = {"renewal_probability": args.renewal_probability, "forecast_arr": args.forecast_arr}
+    try:
+        current = httpx.get(f"{base}/accounts/{args.account_id}", headers=headers, timeout=10)
+        current.raise_for_status()
+        before = current.json().get("forecast")
+        if ctx.dry_run:
+            return Done(id=args.account_id, status="would_write", dry_run=True,
+                        preview={"from": before, "to": body},
+                        undo={"account_id": args.account_id, "previous": before})
+        r = httpx.put(f"{base}/accounts/{args.account_id}/forecast", json=body, timeout=10,
+                      headers={**headers, "Idempotency-Key": ctx.idempotency_key})
+        r.raise_for_status()
+    except httpx.HTTPError as err:
+        raise ToolError(f"CRM request failed: {err}") from err
+    previous = r.json().get("previous")
+    return Done(id=args.account_id, status="written", preview={"from": previous, "to": body},
+                undo={"account_id": args.account_id, "previous": previous})
+
+
+@tool(scopes=["crm:write"], effect="external", kind="compensation", cost=0.0)
+def crm_restore_forecast(args: ForecastRestoreArgs, ctx: ToolContext) -> Done:
+    """Put the CRM's renewal forecast back as it was before this product wrote it."""
+    base, headers = _crm(ctx)
+    if ctx.dry_run:
+        return Done(id=args.account_id, status="would_restore", dry_run=True, preview={"to": args.previous})
+    try:
+        h = {**headers, "Idempotency-Key": ctx.idempotency_key}
+        if args.previous is None:
+            httpx.delete(f"{base}/accounts/{args.account_id}/forecast", headers=h, timeout=10).raise_for_status()
+        else:
+            httpx.put(f"{base}/accounts/{args.account_id}/forecast", json=args.previous, headers=h,
+                      timeout=10).raise_for_status()
+    except httpx.HTTPError as err:
+        raise ToolError(f"CRM request failed: {err}") from err
+    return Done(id=args.account_id, status="restored", preview={"to": args.previous})
+
+
 # --- Slack-compatible webhook ----------------------------------------------------
 
 class SlackArgs(BaseModel):

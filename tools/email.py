@@ -6,6 +6,7 @@ de-duplicate too; the executor makes sure we never hand it a second copy."""
 from __future__ import annotations
 
 import smtplib
+import ssl
 from email.message import EmailMessage
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
@@ -55,8 +56,8 @@ def _message(ctx: ToolContext, to: str, subject: str, body: str) -> EmailMessage
 def smtp_send(config: SmtpConfig, msg: EmailMessage) -> None:
     """Hand one message to the configured SMTP server (STARTTLS and auth by settings)."""
     with smtplib.SMTP(config.host, config.port, timeout=10) as smtp:
-        if config.starttls:
-            smtp.starttls()
+        if config.starttls:  # the server's certificate is verified (against ca_file when set)
+            smtp.starttls(context=ssl.create_default_context(cafile=config.ca_file or None))
         if config.username:
             smtp.login(config.username, config.password)
         smtp.send_message(msg)

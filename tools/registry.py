@@ -55,6 +55,7 @@ class SmtpConfig:
     username: str = ""
     password: str = ""
     starttls: bool = False
+    ca_file: str = ""  # a private CA for the server's certificate (empty: the system's)
 
 
 @dataclass(frozen=True)

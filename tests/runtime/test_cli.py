@@ -104,6 +104,7 @@ def test_demo_json_reports_every_kind_of_outcome(tmp_path: Path) -> None:
     assert out["executed"] >= 1 and out["approved"] >= 1 and out["denied"] >= 1
     assert out["rejected"] >= 1 and out["pending"] >= 1
     # Every executed churn-rescue action here is an email; the adoption run's three writes
-    # (in-app message, CSM task, CRM field) were rolled back.
+    # (in-app message, CSM task, CRM field) were rolled back; the renewal run wrote a forecast.
     assert out["rolled_back"] == 3
-    assert out["emails_delivered"] == out["executed"] - 3
+    assert out["emails_delivered"] == out["executed"] - 4
+    assert 0 <= out["crm_forecast"]["renewal_probability"] <= 1

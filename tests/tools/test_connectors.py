@@ -127,3 +127,34 @@ async def test_slack_webhook_dry_run_and_post(tmp_path: Path) -> None:
         await asyncio.to_thread(registry.call, "post_slack", {"text": "hi"},
                                 ToolContext(idempotency_key="k", dry_run=False, settings=settings))
         assert hook.posts == [{"text": "hi"}] and hook.headers[0]["Idempotency-Key"] == "k"
+
+
+async def test_renewal_writes_the_forecast_back_and_rollback_restores_it(stack_factory: Any, tmp_path: Path,
+                                                                          crm: Any) -> None:
+    from datetime import timedelta
+
+    from autopilot.runtime.store.accounts import Account
+    from tests.conftest import NOW
+
+    url, app = crm
+    async with stack_factory(settings=make_settings(tmp_path, crm_url=url)) as stack:
+        with Session(stack.db) as s:
+            account = s.exec(select(Account).where(Account.renewal_date <= NOW.date() + timedelta(days=120),
+                                                   Account.arr < 250_000).order_by(Account.id)).first()
+            assert account is not None
+        wf, = await stack.post_events([{"account_id": account.id, "type": "invoice", "amount": 1200.0}])
+        assert wf == f"agent:renewal:{account.id}"
+        result = await stack.run_result(wf)
+        assert [(o.tool, o.status) for o in result.outcomes] == [("crm_write_forecast", "executed")]
+        risk = stack.account(account.id)  # the snapshot's churn risk came from the stored score
+        from autopilot.runtime.store.customer import AccountScore
+
+        with Session(stack.db) as s:
+            score = s.get(AccountScore, account.id)
+        assert score is not None
+        forecast = app.state.accounts[account.id]["forecast"]
+        assert forecast["renewal_probability"] == pytest.approx(round(1 - score.risk, 3), abs=2e-3)
+        assert forecast["forecast_arr"] == pytest.approx(risk.arr * forecast["renewal_probability"], rel=1e-3)
+        undone = await rollback(stack.services, wf, actor="maria")
+        assert [s["status"] for s in undone["steps"]] == ["compensated"]
+        assert app.state.accounts[account.id]["forecast"] is None

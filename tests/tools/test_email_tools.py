@@ -131,3 +131,53 @@ def test_meeting_request_and_its_cancellation(tmp_path: Path) -> None:
     finally:
         sink.stop()
         db.dispose()
+
+
+def test_starttls_and_auth_against_a_real_tls_server(tmp_path: Path) -> None:
+    """An SMTP server that requires STARTTLS and a login (aiosmtpd with a certificate made
+    here): the email tool upgrades, verifies the certificate against the CA and logs in;
+    a certificate it cannot verify stops it before anything is sent."""
+    import smtplib
+    import ssl
+    import subprocess
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from autopilot.runtime.smtp_sink import StoreHandler
+    from autopilot.tools import registry
+    from autopilot.tools.registry import SmtpConfig, ToolContext
+    from tests.conftest import free_port
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+
+    def auth(server, session, envelope, mechanism, data):  # type: ignore[no-untyped-def]
+        return AuthResult(success=(data.login, data.password) == (b"mailer", b"s3cret"))
+
+    db = make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    port = free_port()
+    server = Controller(StoreHandler(db), hostname="127.0.0.1", port=port, tls_context=tls, require_starttls=True,
+                        authenticator=auth, auth_required=True, auth_require_tls=True)
+    server.start()
+    args = {"to": "champion@acme.example", "subject": "Hello over TLS", "body": "hi"}
+    try:
+        good = SmtpConfig(host="127.0.0.1", port=port, mail_from="cs@vendor.example", username="mailer",
+                          password="s3cret", starttls=True, ca_file=str(cert))
+        out = registry.call("send_email", args, ToolContext("tls/1", False, smtp=good))
+        assert out["delivered"]
+        anonymous = SmtpConfig(**{**good.__dict__, "username": "", "password": ""})
+        with pytest.raises(smtplib.SMTPSenderRefused, match="530"):  # the server insists on a login
+            registry.call("send_email", args, ToolContext("tls/2", False, smtp=anonymous))
+        untrusted = SmtpConfig(**{**good.__dict__, "ca_file": ""})
+        with pytest.raises(ssl.SSLCertVerificationError):
+            registry.call("send_email", args, ToolContext("tls/3", False, smtp=untrusted))
+        with Session(db) as s:
+            assert [m.subject for m in s.exec(select(ReceivedMail))] == ["Hello over TLS"]
+    finally:
+        server.stop()
+        db.dispose()
