@@ -86,7 +86,6 @@ def main() -> None:
             _reply(False, kind="error", message=f"{type(err).__name__}: {err}")
     except Exception as err:  # noqa: BLE001 - the tool's own failure, reported typed
         _reply(False, kind="error", message=f"{type(err).__name__}: {err}")
-    del args_model
 
 
 def _reply(ok: bool, **fields: Any) -> None:

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from autopilot.runtime.intel.features import FEATURES
 from autopilot.runtime.intel.ledger_view import quarter_limits
-from autopilot.runtime.intel.optimizer import Goal, Limits, optimize
+from autopilot.runtime.intel.optimizer import Goal, optimize
 from autopilot.runtime.intel.scoring import explanation_for
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import RiskAlert

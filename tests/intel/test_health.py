@@ -18,7 +18,7 @@ from autopilot.runtime.intel.scoring import current_model, explanation_for, load
 from autopilot.runtime.intel.training import history_from_store, train_from_store, write_history
 from autopilot.runtime.seed import seed_portfolio
 from autopilot.runtime.store.accounts import Account
-from autopilot.runtime.store.customer import AccountDay, AccountScore, RiskAlert
+from autopilot.runtime.store.customer import AccountScore, RiskAlert
 from autopilot.runtime.store.db import make_engine
 
 TODAY = date(2026, 11, 24)

@@ -15,7 +15,7 @@ import pytest
 from autopilot.runtime.seed import seed_portfolio
 from autopilot.runtime.services import build_services
 from autopilot.runtime.store.db import make_engine
-from autopilot.tools.registry import Registry, ToolArgsInvalid, ToolContext, ToolError
+from autopilot.tools.registry import ToolArgsInvalid, ToolContext, ToolError
 from tests.conftest import NOW, make_settings
 from tests.runtime.test_cli import AUTOPILOT, run_cli
 
