@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 import smtplib
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from autopilot.runtime.access import Principal, approvals_visible_to, role_to_cast
+from autopilot.runtime.access import Principal, accounts_visible_to, approvals_visible_to, role_to_cast
 from autopilot.runtime.hashing import sha256_hex
 from autopilot.runtime.services import Services
+from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.approvals import Approval, ApprovalVote
+from autopilot.runtime.store.customer import RiskAlert
 from autopilot.runtime.store.users import User
 from autopilot.tools.email import smtp_send
 
@@ -89,4 +92,30 @@ def send_digest(svc: Services, *, org_id: str) -> dict[str, int]:
             lines_all.append(f"{user.name}: {len(mine)} pending")
     if per_user:
         _webhook(svc, {"text": "Pending approvals\n" + "\n".join(lines_all), "per_user": per_user})
+    return per_user
+
+
+def send_alert_digest(svc: Services, *, org_id: str, since: datetime) -> dict[str, int]:
+    """Early warnings raised since `since`, to each CSM for their book (and to managers
+    for the organisation), by email and to the webhook."""
+    per_user: dict[str, int] = {}
+    with Session(svc.db) as session:
+        users = session.exec(select(User).where(User.org_id == org_id, User.active == True)).all()  # noqa: E712
+        for user in users:
+            p = Principal(user_id=user.id, org_id=org_id, roles=frozenset(user.roles))
+            if not (p.roles & {"csm", "manager", "vp"}):
+                continue
+            visible = accounts_visible_to(p, select(Account.id))
+            alerts = session.exec(select(RiskAlert).where(RiskAlert.org_id == org_id, RiskAlert.at >= since,
+                                                          col(RiskAlert.account_id).in_(visible))
+                                  .order_by(col(RiskAlert.risk).desc())).all()
+            if not alerts:
+                continue
+            lines = [f"- {a.account_id}: churn risk {a.risk:.0%} (threshold {a.threshold:.0%}); "
+                     f"{'; '.join(a.reasons) or 'see the account'}" for a in alerts]
+            _mail(svc, user.email, f"[CS Autopilot] {len(alerts)} early warning(s) on your accounts", "\n".join(lines),
+                  f"alerts/{user.id}/{sha256_hex([a.id for a in alerts])}")
+            per_user[user.id] = len(alerts)
+    if per_user:
+        _webhook(svc, {"text": f"Early warnings since {since:%Y-%m-%d %H:%M}", "per_user": per_user})
     return per_user

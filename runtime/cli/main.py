@@ -256,6 +256,23 @@ def approvals_reject(approval_id: str, user: AsOpt, reason: Annotated[str, typer
     _decide(approval_id, "reject", user, reason, as_json)
 
 
+@approvals_app.command("alerts")
+def approvals_alerts(org: str = "demo", hours: float = 24, as_json: JsonOpt = False) -> None:
+    """Send each CSM the early warnings raised on their book in the last HOURS (email and webhook)."""
+    from datetime import UTC, datetime, timedelta
+
+    from autopilot.runtime.notify import send_alert_digest
+    from autopilot.runtime.services import build_services
+
+    per_user = send_alert_digest(build_services(get_settings()), org_id=org,
+                                 since=datetime.now(UTC) - timedelta(hours=hours))
+    if as_json:
+        emit_json({"ok": True, "sent": per_user})
+    else:
+        console.print(f"early-warning digest sent to {len(per_user)} person(s): {per_user}")
+    finish(0)
+
+
 @approvals_app.command("digest")
 def approvals_digest(org: str = "demo", as_json: JsonOpt = False) -> None:
     """Send each approver a digest of what waits for them (email and webhook)."""

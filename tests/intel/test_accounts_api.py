@@ -66,3 +66,38 @@ async def test_cli_accounts_show_and_metrics_cbr(stack: Stack, tmp_path: Path) -
     assert r.returncode == 0 and "enterprise" in r.stdout and "%" in r.stdout
     r = await arun_cli("accounts", "show", "nope", "--json", env=env)
     assert r.returncode != 0 and json.loads(r.stdout)["ok"] is False
+
+
+async def test_early_warnings_reach_the_owner_and_nobody_else(stack: Stack) -> None:
+    from datetime import timedelta
+
+    from sqlmodel import Session, select
+
+    from autopilot.runtime.intel.scoring import on_event
+    from autopilot.runtime.notify import send_alert_digest
+    from autopilot.runtime.store.accounts import Account
+    from autopilot.runtime.store.customer import RiskAlert
+
+    with Session(stack.db) as s:
+        before = {a.account_id for a in s.exec(select(RiskAlert))}
+        account = next(a for a in s.exec(select(Account).order_by(Account.id)) if a.id not in before)
+        account.seats_used = account.seats_purchased // 5
+        for d in range(14):
+            at = NOW + timedelta(days=d, hours=1)
+            on_event(s, account, {"type": "usage_snapshot", "active_users": 0, "seats_used": account.seats_used}, at=at)
+            on_event(s, account, {"type": "ticket_opened", "priority": "P1"}, at=at)
+            on_event(s, account, {"type": "sentiment", "sentiment": -0.9}, at=at)
+        s.commit()
+        account_id = account.id
+    owner = stack.owner(account_id)
+    other = next(u for u in ("alice", "bob", "chen", "dana", "emeka") if u != owner)
+    mine = (await stack.http.get("/alerts", params={"hours": 24 * 30}, headers=stack.headers(owner))).json()
+    assert [a["account_id"] for a in mine if a["account_id"] == account_id] == [account_id]
+    assert mine[0]["reasons"] and mine[0]["risk"] >= mine[0]["threshold"]
+    theirs = (await stack.http.get("/alerts", params={"hours": 24 * 30}, headers=stack.headers(other))).json()
+    assert account_id not in {a["account_id"] for a in theirs}
+    sent = send_alert_digest(stack.services, org_id="demo", since=NOW)
+    assert sent[owner] >= 1 and other not in sent and "maria" in sent
+    mails = [m for m in stack.mails() if "early warning" in m.subject]
+    assert {m.rcpt_to for m in mails} >= {f"{owner}@demo.example", "maria@demo.example"}
+    assert any(account_id in m.body for m in mails if m.rcpt_to == f"{owner}@demo.example")

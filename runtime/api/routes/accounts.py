@@ -4,13 +4,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from autopilot.runtime.access import accounts_visible_to
 from autopilot.runtime.api.deps import CurrentUser, ServicesDep
 from autopilot.runtime.intel.cbr import cbr
 from autopilot.runtime.intel.views import account_view
 from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.store.customer import RiskAlert
 
 router = APIRouter(tags=["accounts"])
 
@@ -26,6 +27,20 @@ def get_account(account_id: str, user: CurrentUser, svc: ServicesDep) -> dict[st
         if account is None:
             raise HTTPException(404, detail=f"no account {account_id}")
         return account_view(session, account, today=now.date(), now=now)
+
+
+@router.get("/alerts")
+def list_alerts(user: CurrentUser, svc: ServicesDep, hours: float = Query(24 * 7, gt=0, le=24 * 366),
+                limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    """Early warnings (churn risk crossed the model's threshold) on the accounts you may see,
+    newest first, with their reasons."""
+    since = svc.clock() - timedelta(hours=hours)
+    visible = accounts_visible_to(user, select(Account.id))
+    with Session(svc.db) as session:
+        rows = session.exec(select(RiskAlert).where(RiskAlert.org_id == user.org_id, RiskAlert.at >= since,
+                                                    col(RiskAlert.account_id).in_(visible))
+                            .order_by(col(RiskAlert.at).desc()).limit(limit)).all()
+    return [r.model_dump(mode="json") for r in rows]
 
 
 @router.get("/metrics/cbr")
