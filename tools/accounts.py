@@ -64,7 +64,7 @@ def account_signals(args: AccountArgs, ctx: ToolContext) -> AccountIntel:
 def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
     """The cheapest set of actions that reaches the goal within budget and contact limits,
     each option's marginal cost and success probability, and the runners-up."""
-    from autopilot.runtime.intel.ledger_view import quarter_limits
+    from autopilot.runtime.intel.ledger_view import learned_uplift, quarter_limits
     from autopilot.runtime.intel.optimizer import Goal, optimize
     from autopilot.runtime.intel.scoring import explanation_for
 
@@ -76,7 +76,8 @@ def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
         else:
             current = args.current_adoption
         return optimize(Goal(kind=args.goal, target=args.target, current=current),
-                        quarter_limits(session, account, now=now), segment=account.segment, arr=account.arr)
+                        quarter_limits(session, account, now=now), segment=account.segment, arr=account.arr,
+                        learned=learned_uplift(session, account))
 
     result = _with_account(args, ctx, run)
     return AccountIntel(account_id=args.account_id, data=result.model_dump(mode="json"))

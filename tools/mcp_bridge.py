@@ -45,7 +45,7 @@ async def _session_call(argv: list[str], policy: SandboxPolicy, read_only: list[
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    confined, _, cgroup = spawn_confined(argv, policy, read_only=read_only)
+    confined, cgroup = spawn_confined(argv, policy, read_only=read_only)
     raw = json.dumps({k: v for k, v in asdict(policy).items() if k != "env"} | {"hosts": list(policy.hosts)})
     launcher = [sys.executable, "-I", "-m", "autopilot.tools.launch", raw, str(cgroup or ""), "--", *confined]
     params = StdioServerParameters(command=launcher[0], args=launcher[1:], env={"PATH": "/usr/bin:/bin"})

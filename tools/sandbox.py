@@ -122,10 +122,10 @@ def _command(module: str, function: str, policy: SandboxPolicy) -> list[str]:
     return confine(child, policy, read_only=[*map(str, _code_roots(module)), *pypath])
 
 
-def spawn_confined(argv: list[str], policy: SandboxPolicy, *, read_only: list[str]) -> tuple[list[str], Any, Path | None]:
-    """(argv, preexec_fn, cgroup) to start a long-lived confined process (an MCP server)."""
-    cgroup = _pids_cgroup(policy.max_processes)
-    return confine(argv, policy, read_only=read_only), _limits(policy, cgroup), cgroup
+def spawn_confined(argv: list[str], policy: SandboxPolicy, *, read_only: list[str]) -> tuple[list[str], Path | None]:
+    """(argv, cgroup) for a long-lived confined process (an MCP server); the launcher
+    (`autopilot.tools.launch`) applies the limits, as the process is spawned by others."""
+    return confine(argv, policy, read_only=read_only), _pids_cgroup(policy.max_processes)
 
 
 def _limits(policy: SandboxPolicy, cgroup: Path | None):  # type: ignore[no-untyped-def]

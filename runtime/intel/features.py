@@ -75,7 +75,3 @@ def compute(w: Windows) -> np.ndarray:
         s["payment_failed"].sum(axis=1), w.seats_used / seats, w.nps.astype(float),
         w.days_to_renewal.astype(float),
     ]).astype(np.float64)
-
-
-def seat_saturation(seats_used: float, seats_purchased: float) -> float:
-    return seats_used / seats_purchased if seats_purchased else 0.0

@@ -4,7 +4,6 @@ and writing a simulated portfolio into a store (how the shipped model was made).
 from __future__ import annotations
 
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,7 +118,3 @@ def subset(p: Portfolio, idx: np.ndarray) -> Portfolio:
     return Portfolio(segment=p.segment[idx], seats_purchased=p.seats_purchased[idx], arr=p.arr[idx],
                      signals={k: v[idx] for k, v in p.signals.items()}, seats_used=p.seats_used[idx],
                      nps=p.nps[idx], renewal_day=p.renewal_day[idx], churn_day=p.churn_day[idx], days=p.days)
-
-
-def save(model: HealthModel, folder: Path) -> Path:
-    return model.save(folder)

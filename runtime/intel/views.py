@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from autopilot.runtime.intel.features import FEATURES
-from autopilot.runtime.intel.ledger_view import quarter_limits
+from autopilot.runtime.intel.ledger_view import learned_uplift, quarter_limits
 from autopilot.runtime.intel.optimizer import Goal, optimize
 from autopilot.runtime.intel.scoring import explanation_for
 from autopilot.runtime.store.accounts import Account
@@ -48,7 +48,7 @@ def account_view(session: Session, account: Account, *, today: date, now: dateti
                          .order_by(col(RiskAlert.at).desc())).first()
     limits = quarter_limits(session, account, now=now)
     plan = optimize(Goal(kind="retention", target=renewal_target, current=e.risk), limits,
-                    segment=account.segment, arr=account.arr)
+                    segment=account.segment, arr=account.arr, learned=learned_uplift(session, account))
     return {
         "account": account.model_dump(mode="json", exclude={"custom"}) | {"custom": account.custom},
         "health": e.model_dump(mode="json"),

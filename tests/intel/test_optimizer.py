@@ -124,3 +124,42 @@ def test_uplift_is_learned_from_outcomes_and_shrunk_to_the_prior() -> None:
                  arr=20_000, learned=learned)
     call = next(o for o in r.options if o.name == "csm_call")
     assert call.effect == pytest.approx((40 * 0.5 + 20 * 0.12) / 60, abs=1e-3) and call.source.startswith("learned")
+
+
+def test_uplift_is_learned_from_the_store_history(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """At-risk SMB accounts (an alert on record): those that got a CSM task churned less
+    than those that got nothing; the optimizer's csm_call effect moves off its prior."""
+    from datetime import UTC, date, datetime
+
+    from sqlmodel import Session, select
+
+    from autopilot.runtime.intel.ledger_view import learned_uplift
+    from autopilot.runtime.seed import seed_portfolio
+    from autopilot.runtime.store.accounts import Account
+    from autopilot.runtime.store.actions import ActionRecord
+    from autopilot.runtime.store.customer import RiskAlert
+    from autopilot.runtime.store.db import make_engine
+
+    db = make_engine(f"sqlite:///{tmp_path / 'u.db'}")
+    seed_portfolio(db, n=200, today=date(2026, 11, 24))
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    with Session(db) as s:
+        smb = list(s.exec(select(Account).where(Account.segment == "smb").order_by(Account.id)))[:40]
+        for i, a in enumerate(smb):
+            s.add(RiskAlert(account_id=a.id, risk=0.7, threshold=0.65, reasons=[], model_version="t", at=now))
+            treated = i % 2 == 0
+            if treated:
+                s.add(ActionRecord(run_key=f"k{i}", workflow_id=f"w{i}", agent="adoption", account_id=a.id,
+                                   segment="smb", tool="create_csm_task", payload={}, payload_hash="h",
+                                   status="executed", created_at=now, updated_at=now))
+            if (not treated and i % 4 == 1) or (treated and i % 8 == 0):  # churn: 50 % untreated, 25 % treated
+                a.status = "churned"
+            s.add(a)
+        s.commit()
+        learned = learned_uplift(s, smb[0])
+    assert learned["csm_call"] == (pytest.approx(0.5), 20)  # 1 - 0.25 / 0.5
+    r = optimize(Goal(kind="retention", current=0.5, target=0.6), Limits(budget=10_000), segment="smb",
+                 arr=20_000, learned=learned)
+    call = next(o for o in r.options if o.name == "csm_call")
+    assert call.source == "learned (n=20) + prior" and call.effect != 0.12
+    db.dispose()
