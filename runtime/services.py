@@ -19,7 +19,7 @@ from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.policy.engine import PolicyEngine, PolicyLoadError
 from autopilot.runtime.policy.opa import OpaEngine
 from autopilot.runtime.policy.rego import RegoEngine
-from autopilot.runtime.specs import load_specs, spec_hash
+from autopilot.runtime.agents.specs import load_specs, spec_hash
 from autopilot.runtime.store.db import make_engine
 from autopilot.tools import registry as default_registry
 from autopilot.tools.registry import Registry, SmtpConfig

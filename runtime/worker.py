@@ -9,10 +9,10 @@ from temporalio.langgraph import LangGraphPlugin
 from temporalio.worker import Worker
 
 from autopilot.runtime import services as services_mod
-from autopilot.runtime.activities import ApprovalActivities
+from autopilot.workflows.agent_run.activities import ApprovalActivities
 from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
 from autopilot.runtime.services import Services
-from autopilot.workflows.agent_run import AgentRunWorkflow
+from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
 
 
 def build_worker(client: Client, services: Services, task_queue: str, **worker_kwargs: object) -> Worker:

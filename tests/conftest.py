@@ -21,20 +21,20 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from autopilot.evals.scenarios import pick_accounts
+from autopilot.runtime.devstack.scenarios import pick_accounts
 from autopilot.runtime import services as services_mod
 from autopilot.runtime.api.app import create_app
-from autopilot.runtime.auth import issue_token
+from autopilot.runtime.auth.users import issue_token
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.run import AgentRunResult
-from autopilot.runtime.ingest import Ingest
-from autopilot.runtime.seed import seed_portfolio
+from autopilot.runtime.accounts.ingest import Ingest
+from autopilot.runtime.devstack.seed import seed_portfolio
 from autopilot.runtime.services import Services, build_services
-from autopilot.runtime.smtp_sink import start_smtp_sink
+from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.approvals import Approval
 from autopilot.runtime.store.mail import ReceivedMail
-from autopilot.runtime.temporal import temporal_binary
+from autopilot.runtime.devstack.temporal import temporal_binary
 from autopilot.runtime.worker import build_worker
 
 REPO = Path(__file__).resolve().parents[1]

@@ -42,7 +42,7 @@ def _with_account(args: AccountArgs, ctx: ToolContext, fn: Any) -> Any:
 
 
 def _view(args: AccountArgs, ctx: ToolContext) -> dict[str, Any]:
-    from autopilot.runtime.intel.views import account_view
+    from autopilot.runtime.accounts.views import account_view
 
     return _with_account(args, ctx, lambda s, a, now: account_view(s, a, today=now.date(), now=now))
 
@@ -64,9 +64,9 @@ def account_signals(args: AccountArgs, ctx: ToolContext) -> AccountIntel:
 def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
     """The cheapest set of actions that reaches the goal within budget and contact limits,
     each option's marginal cost and success probability, and the runners-up."""
-    from autopilot.runtime.intel.ledger_view import learned_uplift, quarter_limits
-    from autopilot.runtime.intel.optimizer import Goal, optimize
-    from autopilot.runtime.intel.scoring import explanation_for
+    from autopilot.runtime.optimizer.uplift import learned_uplift, quarter_limits
+    from autopilot.runtime.optimizer.solver import Goal, optimize
+    from autopilot.runtime.health.scoring import explanation_for
 
     def run(session: Session, account: Any, now: datetime) -> Any:
         if args.goal == "retention":

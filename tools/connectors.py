@@ -12,7 +12,7 @@ import httpx
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.tools.registry import ToolContext, ToolError, tool
 
 

@@ -13,7 +13,7 @@ from email.utils import formatdate
 
 from pydantic import BaseModel, Field
 
-from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.tools.registry import SmtpConfig, ToolContext, ToolError, tool
 
 

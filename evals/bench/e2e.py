@@ -24,17 +24,17 @@ from sqlmodel import Session, select
 from temporalio.worker import Worker
 
 from autopilot.evals.bench.baseline import BareApprovalWorkflow, BareWorkflow, noop
-from autopilot.evals.scenarios import drop_events, pick_accounts
+from autopilot.runtime.devstack.scenarios import drop_events, pick_accounts
 from autopilot.runtime.api.app import create_app
-from autopilot.runtime.auth import issue_token
+from autopilot.runtime.auth.users import issue_token
 from autopilot.runtime.config import Settings
-from autopilot.runtime.ingest import Ingest
-from autopilot.runtime.seed import seed_portfolio
+from autopilot.runtime.accounts.ingest import Ingest
+from autopilot.runtime.devstack.seed import seed_portfolio
 from autopilot.runtime.services import build_services
-from autopilot.runtime.smtp_sink import start_smtp_sink
-from autopilot.runtime.stack import free_port
+from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
+from autopilot.runtime.devstack.stack import free_port
 from autopilot.runtime.store.actions import ActionRecord
-from autopilot.runtime.temporal import connect, start_dev_server
+from autopilot.runtime.devstack.temporal import connect, start_dev_server
 from autopilot.runtime.worker import build_worker
 
 AUTO_ACTIVITIES = 5  # observe, plan, gate, execute, record

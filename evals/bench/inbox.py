@@ -30,16 +30,16 @@ from temporalio.worker import Worker
 
 from autopilot.evals.bench.baseline import BareApprovalWorkflow, noop
 from autopilot.evals.bench.e2e import AFTER_APPROVAL_ACTIVITIES, executed, first_pending, pct, summary
-from autopilot.evals.scenarios import drop_events, pick_accounts
-from autopilot.runtime.auth import issue_token
+from autopilot.runtime.devstack.scenarios import drop_events, pick_accounts
+from autopilot.runtime.auth.users import issue_token
 from autopilot.runtime.config import Settings
-from autopilot.runtime.hashing import sha256_hex
-from autopilot.runtime.seed import seed_portfolio
-from autopilot.runtime.stack import free_port, port_open
+from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.runtime.devstack.seed import seed_portfolio
+from autopilot.runtime.devstack.stack import free_port, port_open
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.approvals import Approval
 from autopilot.runtime.store.db import make_engine
-from autopilot.runtime.temporal import connect
+from autopilot.runtime.devstack.temporal import connect
 
 
 def add_pending(db: Any, n: int, *, seed: int = 11) -> int:

@@ -25,11 +25,11 @@ from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from autopilot.evals.bench.e2e import pct
-from autopilot.evals.simulator import simulate
+from autopilot.runtime.devstack.simulator import simulate
 from autopilot.runtime.config import Settings
-from autopilot.runtime.intel.features import WINDOW
-from autopilot.runtime.intel.scoring import current_model, on_event, rescore_all
-from autopilot.runtime.intel.training import write_history
+from autopilot.runtime.health.features import WINDOW
+from autopilot.runtime.health.scoring import current_model, on_event, rescore_all
+from autopilot.runtime.health.training import write_history
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import make_engine
 

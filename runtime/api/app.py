@@ -8,8 +8,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from autopilot.runtime.api.routes import accounts, approvals, decisions, events, health, web
-from autopilot.runtime.inbox.service import Inbox
-from autopilot.runtime.ingest import Ingest
+from autopilot.runtime.approvals.service import Inbox
+from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.services import Services
 
 STATIC = Path(__file__).parent / "static"

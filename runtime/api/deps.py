@@ -9,10 +9,10 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from autopilot.runtime import auth
-from autopilot.runtime.access import Principal
-from autopilot.runtime.inbox.service import Inbox
-from autopilot.runtime.ingest import Ingest
+from autopilot.runtime.auth import users as auth
+from autopilot.runtime.approvals.access import Principal
+from autopilot.runtime.approvals.service import Inbox
+from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.services import Services
 
 SESSION_COOKIE = "autopilot_session"

@@ -50,12 +50,12 @@ def search_cmd(query: str, k: int = 3, as_json: JsonOpt = False) -> None:
 
 @app.command("eval")
 def eval_cmd(k: int = 3, as_json: JsonOpt = False) -> None:
-    """recall@k of the shipped knowledge base on the labelled queries (evals/kb_eval.json)."""
+    """recall@k of the shipped knowledge base on the labelled queries (runtime/kb/kb_eval.json)."""
     from autopilot.runtime.kb.store import ensure_shipped, recall_at
 
     settings = get_settings()
     ensure_shipped(settings)
-    labelled = json.loads((resources.files("autopilot.evals") / "kb_eval.json").read_text())
+    labelled = json.loads((resources.files("autopilot.runtime.kb") / "kb_eval.json").read_text())
     out = recall_at(settings, labelled, k)
     if as_json:
         emit_json({"ok": True, **out})

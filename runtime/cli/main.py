@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
-from autopilot.runtime.cli.intel import accounts_app, metrics_app, model_app
+from autopilot.runtime.cli.accounts import accounts_app, metrics_app, model_app
 from autopilot.runtime.cli.policy import app as policy_app
 from autopilot.runtime.cli.kb import app as kb_app
 from autopilot.runtime.cli.mcp import app as mcp_app
@@ -43,7 +43,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on 
 @app.command()
 def up() -> None:
     """Start Temporal (dev server), the worker, the API and the SMTP sink; seed the demo portfolio."""
-    from autopilot.runtime.stack import running_stack
+    from autopilot.runtime.devstack.stack import running_stack
 
     settings = get_settings()
     logging.basicConfig(level=logging.WARNING)
@@ -73,7 +73,7 @@ def up() -> None:
 def worker() -> None:
     """Run a worker only, against TEMPORAL_ADDRESS and DATABASE_URL."""
     from autopilot.runtime.services import build_services, watch_policies
-    from autopilot.runtime.temporal import connect
+    from autopilot.runtime.devstack.temporal import connect
     from autopilot.runtime.worker import build_worker
 
     settings = get_settings()
@@ -94,7 +94,7 @@ def worker() -> None:
 @app.command()
 def demo(as_json: JsonOpt = False) -> None:
     """Run the scripted scenario on the embedded components and report what happened."""
-    from autopilot.runtime.demo import run_demo
+    from autopilot.runtime.devstack.demo import run_demo
 
     say = (lambda _msg: None) if as_json else console.print
     try:
@@ -108,7 +108,7 @@ def demo(as_json: JsonOpt = False) -> None:
 
 async def _client_services() -> tuple[Any, Any]:
     from autopilot.runtime.store.db import make_engine
-    from autopilot.runtime.temporal import connect
+    from autopilot.runtime.devstack.temporal import connect
 
     settings = get_settings()
     try:
@@ -122,9 +122,9 @@ async def _client_services() -> tuple[Any, Any]:
 @events_app.command("import")
 def events_import(file: Path, as_json: JsonOpt = False) -> None:
     """Import a JSONL file of events: all lines or none (a bad line is reported with its number)."""
-    from autopilot.runtime.ingest import Ingest, UnknownAccount
+    from autopilot.runtime.accounts.ingest import Ingest, UnknownAccount
     from autopilot.runtime.policy.bundle import compute_bundle_hash
-    from autopilot.runtime.specs import load_specs
+    from autopilot.runtime.agents.specs import load_specs
 
     try:
         events = parse_jsonl(file)
@@ -177,7 +177,7 @@ def parse_jsonl(file: Path) -> list[Any]:
 
 
 async def _inbox() -> Any:
-    from autopilot.runtime.inbox.service import Inbox
+    from autopilot.runtime.approvals.service import Inbox
     from autopilot.runtime.services import build_services
 
     client, _ = await _client_services()
@@ -187,7 +187,7 @@ async def _inbox() -> Any:
 def _principal(user_id: str, as_json: bool) -> Any:
     from sqlmodel import Session
 
-    from autopilot.runtime.auth import principal
+    from autopilot.runtime.auth.users import principal
     from autopilot.runtime.store.db import make_engine
     from autopilot.runtime.store.users import User
 
@@ -204,7 +204,7 @@ AsOpt = Annotated[str, typer.Option("--as", help="the user you act as (their rol
 @approvals_app.command("list")
 def approvals_list(user: AsOpt, as_json: JsonOpt = False, status: str = "pending") -> None:
     """List the approvals a user may see (pending by default)."""
-    from autopilot.runtime.inbox.service import Inbox
+    from autopilot.runtime.approvals.service import Inbox
     from autopilot.runtime.services import build_services
 
     p = _principal(user, as_json)
@@ -220,8 +220,8 @@ def approvals_list(user: AsOpt, as_json: JsonOpt = False, status: str = "pending
 
 
 def _decide(approval_id: str, verdict: str, user: str, reason: str, as_json: bool) -> None:
-    from autopilot.runtime.inbox.models import DecisionCreate
-    from autopilot.runtime.inbox.service import InboxError
+    from autopilot.runtime.approvals.models import DecisionCreate
+    from autopilot.runtime.approvals.service import InboxError
 
     p = _principal(user, as_json)
 
@@ -261,7 +261,7 @@ def approvals_alerts(org: str = "demo", hours: float = 24, as_json: JsonOpt = Fa
     """Send each CSM the early warnings raised on their book in the last HOURS (email and webhook)."""
     from datetime import UTC, datetime, timedelta
 
-    from autopilot.runtime.notify import send_alert_digest
+    from autopilot.runtime.approvals.notify import send_alert_digest
     from autopilot.runtime.services import build_services
 
     per_user = send_alert_digest(build_services(get_settings()), org_id=org,
@@ -276,7 +276,7 @@ def approvals_alerts(org: str = "demo", hours: float = 24, as_json: JsonOpt = Fa
 @approvals_app.command("digest")
 def approvals_digest(org: str = "demo", as_json: JsonOpt = False) -> None:
     """Send each approver a digest of what waits for them (email and webhook)."""
-    from autopilot.runtime.notify import send_digest
+    from autopilot.runtime.approvals.notify import send_digest
     from autopilot.runtime.services import build_services
 
     per_user = send_digest(build_services(get_settings()), org_id=org)
@@ -293,7 +293,7 @@ def runs_rollback(run_id: Annotated[str, typer.Argument(help="the run's workflow
                   as_json: JsonOpt = False) -> None:
     """Undo a run's reversible writes, newest first, each through the policy gate and
     audited; irreversible effects are reported."""
-    from autopilot.runtime.rollback import RollbackError, rollback
+    from autopilot.runtime.execution.rollback import RollbackError, rollback
     from autopilot.runtime.services import build_services
 
     svc = build_services(get_settings())

@@ -58,7 +58,7 @@ def import_server(ctx: typer.Context, name: str, scope: ScopeOpt,
 @app.command("client")
 def add_client(name: str, scope: ScopeOpt, org: str = "demo", as_json: JsonOpt = False) -> None:
     """A token for an MCP client, limited to the given scopes (shown once)."""
-    from autopilot.runtime.auth import _hash_secret
+    from autopilot.runtime.auth.users import _hash_secret
     from autopilot.runtime.store.mcp import McpClient
 
     token = "mcp_" + secrets.token_urlsafe(32)
@@ -77,7 +77,7 @@ def add_client(name: str, scope: ScopeOpt, org: str = "demo", as_json: JsonOpt =
 def serve_cmd() -> None:
     """Serve the registry over MCP (stdio) to the client whose token is in
     AUTOPILOT_MCP_TOKEN: only tools within its scopes; effects answer with a dry run."""
-    from autopilot.runtime.auth import _hash_secret
+    from autopilot.runtime.auth.users import _hash_secret
     from autopilot.runtime.services import build_services
     from autopilot.runtime.store.mcp import McpClient
     from autopilot.tools.mcp_bridge import serve

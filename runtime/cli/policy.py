@@ -90,7 +90,7 @@ def eval_cmd(input_file: Annotated[Path, typer.Option("--input", help="a JSON po
 def whatif(bundle: Annotated[Path, typer.Option("--bundle", help="the candidate policy folder")],
            since: str = "30d", as_json: JsonOpt = False) -> None:
     """Re-evaluate logged decisions against a candidate bundle: what would change."""
-    from autopilot.runtime.decisions import parse_since, whatif as run_whatif
+    from autopilot.runtime.policy.decisions import parse_since, whatif as run_whatif
     from autopilot.runtime.store.db import make_engine, transaction
 
     try:
@@ -118,7 +118,7 @@ def whatif(bundle: Annotated[Path, typer.Option("--bundle", help="the candidate 
 def log(account: str | None = None, agent: str | None = None, code: str | None = None,
         outcome: str | None = None, limit: int = 50, as_json: JsonOpt = False) -> None:
     """The decision log, newest first."""
-    from autopilot.runtime.decisions import query
+    from autopilot.runtime.policy.decisions import query
     from autopilot.runtime.store.db import make_engine, transaction
 
     with transaction(make_engine(get_settings().db_url)) as session:
@@ -136,7 +136,7 @@ def log(account: str | None = None, agent: str | None = None, code: str | None =
 @app.command()
 def purge(as_json: JsonOpt = False) -> None:
     """Delete logged decisions older than the retention (AUTOPILOT_DECISION_LOG_RETENTION_DAYS)."""
-    from autopilot.runtime.decisions import purge as run_purge
+    from autopilot.runtime.policy.decisions import purge as run_purge
     from autopilot.runtime.store.db import make_engine
 
     settings = get_settings()

@@ -26,7 +26,7 @@ def add(user_id: str, email: Annotated[str, typer.Option()], name: Annotated[str
         org: str = "demo", password: Annotated[str, typer.Option(prompt=True, hide_input=True)] = "",
         as_json: JsonOpt = False) -> None:
     """Add a user; a CSM's book is the accounts whose owner_csm is USER_ID."""
-    from autopilot.runtime.auth import AuthError, add_user
+    from autopilot.runtime.auth.users import AuthError, add_user
 
     try:
         user = add_user(_db(), user_id=user_id, org_id=org, email=email, name=name, roles=role, password=password)
@@ -57,7 +57,7 @@ def list_users(org: str | None = None, as_json: JsonOpt = False) -> None:
 @app.command()
 def token(user_id: str, label: str = "", as_json: JsonOpt = False) -> None:
     """Issue an API token (shown once; only its hash is stored)."""
-    from autopilot.runtime.auth import AuthError, issue_token
+    from autopilot.runtime.auth.users import AuthError, issue_token
 
     try:
         value = issue_token(_db(), user_id=user_id, label=label)

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from autopilot.runtime.contracts.policy import ActionCategory
-from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import sha256_hex
 
 
 class ProposedAction(BaseModel):

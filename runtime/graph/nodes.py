@@ -12,7 +12,8 @@ from sqlmodel import select
 from langgraph.types import interrupt
 from temporalio.exceptions import ApplicationError
 
-from autopilot.runtime import planner, services
+from autopilot.runtime import services
+from autopilot.runtime.agents import planner
 from autopilot.runtime.contracts.account import AccountSnapshot
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.approval import ApprovalDecision
@@ -20,14 +21,14 @@ from autopilot.runtime.contracts.audit import AuditEvent
 from autopilot.runtime.contracts.policy import ActorIn, Decision
 from autopilot.runtime.contracts.run import ActionOutcome
 from autopilot.runtime.contracts.tool import ToolCall
-from autopilot.runtime.executor import execute_once
-from autopilot.runtime.gate import gate_action
+from autopilot.runtime.execution.executor import execute_once
+from autopilot.runtime.policy.gate import gate_action
 from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.graph.state import RunState, run_key
-from autopilot.runtime.hashing import sha256_hex
-from autopilot.runtime.health import Assessment, assess as score
-from autopilot.runtime.specs import spec_hash
-from autopilot.runtime.intel.cbr import book_action_cost
+from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.runtime.health.rules import Assessment, assess as score
+from autopilot.runtime.agents.specs import spec_hash
+from autopilot.runtime.ledger.cbr import book_action_cost
 from autopilot.runtime.store import audit
 from autopilot.runtime.store.accounts import get_snapshot
 from autopilot.runtime.store.actions import ActionRecord

@@ -5,7 +5,7 @@ from __future__ import annotations
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.approval import ApprovalRequest
 from autopilot.runtime.contracts.policy import Decision
-from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import sha256_hex
 
 
 def approval_id_for(key: str) -> str:

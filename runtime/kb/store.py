@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from autopilot.runtime.config import Settings
-from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.kb.embed import MiniLMEmbeddingFunction
 
 COLLECTION = "knowledge"

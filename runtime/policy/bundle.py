@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import sha256_hex
 
 
 def bundle_files(folder: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from autopilot.runtime.contracts.policy import Decision, PolicyInput
-from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import sha256_hex
 
 UNAVAILABLE = "policy.unavailable"
 BUNDLE_MISMATCH = "policy.bundle_mismatch"

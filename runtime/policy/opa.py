@@ -13,7 +13,7 @@ import requests
 from opa_client.opa import OpaClient
 
 from autopilot.runtime.contracts.policy import Decision
-from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.policy.bundle import compute_bundle_hash
 from autopilot.runtime.policy.engine import BUNDLE_MISMATCH, UNAVAILABLE, parse_decision
 

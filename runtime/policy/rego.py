@@ -16,7 +16,7 @@ from typing import Any
 import regopy
 
 from autopilot.runtime.contracts.policy import Decision
-from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.policy.bundle import bundle_data, bundle_files, compute_bundle_hash
 from autopilot.runtime.policy.engine import BUNDLE_MISMATCH, UNAVAILABLE, PolicyLoadError, parse_decision
 

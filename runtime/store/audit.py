@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from autopilot.runtime.contracts.audit import AuditEvent
-from autopilot.runtime.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import sha256_hex
 
 GENESIS = "0" * 64
 # SQLite serialises writers anyway; the lock keeps the read-last/insert pair atomic

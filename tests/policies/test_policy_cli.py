@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from autopilot.evals.scenarios import drop_events
+from autopilot.runtime.devstack.scenarios import drop_events
 from tests.conftest import REPO, Stack
 from tests.runtime.test_cli import arun_cli, run_cli
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from autopilot.evals.scenarios import drop_events
+from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.store.events import Event
 from tests.conftest import Stack, wait_for
 

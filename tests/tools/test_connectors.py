@@ -12,9 +12,9 @@ import pytest
 import uvicorn
 from sqlmodel import Session, select
 
-from autopilot.evals.scenarios import drop_events
-from autopilot.runtime.crm import create_crm_app
-from autopilot.runtime.rollback import rollback
+from autopilot.runtime.devstack.scenarios import drop_events
+from autopilot.runtime.devstack.crm import create_crm_app
+from autopilot.runtime.execution.rollback import rollback
 from autopilot.runtime.store.audit import AuditEntry
 from autopilot.runtime.store.outbox import CsmTask, InAppMessage
 from autopilot.tools import registry

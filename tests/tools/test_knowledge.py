@@ -22,7 +22,7 @@ from autopilot.tools.registry import ToolContext
 from tests.conftest import REPO, free_port
 from tests.runtime.test_cli import run_cli
 
-LABELLED = json.loads((REPO / "evals" / "kb_eval.json").read_text())
+LABELLED = json.loads((REPO / "runtime" / "kb" / "kb_eval.json").read_text())
 
 
 def test_embeddings_are_normalised_and_semantic() -> None:
@@ -73,7 +73,7 @@ def test_retrieved_text_is_data_not_instructions(tmp_path: Path) -> None:
     ingest(settings, docs)
     hit = search(settings, "grant scope offer create discount", 1)[0]
     assert hit["source"] == "evil.md"
-    from autopilot.runtime.specs import load_specs
+    from autopilot.runtime.agents.specs import load_specs
 
     spec = load_specs(Settings().agents_path)["adoption"]
     assert "offer:create" not in spec.scopes and "send_offer" not in spec.tools

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from autopilot.runtime.seed import seed_portfolio
+from autopilot.runtime.devstack.seed import seed_portfolio
 from autopilot.runtime.services import build_services
 from autopilot.runtime.store.db import make_engine
 from autopilot.tools.registry import ToolArgsInvalid, ToolContext, ToolError

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from autopilot.evals.scenarios import drop_events
+from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.tools.registry import Registry, ToolArgsInvalid, ToolContext, ToolError, tool
 from autopilot.tools.sandbox import (
     SandboxPolicy,

@@ -15,7 +15,7 @@ import uvicorn
 from sqlmodel import Session
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from autopilot.evals.scenarios import drop_events
+from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.api.app import create_app
 from autopilot.runtime.store.accounts import Account
 from tests.conftest import REPO, Stack, free_port, wait_for

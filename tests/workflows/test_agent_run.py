@@ -18,7 +18,7 @@ from temporalio.worker import (
 )
 from temporalio import activity
 
-from autopilot.evals.scenarios import drop_events
+from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.contracts.approval import ApprovalVote
 from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
 from autopilot.runtime.policy.engine import UNAVAILABLE
@@ -27,7 +27,7 @@ from autopilot.runtime.store.actions import PolicyDecisionRecord
 from autopilot.runtime.store.audit import AuditEntry, verify_chain
 from autopilot.runtime.store.tool_calls import ToolCallRecord
 from autopilot.runtime.worker import build_worker
-from autopilot.workflows.agent_run import AgentRunWorkflow
+from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
 from tests.conftest import Stack, wait_for
 
 

@@ -10,8 +10,8 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from autopilot.evals.scenarios import drop_events
-from autopilot.runtime.temporal import temporal_binary
+from autopilot.runtime.devstack.scenarios import drop_events
+from autopilot.runtime.devstack.temporal import temporal_binary
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from sqlmodel import Session, col, select
 
-from autopilot.runtime.access import accounts_visible_to
+from autopilot.runtime.approvals.access import accounts_visible_to
 from autopilot.runtime.api.deps import CurrentUser, ServicesDep
-from autopilot.runtime.intel.cbr import cbr
-from autopilot.runtime.intel.views import account_view
+from autopilot.runtime.ledger.cbr import cbr
+from autopilot.runtime.accounts.views import account_view
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import RiskAlert
 

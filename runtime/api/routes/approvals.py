@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from autopilot.runtime.api.deps import CurrentUser, InboxDep
 from autopilot.runtime.contracts.approval import ApprovalOutcome
-from autopilot.runtime.inbox.models import (
+from autopilot.runtime.approvals.models import (
     ApprovalDetail,
     ApprovalPublic,
     BulkCreate,
@@ -17,7 +17,7 @@ from autopilot.runtime.inbox.models import (
     EditCreate,
     ReassignCreate,
 )
-from autopilot.runtime.inbox.service import InboxError
+from autopilot.runtime.approvals.service import InboxError
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 

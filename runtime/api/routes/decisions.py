@@ -5,9 +5,9 @@ from datetime import datetime
 from fastapi import APIRouter, Query
 from sqlmodel import Session, select
 
-from autopilot.runtime.access import accounts_visible_to
+from autopilot.runtime.approvals.access import accounts_visible_to
 from autopilot.runtime.api.deps import CurrentUser, DbDep
-from autopilot.runtime.decisions import DecisionPublic, query
+from autopilot.runtime.policy.decisions import DecisionPublic, query
 from autopilot.runtime.store.accounts import Account
 
 router = APIRouter(prefix="/decisions", tags=["decisions"])

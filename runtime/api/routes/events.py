@@ -5,7 +5,7 @@ from pydantic import BaseModel
 
 from autopilot.runtime.api.deps import CurrentUser, IngestDep
 from autopilot.runtime.contracts.event import EventIn
-from autopilot.runtime.ingest import UnknownAccount
+from autopilot.runtime.accounts.ingest import UnknownAccount
 
 router = APIRouter(prefix="/events", tags=["events"])
 

@@ -1,0 +1,147 @@
+"""Signals in: store the events, update the account snapshots, evaluate the agents'
+triggers, and signal-with-start `agent:<agent>:<account>` for each match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+from temporalio.client import Client
+
+from autopilot.runtime.contracts.agent_spec import AgentSpec
+from autopilot.runtime.contracts.event import EventIn
+from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
+from autopilot.runtime.health.rules import assess
+from autopilot.runtime.health.scoring import on_event
+from autopilot.runtime.agents.specs import spec_hash
+from autopilot.runtime.store.accounts import Account, get_snapshot
+from autopilot.runtime.store.db import transaction
+from autopilot.runtime.store.events import Event
+from autopilot.runtime.agents.triggers import Triggers
+from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
+
+
+class UnknownAccount(ValueError):
+    def __init__(self, index: int, account_id: str) -> None:
+        self.index, self.account_id = index, account_id
+        super().__init__(f"unknown account '{account_id}'")
+
+
+@dataclass(frozen=True)
+class Stored:
+    event_id: int
+    account_id: str
+    type: str
+    agents: list[str]
+
+
+@dataclass(frozen=True)
+class Started:
+    event_id: int
+    workflow_id: str
+
+
+def workflow_id(agent: str, account_id: str) -> str:
+    return f"agent:{agent}:{account_id}"
+
+
+def _apply(account: Account, ev: EventIn, at: datetime) -> None:
+    """Fold one event into the snapshot (incremental: no recompute from history)."""
+    match ev.type:
+        case "login":
+            account.logins_30d += ev.logins or 1
+        case "usage_snapshot":
+            account.active_users_30d = ev.active_users or 0
+            if ev.seats_used is not None:
+                account.seats_used = ev.seats_used
+        case "ticket_opened":
+            account.open_tickets += 1
+            account.p1_open += ev.priority == "P1"
+        case "ticket_closed":
+            account.open_tickets = max(0, account.open_tickets - 1)
+            if ev.priority == "P1":
+                account.p1_open = max(0, account.p1_open - 1)
+        case "nps":
+            account.nps = ev.score
+        case "sentiment":
+            account.sentiment = ev.sentiment or 0.0
+        case "payment_failed":
+            account.payment_failures_90d += 1
+        case "churned":
+            account.status, account.churned_at = "churned", at.date()
+        case "renewed":
+            account.renewal_date = account.renewal_date.replace(year=account.renewal_date.year + 1)
+        case "expanded" | "contract_signed":
+            account.arr = ev.amount if ev.type == "contract_signed" else account.arr + (ev.amount or 0)
+            if ev.seats:
+                account.seats_purchased = ev.seats if ev.type == "contract_signed" else \
+                    account.seats_purchased + ev.seats
+
+
+class Ingest:
+    def __init__(self, db: Engine, client: Client, specs: dict[str, AgentSpec], *,
+                 task_queue: str, bundle_hash: str) -> None:
+        self.db, self.client, self.task_queue, self.bundle_hash = db, client, task_queue, bundle_hash
+        self.specs = specs
+        self.triggers = Triggers(specs)
+        self.spec_hashes = {name: spec_hash(s) for name, s in specs.items()}
+
+    def store(self, events: list[EventIn], *, org_id: str | None = None) -> list[Stored]:
+        """All or nothing: every event stored and folded in, or none. With `org_id`,
+        an account of another organisation is unknown (no existence leak)."""
+        now = datetime.now(UTC)
+        out = []
+        with transaction(self.db) as session:
+            for i, ev in enumerate(events):
+                account = session.get(Account, ev.account_id)
+                if account is None or (org_id is not None and account.org_id != org_id):
+                    raise UnknownAccount(i, ev.account_id)
+                at = ev.occurred_at or now
+                _apply(account, ev, at)
+                session.add(account)
+                session.flush()
+                if account.status == "active":  # Health 2.0: the day's rollup and this account's score
+                    on_event(session, account, ev.model_dump(exclude_none=True), at=at)
+                snapshot = get_snapshot(session, account_id=account.id)
+                assert snapshot is not None
+                account.health = assess(snapshot).health
+                session.add(account)
+                row = Event(account_id=ev.account_id, type=ev.type, occurred_at=ev.occurred_at or now,
+                            received_at=now, payload=ev.model_dump(mode="json", exclude_none=True))
+                session.add(row)
+                session.flush()
+                snapshot = snapshot.model_copy(update={"health": account.health})
+                assert row.id is not None
+                hits = self.triggers.matching(snapshot, {"type": ev.type, **row.payload}, now.date())
+                out.append(Stored(event_id=row.id, account_id=ev.account_id, type=ev.type, agents=hits))
+        return out
+
+    async def dispatch(self, stored: list[Stored]) -> list[Started]:
+        started = []
+        for item in stored:
+            signal = EventSignal(event_id=item.event_id, type=item.type)
+            for agent in item.agents:
+                wf_id = workflow_id(agent, item.account_id)
+                # Signal-with-start: a running workflow gets the event, otherwise one starts.
+                await self.client.start_workflow(
+                    AgentRunWorkflow.run,
+                    AgentRunInput(agent=agent, account_id=item.account_id, event=signal,
+                                  spec_hash=self.spec_hashes[agent], bundle_hash=self.bundle_hash),
+                    id=wf_id,
+                    task_queue=self.task_queue,
+                    start_signal="event",
+                    start_signal_args=[signal],
+                )
+                started.append(Started(event_id=item.event_id, workflow_id=wf_id))
+        with transaction(self.db) as session:
+            ids = [item.event_id for item in stored]
+            for row in session.exec(select(Event).where(col(Event.id).in_(ids))):
+                row.dispatched = True
+                session.add(row)
+        return started
+
+    async def ingest(self, events: list[EventIn]) -> list[Started]:
+        return await self.dispatch(self.store(events))
+

@@ -1,0 +1,67 @@
+"""The manager view's figures, scoped to one organisation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from autopilot.runtime.ledger.spend import quarter_start
+from autopilot.runtime.policy.bundle import bundle_data, bundle_files
+from autopilot.runtime.services import Services
+from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.store.actions import ActionRecord
+from autopilot.runtime.store.approvals import Approval
+
+AGE_BUCKETS = [(4, "< 4 h"), (24, "4–24 h"), (72, "1–3 days"), (float("inf"), "> 3 days")]
+
+
+def manager_view(svc: Services, *, org_id: str, now: datetime) -> dict[str, Any]:
+    since = quarter_start(now)
+    with Session(svc.db) as session:
+        accounts = {a.id: a for a in session.exec(select(Account).where(Account.org_id == org_id))}
+        pending = session.exec(select(Approval).where(Approval.org_id == org_id, Approval.status == "pending")).all()
+        actions = session.exec(select(ActionRecord).where(col(ActionRecord.account_id).in_(list(accounts)))).all()
+    by_age: Counter[str] = Counter()
+    by_role: Counter[str] = Counter()
+    for item in pending:
+        created = item.created_at if item.created_at.tzinfo else item.created_at.replace(tzinfo=now.tzinfo)
+        hours = (now - created).total_seconds() / 3600
+        by_age[next(label for limit, label in AGE_BUCKETS if hours < limit)] += 1
+        for role in item.roles:
+            by_role[role] += 1
+    executed = [a for a in actions if a.status == "executed"]
+    autonomous = [a for a in executed if not a.needed_approval]
+    quarter = [a for a in executed if _aware(a.updated_at, now) >= since]
+    budgets = bundle_data(bundle_files(svc.settings.policies_path)).get("autopilot", {}).get("budget", {})
+    seg_limits = budgets.get("limits", {}).get("segments", {})
+    spend: Counter[str] = Counter()
+    for a in quarter:
+        spend[a.segment] += a.expected_cost
+    arr: Counter[str] = Counter()
+    for acc in accounts.values():
+        arr[acc.segment] += acc.arr
+    per_agent: dict[str, Counter[str]] = {}
+    for a in actions:
+        per_agent.setdefault(a.agent, Counter())[a.status] += 1
+    return {
+        "pending_total": len(pending),
+        "pending_by_age": [(label, by_age.get(label, 0)) for _, label in AGE_BUCKETS],
+        "pending_by_role": sorted(by_role.items()),
+        "autonomy_rate": round(len(autonomous) / len(executed), 3) if executed else None,
+        "executed": len(executed),
+        "executed_autonomously": len(autonomous),
+        "spend_vs_budget": [(seg, round(spend.get(seg, 0.0), 2), float(lim.get("segment_quarter_budget", 0)))
+                            for seg, lim in sorted(seg_limits.items())],
+        "spend_chart": [(seg, round(spend.get(seg, 0.0), 2)) for seg in sorted(seg_limits)],
+        # Action spend this quarter over the segment's ARR (the full cost ledger adds labour and cloud).
+        "cbr_by_segment": [(seg, round(spend.get(seg, 0.0) / arr[seg], 5) if arr.get(seg) else None)
+                           for seg in sorted(arr)],
+        "actions_per_agent": {agent: dict(c) for agent, c in sorted(per_agent.items())},
+    }
+
+
+def _aware(at: datetime, now: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=now.tzinfo)

@@ -1,0 +1,176 @@
+"""Scoring: fold events into daily rollups, compute window features and Health 2.0
+for one account (incremental, on each event) or for the whole portfolio (full
+rescore), store the explained score and raise an early-warning alert when the churn
+risk crosses the model's threshold."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import String, cast, delete, insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from autopilot.runtime.health.features import FEATURES, MODULES, SIGNALS, WINDOW, Windows, compute
+from autopilot.runtime.health.model import Explanation, HealthModel, default_model_dir
+from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.store.customer import AccountDay, AccountScore, RiskAlert
+
+_lock = threading.Lock()
+_models: dict[str, HealthModel] = {}
+
+
+def current_model(folder: str | None = None) -> HealthModel:
+    """The configured model (AUTOPILOT_HEALTH_MODEL_DIR, else the one shipped), loaded
+    once per process."""
+    from autopilot.runtime.config import get_settings
+
+    configured = get_settings().health_model_dir
+    key = folder or str(configured or default_model_dir())
+    with _lock:
+        if key not in _models:
+            from pathlib import Path
+
+            _models[key] = HealthModel.load(Path(key))
+        return _models[key]
+
+
+# --- folding events into the day's rollup --------------------------------------
+
+def fold_event(session: Session, account: Account, ev: dict[str, Any], day: date) -> AccountDay:
+    row = session.exec(select(AccountDay).where(AccountDay.account_id == account.id, AccountDay.day == day)).first()
+    row = row or AccountDay(account_id=account.id, day=day)
+    match ev["type"]:
+        case "login":
+            row.logins += ev.get("logins") or 1
+            row.active_users += 1 if ev.get("active_users") is None else 0
+            if ev.get("active_users") is not None:
+                row.active_users = max(row.active_users, ev["active_users"])
+        case "usage_snapshot":
+            row.active_users = ev["active_users"]
+            if ev.get("seats_used") is not None:
+                row.seats_used = ev["seats_used"]
+            if ev.get("logins") is not None:
+                row.logins = ev["logins"]
+        case "feature_use":
+            row.modules |= 1 << MODULES.index(ev["module"])
+        case "ticket_opened":
+            row.tickets += 1
+            row.p1 += ev.get("priority") == "P1"
+        case "sentiment":
+            row.sentiment_sum += ev["sentiment"]
+            row.sentiment_n += 1
+        case "payment_failed":
+            row.payment_failed += 1
+        case "nps":
+            row.nps = ev["score"]
+    session.add(row)
+    return row
+
+
+# --- windows from the store ----------------------------------------------------
+
+def load_windows(session: Session, accounts: list[Account], today: date) -> Windows:
+    """The last WINDOW days of rollups of `accounts` (one query), as arrays."""
+    index = {a.id: i for i, a in enumerate(accounts)}
+    first = today - timedelta(days=WINDOW - 1)
+    signals = {k: np.zeros((len(accounts), WINDOW)) for k in SIGNALS}
+    # The day as ISO text (the same on SQLite and Postgres): parsed in one numpy call.
+    q = select(AccountDay.account_id, cast(AccountDay.day, String),
+               *(getattr(AccountDay, c) for c in SIGNALS)).where(AccountDay.day >= first, AccountDay.day <= today)
+    if len(accounts) < 500:
+        q = q.where(col(AccountDay.account_id).in_(list(index)))
+    rows = session.connection().execute(q).all()
+    if rows:
+        columns = list(zip(*rows, strict=True))
+        ai = np.array([index.get(a, -1) for a in columns[0]], dtype=np.int64)
+        di = (np.array(columns[1], dtype="datetime64[D]") - np.datetime64(first.isoformat(), "D")).astype(np.int64)
+        keep = ai >= 0
+        for j, name in enumerate(SIGNALS):
+            signals[name][ai[keep], di[keep]] = np.asarray(columns[2 + j], dtype=float)[keep]
+    return _windows(accounts, signals, today)
+
+
+def _windows(accounts: list[Account], signals: dict[str, np.ndarray], today: date) -> Windows:
+    return Windows(signals=signals,
+                   seats_purchased=np.array([a.seats_purchased for a in accounts], dtype=float),
+                   seats_used=np.array([a.seats_used for a in accounts], dtype=float),
+                   nps=np.array([-1 if a.nps is None else a.nps for a in accounts], dtype=float),
+                   days_to_renewal=np.array([(a.renewal_date - today).days for a in accounts], dtype=float))
+
+
+# --- scoring ---------------------------------------------------------------------
+
+def score(session: Session, accounts: list[Account], *, today: date, now: datetime | None = None,
+          model: HealthModel | None = None, explain: bool = True) -> list[AccountScore]:
+    """Score `accounts` and store the results (replacing their previous scores, in
+    bulk); an alert on each upward crossing of the model's threshold."""
+    model = model or current_model()
+    now = now or datetime.now(UTC)
+    ids = [a.id for a in accounts]
+    x = compute(load_windows(session, accounts, today))
+    previous: dict[str, float] = {}
+    for chunk in _chunks(ids):
+        previous.update(session.connection().execute(
+            select(AccountScore.account_id, AccountScore.risk).where(col(AccountScore.account_id).in_(chunk))).all())
+        session.connection().execute(delete(AccountScore).where(col(AccountScore.account_id).in_(chunk)))
+    # The full rescore's fast path stores risk and health; factors are computed on demand.
+    explanations: list[Explanation | None] = model.explain(x) if explain else [None] * len(accounts)
+    risks = None if explain else np.round(model.risk(x), 4)
+    rows, alerts = [], []
+    for i, account in enumerate(accounts):
+        e = explanations[i]
+        risk = e.risk if e else float(risks[i])  # type: ignore[index]
+        rows.append(AccountScore(account_id=account.id, health=e.health if e else _health(risk), risk=risk,
+                                 baseline=e.baseline if e else 0.0,
+                                 factors=[f.model_dump() for f in e.factors] if e else [],
+                                 features=dict(zip(FEATURES, map(float, x[i]), strict=True)),
+                                 model_version=model.version, scored_at=now))
+        before = previous.get(account.id)
+        if risk >= model.threshold and (before is None or before < model.threshold):
+            reasons = [f"{f.label}: {f.value:g} ({f.contribution:+.1f})" for f in (e.factors if e else [])
+                       if f.contribution < 0][:3]
+            alerts.append(RiskAlert(org_id=account.org_id, account_id=account.id, risk=risk,
+                                    threshold=model.threshold, reasons=reasons, model_version=model.version, at=now))
+    if rows:
+        session.connection().execute(insert(AccountScore), [r.model_dump() for r in rows])
+    session.add_all(alerts)
+    return rows
+
+
+def _chunks(ids: list[str], size: int = 5000) -> list[list[str]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
+def _health(risk: float) -> float:
+    from autopilot.runtime.health.model import MIDPOINT, SCALE
+
+    r = min(max(risk, 1e-9), 1 - 1e-9)
+    return round(min(100.0, max(0.0, MIDPOINT - SCALE * float(np.log(r / (1 - r))))), 2)
+
+
+def on_event(session: Session, account: Account, ev: dict[str, Any], *, at: datetime) -> AccountScore:
+    """The incremental path: fold the event, rescore this one account."""
+    fold_event(session, account, ev, at.date())
+    session.flush()
+    return score(session, [account], today=at.date(), now=at)[0]
+
+
+def rescore_all(db: Engine, *, today: date, org_id: str | None = None, model: HealthModel | None = None) -> int:
+    """The full rescore: every active account, one pass, stored in one transaction."""
+    with Session(db) as session:
+        q = select(Account).where(Account.status == "active")
+        if org_id:
+            q = q.where(Account.org_id == org_id)
+        accounts = list(session.exec(q))
+        score(session, accounts, today=today, model=model, explain=False)
+        session.commit()
+    return len(accounts)
+
+
+def explanation_for(session: Session, account: Account, *, today: date) -> Explanation:
+    """A fresh explanation of one account (for views), not stored."""
+    return current_model().explain(compute(load_windows(session, [account], today)))[0]

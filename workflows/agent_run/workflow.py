@@ -1,0 +1,207 @@
+"""AgentRun: one agent's durable run for one account, id `agent:<agent>:<account>`.
+
+Thin by design: the LangGraph graph does the work (its I/O nodes are activities);
+this workflow feeds it, parks it on approvals, delivers the inbox's votes and edits
+(as Updates), escalates past each role's SLA and rejects at the final timeout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+# Pydantic contracts and langgraph are pure and loaded once, not per run.
+with workflow.unsafe.imports_passed_through():
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+    from temporalio.langgraph import graph
+
+    from autopilot.workflows.agent_run.activities import ApprovalActivities, CloseInput, EditInput, EscalateInput
+    from autopilot.runtime.contracts.approval import (
+        ApprovalDecision,
+        ApprovalEdit,
+        ApprovalOutcome,
+        ApprovalRequest,
+        ApprovalVote,
+    )
+    from autopilot.runtime.contracts.run import ActionOutcome, AgentRunInput, AgentRunResult, EventSignal
+    from autopilot.runtime.graph.builder import GRAPH_NAME
+
+_ACTIVITY = {"start_to_close_timeout": timedelta(seconds=30),
+             "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)}
+
+
+@dataclass
+class _Item:
+    """One open inbox item; `root` is the item the graph asked about (edits replace items)."""
+
+    request: ApprovalRequest
+    root: str
+    opened: datetime
+    votes: dict[str, ApprovalVote] = field(default_factory=dict)
+    escalated: set[str] = field(default_factory=set)
+    busy: bool = False  # an edit is being gated: no votes meanwhile
+
+    def deciders(self, role: str) -> set[str]:
+        extra = {self.request.escalate_to[role]} if role in self.escalated and role in self.request.escalate_to else set()
+        return {role} | extra
+
+
+@workflow.defn(name="AgentRun")
+class AgentRunWorkflow:
+    def __init__(self) -> None:
+        self._items: dict[str, _Item] = {}
+        self._answers: dict[str, ApprovalDecision] = {}  # by root item
+        self._events: list[EventSignal] = []
+
+    @workflow.run
+    async def run(self, inp: AgentRunInput) -> AgentRunResult:
+        wf_id = workflow.info().workflow_id
+        app = graph(GRAPH_NAME).compile(checkpointer=InMemorySaver())
+        config = {"configurable": {"thread_id": wf_id}}
+        state = {"run": {**inp.model_dump(mode="json"), "workflow_id": wf_id}, "outcomes": []}
+        result = await app.ainvoke(state, config)
+        while "__interrupt__" in result:
+            request = ApprovalRequest.model_validate(result["__interrupt__"][0].value)
+            answer = await self._await_answer(request)
+            result = await app.ainvoke(Command(resume=answer.model_dump(mode="json")), config)
+        return AgentRunResult(
+            workflow_id=wf_id,
+            outcomes=[ActionOutcome.model_validate(o) for o in result.get("outcomes", [])],
+            # Events that arrived while this run worked are coalesced into it.
+            coalesced_events=max(0, len(self._events) - 1),
+        )
+
+    async def _open(self, request: ApprovalRequest, root: str) -> None:
+        self._items[request.approval_id] = _Item(request=request, root=root, opened=workflow.now())
+        await workflow.execute_activity_method(ApprovalActivities.open_approval, request, **_ACTIVITY)
+
+    async def _await_answer(self, request: ApprovalRequest) -> ApprovalDecision:
+        root = request.approval_id
+        await self._open(request, root)
+        final_at = workflow.now() + timedelta(hours=request.timeout_hours)
+        while root not in self._answers:
+            current = next(i for i in self._items.values() if i.root == root)
+            now = workflow.now()
+            due = [current.opened + timedelta(hours=h) for r, h in current.request.slas.items()
+                   if r not in current.votes and r not in current.escalated]
+            wake = min([final_at, *due])
+            try:
+                await workflow.wait_condition(lambda: root in self._answers or self._changed(root, current),
+                                              timeout=max(timedelta(0), wake - now))
+            except TimeoutError:
+                pass
+            if root in self._answers:
+                break
+            if workflow.now() >= final_at:
+                await self._expire(root)
+            else:
+                await self._escalate_due(root)
+        return self._answers[root]
+
+    def _changed(self, root: str, seen: _Item) -> bool:
+        current = next((i for i in self._items.values() if i.root == root), None)
+        return current is not seen
+
+    async def _escalate_due(self, root: str) -> None:
+        item = next(i for i in self._items.values() if i.root == root)
+        for role, hours in item.request.slas.items():
+            if role in item.votes or role in item.escalated:
+                continue
+            if workflow.now() >= item.opened + timedelta(hours=hours):
+                item.escalated.add(role)
+                target = item.request.escalate_to.get(role)
+                await workflow.execute_activity_method(
+                    ApprovalActivities.escalate,
+                    EscalateInput(approval_id=item.request.approval_id, role=role, to=target), **_ACTIVITY)
+
+    async def _expire(self, root: str) -> None:
+        item = next(i for i in self._items.values() if i.root == root)
+        # Not clearly approved in time: rejected (fail closed).
+        self._answers[root] = ApprovalDecision(
+            approval_id=root, payload_hash=item.request.payload_hash, verdict="reject",
+            actor="system:timeout", reason="approval timed out", decided_at=workflow.now(),
+            action=item.request.action if item.request.edited_from else None,
+            decision=item.request.decision if item.request.edited_from else None)
+        del self._items[item.request.approval_id]
+        await workflow.execute_activity_method(
+            ApprovalActivities.close_approval,
+            CloseInput(approval_id=item.request.approval_id, status="expired", actor="system:timeout",
+                       reason="approval timed out", at=workflow.now()), **_ACTIVITY)
+
+    @workflow.signal(name="event")
+    def event(self, signal: EventSignal) -> None:
+        self._events.append(signal)
+
+    # --- votes ----------------------------------------------------------------
+
+    @workflow.update(name="decide")
+    async def decide(self, vote: ApprovalVote) -> ApprovalOutcome:
+        item = self._items[vote.approval_id]
+        vote = vote.model_copy(update={"decided_at": vote.decided_at or workflow.now()})
+        # Claimed before awaiting, so a concurrent second vote for the role is refused.
+        item.votes[vote.role] = vote
+        outcome = await workflow.execute_activity_method(ApprovalActivities.record_vote, vote, **_ACTIVITY)
+        remaining = [r for r in item.request.roles if r not in item.votes]
+        if vote.verdict == "reject" or not remaining:
+            self._items.pop(vote.approval_id, None)
+            edited = item.request.edited_from is not None
+            self._answers[item.root] = ApprovalDecision(
+                approval_id=item.root, payload_hash=item.request.payload_hash, verdict=vote.verdict,
+                actor=vote.actor, reason=vote.reason, decided_at=vote.decided_at,
+                action=item.request.action if edited else None, decision=item.request.decision if edited else None)
+        return outcome
+
+    @decide.validator
+    def _validate_vote(self, vote: ApprovalVote) -> None:
+        item = self._open_item(vote.approval_id, vote.payload_hash)
+        if vote.role not in item.request.roles:
+            raise ValueError(f"role '{vote.role}' is not asked to approve {vote.approval_id}")
+        if vote.role in item.votes:
+            raise ValueError(f"role '{vote.role}' already decided {vote.approval_id}")
+        if any(v.actor == vote.actor for v in item.votes.values()):
+            raise ValueError(f"{vote.actor} already decided {vote.approval_id}: a second person must")
+
+    def _open_item(self, approval_id: str, payload_hash: str) -> _Item:
+        item = self._items.get(approval_id)
+        if item is None:
+            raise ValueError(f"approval {approval_id} is not open")
+        if item.busy:
+            raise ValueError(f"approval {approval_id} is being edited")
+        if payload_hash != item.request.payload_hash:
+            raise ValueError("stale: the action's payload hash differs")
+        return item
+
+    # --- edits ----------------------------------------------------------------
+
+    @workflow.update(name="edit")
+    async def edit(self, edit: ApprovalEdit) -> ApprovalOutcome:
+        item = self._items[edit.approval_id]
+        item.busy = True
+        try:
+            result = await workflow.execute_activity_method(
+                ApprovalActivities.regate_edit, EditInput(request=item.request, edit=edit), **_ACTIVITY)
+        finally:
+            item.busy = False
+        del self._items[edit.approval_id]
+        if result.request is None:  # the edited action is denied: nothing will run
+            self._answers[item.root] = ApprovalDecision(
+                approval_id=item.root, payload_hash=result.payload_hash, verdict="reject", actor=edit.actor,
+                reason="the edited action was denied by policy", decided_at=workflow.now(),
+                action=result.action, decision=result.decision)
+            return ApprovalOutcome(approval_id=edit.approval_id, status="superseded", actor=edit.actor,
+                                   codes=result.codes)
+        await self._open(result.request, item.root)
+        return ApprovalOutcome(approval_id=edit.approval_id, status="superseded", actor=edit.actor,
+                               remaining_roles=result.request.roles, new_approval_id=result.request.approval_id)
+
+    @edit.validator
+    def _validate_edit(self, edit: ApprovalEdit) -> None:
+        # Votes given to the old payload do not carry over: the edited item starts afresh.
+        self._open_item(edit.approval_id, edit.payload_hash)
+
+    @workflow.query(name="pending")
+    def pending(self) -> list[ApprovalRequest]:
+        return [i.request for i in self._items.values()]
