@@ -1,6 +1,9 @@
 """The remote backend: an OPA server (or sidecar) over its Data API, via opa-python-client.
 
-Deploy the same `policies/` folder to OPA (`opa run --server policies/`); this
+Deploy the same `policies/` folder to OPA as a bundle, `opa run --server --bundle
+policies/`: bundle mode takes data only from files named data.json (mounted at
+their directory's path). Without `--bundle`, OPA loads every .json and .yaml file as data,
+cases.yaml and the schema included, and refuses to start on the conflicts. This
 engine's bundle hash is that folder's, so runs pin the same rules either way."""
 
 from __future__ import annotations

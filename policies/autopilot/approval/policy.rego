@@ -8,7 +8,12 @@ cfg := data.autopilot.approval.limits
 
 auto_pct := data.autopilot.discount.limits.segments[input.account.segment].auto_approve_pct
 
-total_pct := input.ledger.active_discount_pct + input.action.discount_pct
+# Guarded: on a non-number OPA and regopy leave `+` undefined, regorus raises an
+# evaluation error (a deny for the wrong reason); the input package denies it.
+total_pct := input.ledger.active_discount_pct + input.action.discount_pct if {
+	is_number(input.ledger.active_discount_pct)
+	is_number(input.action.discount_pct)
+}
 
 reasons contains ["manager", msg] if {
 	input.action.discount_pct > 0

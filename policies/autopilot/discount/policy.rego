@@ -9,7 +9,12 @@ cfg := data.autopilot.discount.limits
 
 seg := cfg.segments[input.account.segment]
 
-total_pct := input.ledger.active_discount_pct + input.action.discount_pct
+# Guarded: on a non-number OPA and regopy leave `+` undefined, regorus raises an
+# evaluation error (a deny for the wrong reason); the input package denies it.
+total_pct := input.ledger.active_discount_pct + input.action.discount_pct if {
+	is_number(input.ledger.active_discount_pct)
+	is_number(input.action.discount_pct)
+}
 
 # A longer commitment earns a higher cap (term_months in the offer's args).
 term_bonus := cfg.term_bonus_pct[format_int(input.action.args.term_months, 10)] if {

@@ -48,6 +48,7 @@ deny contains {"code": "input.invalid", "msg": "action.discount_pct must be betw
 }
 
 deny contains {"code": "input.invalid", "msg": "action.discount_pct must be between 0 and 100"} if {
+	is_number(input.action.discount_pct)
 	input.action.discount_pct > 100
 }
 
