@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlalchemy.engine import Engine
@@ -39,6 +41,12 @@ def _entry_hash(prev_hash: str, event: AuditEvent, at: datetime) -> str:
     return sha256_hex({"prev": prev_hash, "at": at.isoformat(), **event.model_dump(mode="json")})
 
 
+def _row_hash(prev_hash: str, row: AuditEntry) -> str:
+    ev = AuditEvent(**row.model_dump(exclude={"seq", "at", "prev_hash", "hash"}))
+    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)  # SQLite hands it back naive
+    return _entry_hash(prev_hash, ev, at)
+
+
 def append(engine: Engine, events: list[AuditEvent]) -> int:
     """Append events in one transaction; an already-recorded (run_key, step) is skipped,
     so a retried activity never writes a step twice. Returns how many were written."""
@@ -65,15 +73,43 @@ def append(engine: Engine, events: list[AuditEvent]) -> int:
     return written
 
 
-def verify_chain(session: Session) -> tuple[bool, int]:
-    """Recompute every link; returns (intact, entries checked)."""
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first entry that does not verify. `audit.link_broken`: its prev_hash is not the
+    hash of the entry before it (an entry was removed, reordered or re-hashed);
+    `audit.entry_altered`: its hash does not cover its own content and link."""
+
+    seq: int
+    code: Literal["audit.link_broken", "audit.entry_altered"]
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    checked: int  # entries that verified, in order, before the break (all of them if intact)
+    broken: ChainBreak | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken is None
+
+
+def check_chain(session: Session) -> ChainCheck:
+    """Recompute every link; name the first entry that does not verify. A truncated tail
+    leaves a shorter chain that still verifies: only a signed checkpoint of the head shows it."""
     prev = GENESIS
     n = 0
     for row in session.exec(select(AuditEntry).order_by(col(AuditEntry.seq))):
-        ev = AuditEvent(**row.model_dump(exclude={"seq", "at", "prev_hash", "hash"}))
-        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
-        if row.prev_hash != prev or row.hash != _entry_hash(prev, ev, at):
-            return False, n
+        assert row.seq is not None  # a stored row always has one
+        if row.prev_hash != prev:
+            return ChainCheck(n, ChainBreak(row.seq, "audit.link_broken"))
+        if row.hash != _row_hash(prev, row):
+            return ChainCheck(n, ChainBreak(row.seq, "audit.entry_altered"))
         prev = row.hash
         n += 1
-    return True, n
+    return ChainCheck(n)
+
+
+def verify_chain(session: Session) -> tuple[bool, int]:
+    """(intact, entries checked); `check_chain` also says which entry broke and how."""
+    check = check_chain(session)
+    return check.intact, check.checked
