@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 
+from icalendar import Calendar, Event, vCalAddress
 from pydantic import BaseModel, Field
 
 from autopilot.runtime.contracts.hashing import sha256_hex
@@ -121,20 +122,36 @@ class MeetingSent(EmailSent):
 
 def _ics(method: str, uid: str, organizer: str, to: str, title: str, start: datetime, minutes: int,
          description: str, sequence: int) -> str:
-    fmt = "%Y%m%dT%H%M%SZ"
+    """The VCALENDAR text, built by the icalendar library: it escapes `\\ ; ,` and newlines in
+    text values and folds long lines as RFC 5545 requires (titles come from people and models)."""
     start_utc = start.astimezone(UTC) if start.tzinfo else start.replace(tzinfo=UTC)
-    lines = ["BEGIN:VCALENDAR", "PRODID:-//CS Autopilot//EN", "VERSION:2.0", f"METHOD:{method}", "BEGIN:VEVENT",
-             f"UID:{uid}", f"SEQUENCE:{sequence}", f"DTSTAMP:{datetime.now(UTC):{fmt}}",
-             f"DTSTART:{start_utc:{fmt}}", f"DTEND:{start_utc + timedelta(minutes=minutes):{fmt}}",
-             f"SUMMARY:{title}", f"DESCRIPTION:{description.replace(chr(10), ' ')}",
-             f"ORGANIZER:mailto:{organizer}", f"ATTENDEE;RSVP=TRUE:mailto:{to}",
-             f"STATUS:{'CANCELLED' if method == 'CANCEL' else 'CONFIRMED'}", "END:VEVENT", "END:VCALENDAR"]
-    return "\r\n".join(lines) + "\r\n"
+    event = Event()
+    event.add("uid", uid)
+    # A CANCEL must carry a higher SEQUENCE than the REQUEST it withdraws, or calendars ignore it.
+    event.add("sequence", sequence)
+    event.add("dtstamp", datetime.now(UTC))
+    event.add("dtstart", start_utc)
+    event.add("dtend", start_utc + timedelta(minutes=minutes))
+    event.add("summary", title)
+    event.add("description", description)
+    event.add("organizer", vCalAddress(f"mailto:{organizer}"))
+    attendee = vCalAddress(f"mailto:{to}")
+    attendee.params["RSVP"] = "TRUE"
+    event.add("attendee", attendee)
+    event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
+    calendar = Calendar()
+    calendar.add("prodid", "-//CS Autopilot//EN")
+    calendar.add("version", "2.0")
+    calendar.add("method", method)
+    calendar.add_component(event)
+    return calendar.to_ical().decode()
 
 
 def _meeting(ctx: ToolContext, method: str, uid: str, to: str, title: str, start: datetime, minutes: int,
              description: str) -> MeetingSent:
-    msg = _message(ctx, to, f"{'Cancelled: ' if method == 'CANCEL' else 'Invitation: '}{title}",
+    # An email header cannot hold a line break; the calendar's SUMMARY keeps the title as given.
+    one_line = " ".join(title.splitlines())
+    msg = _message(ctx, to, f"{'Cancelled: ' if method == 'CANCEL' else 'Invitation: '}{one_line}",
                    description or title)
     ics = _ics(method, uid, ctx.smtp.mail_from if ctx.smtp else "", to, title, start, minutes, description,
                sequence=1 if method == "CANCEL" else 0)

@@ -1,5 +1,9 @@
 """Users, API tokens and web sessions. Secrets are stored hashed: passwords with
-scrypt, tokens and session ids with SHA-256 (they are long random strings)."""
+argon2id (OWASP's first choice; a slow, memory-hard hash because people pick guessable
+passwords), tokens and session ids with SHA-256 (they are long random strings, so a
+fast hash is enough). Hashes from older releases (scrypt) still verify and are
+replaced by argon2id at the user's next successful login, the only moment we hold
+the plain password."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -20,18 +26,45 @@ class AuthError(Exception):
     pass
 
 
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+# argon2-cffi's defaults are RFC 9106's low-memory profile (argon2id, t=3, 64 MiB, p=4);
+# when a later release raises them, check_needs_rehash upgrades stored hashes at login.
+_hasher = PasswordHasher()
+
+# Legacy format, verify-only: scrypt$<salt hex>$<digest hex> with N=2^14, r=8, p=1.
+_SCRYPT = "scrypt$"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
 
 
 def verify_password(password: str, stored: str) -> bool:
+    if stored.startswith(_SCRYPT):
+        return _verify_scrypt(password, stored)
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):  # a wrong password, or a hash we cannot read
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    """True for a hash that is not argon2id with the current parameters."""
+    if stored.startswith(_SCRYPT):
+        return True
+    try:
+        return _hasher.check_needs_rehash(stored)
+    except InvalidHashError:
+        return True
+
+
+def _verify_scrypt(password: str, stored: str) -> bool:
     try:
         _, salt, digest = stored.split("$")
-    except ValueError:
+        expected = bytes.fromhex(digest)
+        actual = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=2**14, r=8, p=1)
+    except ValueError:  # not three fields, or not hex
         return False
-    return hmac.compare_digest(hash_password(password, salt=bytes.fromhex(salt)).split("$")[2], digest)
+    return hmac.compare_digest(actual, expected)
 
 
 def _hash_secret(secret: str) -> str:
@@ -44,6 +77,12 @@ def principal(user: User) -> Principal:
 
 def add_user(db: Engine, *, user_id: str, org_id: str, email: str, name: str, roles: list[str],
              password: str = "") -> User:
+    return _add_user(db, user_id=user_id, org_id=org_id, email=email, name=name, roles=roles,
+                     password_hash=hash_password(password) if password else "")
+
+
+def _add_user(db: Engine, *, user_id: str, org_id: str, email: str, name: str, roles: list[str],
+              password_hash: str) -> User:
     if bad := set(roles) - set(ROLES):
         raise AuthError(f"unknown role(s) {sorted(bad)}; roles are {', '.join(ROLES)}")
     if not roles:
@@ -54,7 +93,7 @@ def add_user(db: Engine, *, user_id: str, org_id: str, email: str, name: str, ro
         if session.get(User, user_id) is not None or session.exec(select(User).where(User.email == email)).first():
             raise AuthError(f"user {user_id} / {email} exists")
         user = User(id=user_id, org_id=org_id, email=email, name=name, roles=sorted(set(roles)),
-                    password_hash=hash_password(password) if password else "", created_at=datetime.now(UTC))
+                    password_hash=password_hash, created_at=datetime.now(UTC))
         session.add(user)
     return user
 
@@ -70,12 +109,29 @@ def issue_token(db: Engine, *, user_id: str, label: str = "") -> str:
     return token
 
 
-def from_token(session: Session, token: str) -> Principal | None:
+# "Last used" exists to find stale tokens, for which a minute's precision is plenty; a write
+# on every request would put each API call behind the database's write lock (SQLite has one).
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def from_token(session: Session, token: str, *, now: datetime | None = None) -> Principal | None:
+    """The token's user, if both are valid; records the use (see TOKEN_TOUCH_INTERVAL)."""
     row = session.get(ApiToken, _hash_secret(token))
     if row is None:
         return None
     user = session.get(User, row.user_id)
-    return principal(user) if user and user.active else None
+    if user is None or not user.active:
+        return None
+    found = principal(user)
+    now = now or datetime.now(UTC)
+    last = row.last_used_at
+    if last is not None and last.tzinfo is None:  # SQLite returns naive datetimes; we store UTC
+        last = last.replace(tzinfo=UTC)
+    if last is None or now - last >= TOKEN_TOUCH_INTERVAL:
+        row.last_used_at = now
+        session.add(row)
+        session.commit()
+    return found
 
 
 def login(db: Engine, *, email: str, password: str, hours: float) -> tuple[str, Principal]:
@@ -83,6 +139,9 @@ def login(db: Engine, *, email: str, password: str, hours: float) -> tuple[str, 
         user = session.exec(select(User).where(User.email == email)).first()
         if user is None or not user.active or not user.password_hash or not verify_password(password, user.password_hash):
             raise AuthError("wrong email or password")
+        if needs_rehash(user.password_hash):
+            user.password_hash = hash_password(password)
+            session.add(user)
         sid = secrets.token_urlsafe(32)
         session.add(WebSession(session_hash=_hash_secret(sid), user_id=user.id,
                                expires_at=datetime.now(UTC) + timedelta(hours=hours)))
@@ -125,7 +184,10 @@ def seed_demo_users(db: Engine, org_id: str = "demo") -> int:
     with Session(db) as session:
         if session.exec(select(User).where(User.org_id == org_id)).first():
             return 0
+    # One hash for all: they share a published password, so a shared salt gives nothing away,
+    # and every test stack seeds them (eleven argon2id hashes would add a second to each).
+    password_hash = hash_password(DEMO_PASSWORD)
     for handle, name, roles in DEMO_USERS:
-        add_user(db, user_id=demo_user_id(org_id, handle), org_id=org_id, email=f"{handle}@{org_id}.example",
-                 name=name, roles=roles, password=DEMO_PASSWORD)
+        _add_user(db, user_id=demo_user_id(org_id, handle), org_id=org_id, email=f"{handle}@{org_id}.example",
+                  name=name, roles=roles, password_hash=password_hash)
     return len(DEMO_USERS)

@@ -293,10 +293,11 @@ def runs_rollback(run_id: Annotated[str, typer.Argument(help="the run's workflow
                   as_json: JsonOpt = False) -> None:
     """Undo a run's reversible writes, newest first, each through the policy gate and
     audited; irreversible effects are reported."""
+    from autopilot.runtime.devstack.stack import recorded_crm
     from autopilot.runtime.execution.rollback import RollbackError, rollback
     from autopilot.runtime.services import build_services
 
-    svc = build_services(get_settings())
+    svc = build_services(recorded_crm(get_settings()))  # the CRM of a running `autopilot up`, if any
     try:
         result = asyncio.run(rollback(svc, run_id, actor=user, dry_run=dry_run))
     except RollbackError as err:

@@ -28,18 +28,31 @@ Say = Callable[[str], None]
 
 
 def demo_settings(base: Settings) -> Settings:
-    """A fresh demo data directory; embedded parts on free ports unless configured."""
-    data_dir = base.data_dir / "demo"
-    shutil.rmtree(data_dir, ignore_errors=True)
+    """A fresh demo data directory. A port set in the environment (AUTOPILOT_API_PORT,
+    AUTOPILOT_TEMPORAL_PORT, AUTOPILOT_SMTP_PORT, ...) is used as given: it may be the one
+    a firewall or a container publishes. An unset port is a free one, so that the demo
+    runs beside an `autopilot up` that holds the defaults."""
+    configured = base.model_fields_set  # what came from the environment (or the caller), not defaults
+
+    def port(name: str) -> int:
+        if name not in configured:
+            return free_port()
+        value: int = getattr(base, name)
+        if port_open(value):  # fail with the setting's name, not a bind error deep in a server
+            raise RuntimeError(f"port {value} (AUTOPILOT_{name.upper()}) is in use")
+        return value
+
     # Its own task queue, so a running `autopilot up` worker never picks up demo runs.
-    update: dict[str, Any] = {"data_dir": data_dir, "api_port": free_port(), "task_queue": "autopilot-demo"}
+    update: dict[str, Any] = {"data_dir": base.data_dir / "demo", "api_port": port("api_port"),
+                              "task_queue": "autopilot-demo"}
     if not base.temporal_address and port_open(base.temporal_port):
         # `autopilot up` is running: use its server, so the runs show in its UI.
         update["temporal_address"] = base.temporal_target
-    else:
-        update.update(temporal_port=free_port(), temporal_ui_port=free_port())
+    elif not base.temporal_address:
+        update["temporal_port"] = port("temporal_port")  # headless: the UI port is never bound
     if not base.smtp_host:
-        update["smtp_port"] = free_port()
+        update["smtp_port"] = port("smtp_port")
+    shutil.rmtree(update["data_dir"], ignore_errors=True)
     return base.model_copy(update=update)
 
 
@@ -88,7 +101,7 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
 
         async def signal(account: str, severe: bool = False) -> str:
             started: list[str] = []
-            for ev in drop_events(account, severe=severe):
+            for ev in drop_events(db, account, severe=severe):
                 r = await api.post("/events", json=ev, headers=as_user("adam"))
                 r.raise_for_status()
                 started += r.json()["started"]
@@ -108,7 +121,7 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             return item
 
         smb, smb_b = pick_accounts(db, "smb", n=2, max_arr=50_000)
-        mid, = pick_accounts(db, "mid_market", min_arr=50_000)
+        mid, = pick_accounts(db, "mid_market", min_arr=50_000, severe=True)
         ent_a, ent_b = pick_accounts(db, "enterprise", n=2, min_arr=250_000, max_arr=1_000_000)
 
         say(f"1. {smb} (SMB) loses health: the rescue email is allowed and sent on its own")

@@ -1,5 +1,11 @@
 """Start the embedded components (or use the configured ones): Temporal, store,
-SMTP sink, worker, API. Shared by `autopilot up` and `autopilot demo`."""
+SMTP sink, reference CRM, worker, API. Shared by `autopilot up` and `autopilot demo`.
+
+The embedded CRM takes a free port, and its URL is recorded in the data directory
+(`crm_url`) for as long as it runs: other commands on the same data directory (`runs
+rollback` undoes CRM writes in its own process) read it with `recorded_crm`. A file
+beside the store, rather than a fixed port, because such a command needs that store
+anyway, so the two cannot disagree, and no second setting or port clash is added."""
 
 from __future__ import annotations
 
@@ -41,6 +47,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+CRM_URL_FILE = "crm_url"
+
+
+def recorded_crm(settings: Settings) -> Settings:
+    """`settings` with the URL of the embedded CRM that a running stack recorded in the same
+    data directory, when no CRM is configured (AUTOPILOT_CRM_URL wins)."""
+    if settings.crm_url:
+        return settings
+    try:
+        url = (settings.data_dir / CRM_URL_FILE).read_text().strip()
+    except FileNotFoundError:
+        return settings
+    return settings.model_copy(update={"crm_url": url}) if url else settings
+
+
 @dataclass
 class Running:
     settings: Settings
@@ -67,6 +88,10 @@ async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240)
                 await asyncio.sleep(0.02)
             settings = settings.model_copy(update={"crm_url": f"http://127.0.0.1:{crm_port}"})
             urls["crm"] = settings.crm_url
+            recorded = settings.data_dir / CRM_URL_FILE
+            recorded.parent.mkdir(parents=True, exist_ok=True)
+            recorded.write_text(settings.crm_url + "\n")
+            stack.callback(recorded.unlink, missing_ok=True)  # gone with the CRM (its data is in memory)
         if settings.temporal_address:
             target = settings.temporal_address
         else:

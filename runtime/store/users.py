@@ -1,5 +1,5 @@
 """Organisations (tenants), users with roles and books, API tokens and web sessions.
-Tokens and session ids are stored hashed; passwords with scrypt."""
+Tokens and session ids are stored hashed; passwords with argon2id (older scrypt hashes are upgraded at the next login)."""
 
 from __future__ import annotations
 
