@@ -66,11 +66,11 @@ def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
     each option's marginal cost and success probability, and the runners-up."""
     from autopilot.runtime.optimizer.uplift import learned_uplift, quarter_limits
     from autopilot.runtime.optimizer.solver import Goal, optimize
-    from autopilot.runtime.health.scoring import explanation_for
+    from autopilot.runtime.health.scoring import current as current_health
 
     def run(session: Session, account: Any, now: datetime) -> Any:
         if args.goal == "retention":
-            current = explanation_for(session, account, today=now.date()).risk
+            current = current_health(session, account, today=now.date()).risk
         elif args.current_adoption is None:
             raise ToolError("an adoption goal needs current_adoption")
         else:

@@ -83,7 +83,7 @@ async def bench(runs: int, approvals: int, data_dir: Path) -> dict[str, Any]:
             agent_auto: list[float] = []
             base_auto: list[float] = []
             for i, account in enumerate(small[: runs + warmup]):
-                events = drop_events(account)
+                events = drop_events(services.db, account)
                 for ev in events[:-1]:
                     (await http.post("/events", json=ev)).raise_for_status()
                 t0 = time.perf_counter()
@@ -101,7 +101,7 @@ async def bench(runs: int, approvals: int, data_dir: Path) -> dict[str, Any]:
             agent_appr: list[float] = []
             base_appr: list[float] = []
             for i, account in enumerate(large[: approvals + warmup]):
-                for ev in drop_events(account):
+                for ev in drop_events(services.db, account):
                     (await http.post("/events", json=ev)).raise_for_status()
                 item = await first_pending(http, account, maria)
                 t0 = time.perf_counter()

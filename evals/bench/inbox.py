@@ -151,7 +151,7 @@ async def _approvals(settings: Settings, db: Any, base: str, n: int) -> dict[str
             with Session(db) as s:
                 owner = s.get(Account, account).owner_csm  # type: ignore[union-attr]
             headers = {"Authorization": f"Bearer {issue_token(db, user_id=owner)}"}
-            for ev in drop_events(account):
+            for ev in drop_events(db, account):
                 (await http.post("/events", json=ev, headers=headers)).raise_for_status()
             item = await first_pending(http, account, headers)
             t0 = time.perf_counter()

@@ -28,7 +28,8 @@ from autopilot.evals.bench.e2e import pct
 from autopilot.runtime.devstack.simulator import simulate
 from autopilot.runtime.config import Settings
 from autopilot.runtime.health.features import WINDOW
-from autopilot.runtime.health.scoring import current_model, on_event, rescore_all
+from autopilot.runtime.accounts.fold import on_event
+from autopilot.runtime.health.scoring import current_model, rescore_all
 from autopilot.runtime.health.training import write_history
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import make_engine

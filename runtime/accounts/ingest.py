@@ -4,7 +4,7 @@ triggers, and signal-with-start `agent:<agent>:<account>` for each match."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -13,10 +13,11 @@ from temporalio.client import Client
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
-from autopilot.runtime.health.rules import assess
-from autopilot.runtime.health.scoring import on_event
+from autopilot.runtime.accounts.fold import fold, on_event
+from autopilot.runtime.accounts.snapshot import get_snapshot
+from autopilot.runtime.health.scoring import score
 from autopilot.runtime.agents.specs import spec_hash
-from autopilot.runtime.store.accounts import Account, get_snapshot
+from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.events import Event
 from autopilot.runtime.agents.triggers import Triggers
@@ -47,37 +48,9 @@ def workflow_id(agent: str, account_id: str) -> str:
     return f"agent:{agent}:{account_id}"
 
 
-def _apply(account: Account, ev: EventIn, at: datetime) -> None:
-    """Fold one event into the snapshot (incremental: no recompute from history)."""
-    match ev.type:
-        case "login":
-            account.logins_30d += ev.logins or 1
-        case "usage_snapshot":
-            account.active_users_30d = ev.active_users or 0
-            if ev.seats_used is not None:
-                account.seats_used = ev.seats_used
-        case "ticket_opened":
-            account.open_tickets += 1
-            account.p1_open += ev.priority == "P1"
-        case "ticket_closed":
-            account.open_tickets = max(0, account.open_tickets - 1)
-            if ev.priority == "P1":
-                account.p1_open = max(0, account.p1_open - 1)
-        case "nps":
-            account.nps = ev.score
-        case "sentiment":
-            account.sentiment = ev.sentiment or 0.0
-        case "payment_failed":
-            account.payment_failures_90d += 1
-        case "churned":
-            account.status, account.churned_at = "churned", at.date()
-        case "renewed":
-            account.renewal_date = account.renewal_date.replace(year=account.renewal_date.year + 1)
-        case "expanded" | "contract_signed":
-            account.arr = ev.amount if ev.type == "contract_signed" else account.arr + (ev.amount or 0)
-            if ev.seats:
-                account.seats_purchased = ev.seats if ev.type == "contract_signed" else \
-                    account.seats_purchased + ev.seats
+# An event that happened longer ago than this is history: folded in and scored, never
+# a trigger (a backfill must not contact customers about old facts).
+LIVE_WINDOW = timedelta(hours=24)
 
 
 class Ingest:
@@ -90,32 +63,40 @@ class Ingest:
 
     def store(self, events: list[EventIn], *, org_id: str | None = None) -> list[Stored]:
         """All or nothing: every event stored and folded in, or none. With `org_id`,
-        an account of another organisation is unknown (no existence leak)."""
+        an account of another organisation is unknown (no existence leak). Live events
+        are scored as they come and evaluate the triggers; history is folded in and its
+        accounts rescored once, as of today."""
         now = datetime.now(UTC)
         out = []
+        backfilled: dict[str, Account] = {}
         with transaction(self.db) as session:
             for i, ev in enumerate(events):
                 account = session.get(Account, ev.account_id)
                 if account is None or (org_id is not None and account.org_id != org_id):
                     raise UnknownAccount(i, ev.account_id)
                 at = ev.occurred_at or now
-                _apply(account, ev, at)
-                session.add(account)
-                session.flush()
-                if account.status == "active":  # Health 2.0: the day's rollup and this account's score
+                at = at if at.tzinfo else at.replace(tzinfo=UTC)
+                payload = ev.model_dump(mode="json", exclude_none=True)
+                live = at >= now - LIVE_WINDOW
+                if live:
                     on_event(session, account, ev.model_dump(exclude_none=True), at=at)
-                snapshot = get_snapshot(session, account_id=account.id)
-                assert snapshot is not None
-                account.health = assess(snapshot).health
-                session.add(account)
-                row = Event(account_id=ev.account_id, type=ev.type, occurred_at=ev.occurred_at or now,
-                            received_at=now, payload=ev.model_dump(mode="json", exclude_none=True))
+                else:
+                    fold(session, account, ev.model_dump(exclude_none=True), at)
+                    backfilled[account.id] = account
+                row = Event(account_id=ev.account_id, type=ev.type, occurred_at=at, received_at=now, payload=payload)
                 session.add(row)
                 session.flush()
-                snapshot = snapshot.model_copy(update={"health": account.health})
                 assert row.id is not None
-                hits = self.triggers.matching(snapshot, {"type": ev.type, **row.payload}, now.date())
+                hits: list[str] = []
+                if live:
+                    snapshot = get_snapshot(session, account_id=account.id, today=now.date())
+                    assert snapshot is not None
+                    hits = self.triggers.matching(snapshot, {"type": ev.type, **row.payload}, now.date())
                 out.append(Stored(event_id=row.id, account_id=ev.account_id, type=ev.type, agents=hits))
+            active = [a for a in backfilled.values() if a.status == "active"]
+            if active:
+                session.flush()
+                score(session, active, today=now.date(), now=now)
         return out
 
     async def dispatch(self, stored: list[Stored]) -> list[Started]:

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from autopilot.runtime.health.features import FEATURES
 from autopilot.runtime.optimizer.uplift import learned_uplift, quarter_limits
 from autopilot.runtime.optimizer.solver import Goal, optimize
-from autopilot.runtime.health.scoring import explanation_for
+from autopilot.runtime.health.scoring import current
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import RiskAlert
 
@@ -42,7 +42,7 @@ def signals(features: dict[str, float], account: Account) -> list[dict[str, Any]
 
 def account_view(session: Session, account: Account, *, today: date, now: datetime,
                  renewal_target: float = 0.8) -> dict[str, Any]:
-    e = explanation_for(session, account, today=today)
+    e = current(session, account, today=today)
     features = {f.feature: f.value for f in e.factors if f.feature in FEATURES}
     alert = session.exec(select(RiskAlert).where(RiskAlert.account_id == account.id)
                          .order_by(col(RiskAlert.at).desc())).first()

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo
+from autopilot.runtime.contracts.account import AccountSnapshot, Assessment, ContactInfo
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.agent_spec import AgentSpec
-from autopilot.runtime.health.rules import Assessment
 from autopilot.tools.registry import Registry
 
 # Who hears about what: the champion about adoption and risk, the economic buyer about money.
@@ -31,7 +30,7 @@ def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment,
     contact = pick_contact(account, RESCUE_ROLES)
     if contact is None:
         return []
-    reasons = "; ".join(f.reason for f in assessment.factors[:3]) or "health below target"
+    reasons = assessment.summary or "health below target"
     actions = []
     if "send_email" in spec.tools:
         actions.append(ProposedAction(
@@ -45,7 +44,7 @@ def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment,
                     "to help your team. Just reply with a time that works.\n"
                 ),
             },
-            reason=f"health {assessment.health:g}: {reasons}",
+            reason=f"health {assessment.health:.1f}: {reasons}",
             expected_cost=0.5,
             expected_uplift=0.05,
         ))

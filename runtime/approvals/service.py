@@ -33,7 +33,7 @@ from autopilot.runtime.approvals.models import (
 )
 from autopilot.runtime.agents.planner import apply_edit
 from autopilot.runtime.services import Services
-from autopilot.runtime.store.accounts import get_snapshot
+from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.approvals import Approval, ApprovalComment, ApprovalVote as VoteRow
 from autopilot.runtime.store.audit import AuditEntry
@@ -216,7 +216,7 @@ class Inbox:
             raise Forbidden("your roles do not edit approvals")
         with Session(self.svc.db) as session:
             row = self._visible(session, p, approval_id)
-            snapshot = get_snapshot(session, account_id=row.account_id)
+            snapshot = get_snapshot(session, account_id=row.account_id, today=self.svc.clock().date())
         if row.status != "pending":
             raise Conflict(f"approval {approval_id} is already {row.status}")
         if body.payload_hash != row.payload_hash:

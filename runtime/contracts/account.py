@@ -19,6 +19,28 @@ class ContactInfo(BaseModel):
     notice_at: datetime | None = None
 
 
+class HealthReason(BaseModel):
+    """One Health 2.0 factor that pulls the score down: what it is, its value, its points."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    value: float
+    contribution: float
+
+
+class Assessment(BaseModel):
+    """What the agent makes of the account: Health 2.0's figure and its reasons."""
+
+    health: float
+    risk: float
+    reasons: list[HealthReason]
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(f"{r.label} {r.value:g} ({r.contribution:+.1f})" for r in self.reasons)
+
+
 class AccountSnapshot(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -39,14 +61,15 @@ class AccountSnapshot(BaseModel):
     payment_failures_90d: int
     renewal_date: date
     owner_csm: str
+    # Health 2.0, the one health: 0-100, and the model's probability of churn within its
+    # horizon; triggers may use either, e.g. `account.health < 50.0` (= churn_risk > 0.5).
     health: float
-    # Health 2.0: the model's churn probability within its horizon (0 until first scored);
-    # triggers may use it, e.g. `account.churn_risk >= 0.65`.
-    churn_risk: float = 0.0
+    churn_risk: float
+    health_reasons: list[HealthReason] = []
     contacts: list[ContactInfo] = []
 
     def as_cel(self, today: date) -> dict[str, object]:
         """The account as the trigger language sees it (JSON values, plus derived fields)."""
-        data = self.model_dump(mode="json", exclude={"contacts"})
+        data = self.model_dump(mode="json", exclude={"contacts", "health_reasons"})
         data["days_to_renewal"] = (self.renewal_date - today).days
         return data

@@ -9,8 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from autopilot.runtime.auth.users import demo_user_id, seed_demo_users
-from autopilot.runtime.health.rules import assess
-from autopilot.runtime.store.accounts import Account, Contact, count_accounts, get_snapshot
+from autopilot.runtime.store.accounts import Account, Contact, count_accounts
 from autopilot.runtime.ledger.cbr import LEDGER_RATES
 from autopilot.runtime.health.scoring import rescore_all
 from autopilot.runtime.health.training import seed_history
@@ -83,14 +82,6 @@ def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | Non
                     opted_out=rng.random() < 0.05 and role != "champion",
                     notice_at=notice if has_notice else None,
                 ))
-        session.flush()
-        for i in range(n):
-            account_id = f"{prefix}-{i + 1:04d}"
-            snapshot = get_snapshot(session, account_id=account_id)
-            row = session.get(Account, account_id)
-            assert snapshot is not None and row is not None
-            row.health = assess(snapshot).health
-            session.add(row)
     # Health 2.0 needs usage history: 90 days of daily rollups, then a first full score.
     seed_history(db, org_id=org_id, today=today, seed=seed)
     rescore_all(db, today=today, org_id=org_id)

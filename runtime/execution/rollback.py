@@ -19,7 +19,7 @@ from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.services import Services
 from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.store import audit
-from autopilot.runtime.store.accounts import get_snapshot
+from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.tool_calls import ToolCallRecord
 from autopilot.tools.registry import ToolContext, ToolError
@@ -65,7 +65,7 @@ async def _compensate(svc: Services, action: ActionRecord, name: str, args: dict
     key = f"{action.run_key}/compensate"
     spec = svc.specs.get(action.agent)
     with Session(svc.db) as session:
-        account = get_snapshot(session, account_id=action.account_id)
+        account = get_snapshot(session, account_id=action.account_id, today=svc.clock().date())
     if spec is None or account is None:
         return {"status": "failed", "detail": "the agent spec or the account is gone"}
     if dry_run:

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from autopilot.runtime import services
 from autopilot.runtime.agents import planner
-from autopilot.runtime.contracts.account import AccountSnapshot
+from autopilot.runtime.contracts.account import AccountSnapshot, Assessment
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.approval import ApprovalDecision
 from autopilot.runtime.contracts.audit import AuditEvent
@@ -26,11 +26,10 @@ from autopilot.runtime.policy.gate import gate_action
 from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.graph.state import RunState, run_key
 from autopilot.runtime.contracts.hashing import sha256_hex
-from autopilot.runtime.health.rules import Assessment, assess as score
 from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.ledger.cbr import book_action_cost
 from autopilot.runtime.store import audit
-from autopilot.runtime.store.accounts import get_snapshot
+from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
@@ -42,7 +41,7 @@ from autopilot.tools.registry import ToolError
 def observe(state: RunState) -> dict[str, Any]:
     svc = services.current()
     with transaction(svc.db) as session:
-        snapshot = get_snapshot(session, account_id=state["run"]["account_id"])
+        snapshot = get_snapshot(session, account_id=state["run"]["account_id"], today=svc.clock().date())
     if snapshot is None:
         raise ApplicationError(f"unknown account {state['run']['account_id']}", non_retryable=True)
     return {"account": snapshot.model_dump(mode="json")}
@@ -169,7 +168,9 @@ def record(state: RunState) -> dict[str, Any]:
 
 
 def assess(state: RunState) -> dict[str, Any]:
-    return {"assessment": score(AccountSnapshot.model_validate(state["account"])).model_dump(mode="json")}
+    account = AccountSnapshot.model_validate(state["account"])
+    assessment = Assessment(health=account.health, risk=account.churn_risk, reasons=account.health_reasons)
+    return {"assessment": assessment.model_dump(mode="json")}
 
 
 def approve(state: RunState) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from sqlalchemy import String, cast, delete, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from autopilot.runtime.health.features import FEATURES, MODULES, SIGNALS, WINDOW, Windows, compute
-from autopilot.runtime.health.model import Explanation, HealthModel, default_model_dir
+from autopilot.runtime.health.features import FEATURES, SIGNALS, WINDOW, Windows, compute
+from autopilot.runtime.health.model import Explanation, Factor, HealthModel, default_model_dir
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountDay, AccountScore, RiskAlert
 
@@ -36,39 +36,6 @@ def current_model(folder: str | None = None) -> HealthModel:
 
             _models[key] = HealthModel.load(Path(key))
         return _models[key]
-
-
-# --- folding events into the day's rollup --------------------------------------
-
-def fold_event(session: Session, account: Account, ev: dict[str, Any], day: date) -> AccountDay:
-    row = session.exec(select(AccountDay).where(AccountDay.account_id == account.id, AccountDay.day == day)).first()
-    row = row or AccountDay(account_id=account.id, day=day)
-    match ev["type"]:
-        case "login":
-            row.logins += ev.get("logins") or 1
-            row.active_users += 1 if ev.get("active_users") is None else 0
-            if ev.get("active_users") is not None:
-                row.active_users = max(row.active_users, ev["active_users"])
-        case "usage_snapshot":
-            row.active_users = ev["active_users"]
-            if ev.get("seats_used") is not None:
-                row.seats_used = ev["seats_used"]
-            if ev.get("logins") is not None:
-                row.logins = ev["logins"]
-        case "feature_use":
-            row.modules |= 1 << MODULES.index(ev["module"])
-        case "ticket_opened":
-            row.tickets += 1
-            row.p1 += ev.get("priority") == "P1"
-        case "sentiment":
-            row.sentiment_sum += ev["sentiment"]
-            row.sentiment_n += 1
-        case "payment_failed":
-            row.payment_failed += 1
-        case "nps":
-            row.nps = ev["score"]
-    session.add(row)
-    return row
 
 
 # --- windows from the store ----------------------------------------------------
@@ -109,7 +76,7 @@ def score(session: Session, accounts: list[Account], *, today: date, now: dateti
     """Score `accounts` and store the results (replacing their previous scores, in
     bulk); an alert on each upward crossing of the model's threshold."""
     model = model or current_model()
-    now = now or datetime.now(UTC)
+    now = now or datetime.combine(today, datetime.now(UTC).timetz())  # scored_at's date is the day scored
     ids = [a.id for a in accounts]
     x = compute(load_windows(session, accounts, today))
     previous: dict[str, float] = {}
@@ -119,12 +86,13 @@ def score(session: Session, accounts: list[Account], *, today: date, now: dateti
         session.connection().execute(delete(AccountScore).where(col(AccountScore.account_id).in_(chunk)))
     # The full rescore's fast path stores risk and health; factors are computed on demand.
     explanations: list[Explanation | None] = model.explain(x) if explain else [None] * len(accounts)
-    risks = None if explain else np.round(model.risk(x), 4)
+    healths, risks = model.score(x) if not explain else (None, None)
     rows, alerts = [], []
     for i, account in enumerate(accounts):
         e = explanations[i]
         risk = e.risk if e else float(risks[i])  # type: ignore[index]
-        rows.append(AccountScore(account_id=account.id, health=e.health if e else _health(risk), risk=risk,
+        health = e.health if e else float(healths[i])  # type: ignore[index]
+        rows.append(AccountScore(account_id=account.id, health=health, risk=risk,
                                  baseline=e.baseline if e else 0.0,
                                  factors=[f.model_dump() for f in e.factors] if e else [],
                                  features=dict(zip(FEATURES, map(float, x[i]), strict=True)),
@@ -145,20 +113,6 @@ def _chunks(ids: list[str], size: int = 5000) -> list[list[str]]:
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
-def _health(risk: float) -> float:
-    from autopilot.runtime.health.model import MIDPOINT, SCALE
-
-    r = min(max(risk, 1e-9), 1 - 1e-9)
-    return round(min(100.0, max(0.0, MIDPOINT - SCALE * float(np.log(r / (1 - r))))), 2)
-
-
-def on_event(session: Session, account: Account, ev: dict[str, Any], *, at: datetime) -> AccountScore:
-    """The incremental path: fold the event, rescore this one account."""
-    fold_event(session, account, ev, at.date())
-    session.flush()
-    return score(session, [account], today=at.date(), now=at)[0]
-
-
 def rescore_all(db: Engine, *, today: date, org_id: str | None = None, model: HealthModel | None = None) -> int:
     """The full rescore: every active account, one pass, stored in one transaction."""
     with Session(db) as session:
@@ -171,6 +125,24 @@ def rescore_all(db: Engine, *, today: date, org_id: str | None = None, model: He
     return len(accounts)
 
 
-def explanation_for(session: Session, account: Account, *, today: date) -> Explanation:
-    """A fresh explanation of one account (for views), not stored."""
-    return current_model().explain(compute(load_windows(session, [account], today)))[0]
+def current(session: Session, account: Account, *, today: date) -> Explanation:
+    """The account's health as everyone sees it: its stored score (the last one the
+    event path or the rescore wrote), explained. Triggers, agents, the inbox, the API
+    and the CLI all read this one figure. A score stored without its factors (the full
+    rescore's fast path) is explained as of the day it was scored, which reproduces
+    it exactly; an account never scored is scored now."""
+    stored = session.get(AccountScore, account.id)
+    model = current_model()
+    if stored is None or stored.model_version != model.version:
+        return explain_at(session, account, day=today, model=model)
+    if stored.factors:
+        return Explanation(health=stored.health, risk=stored.risk, baseline=stored.baseline,
+                           factors=[Factor.model_validate(f) for f in stored.factors],
+                           model_version=stored.model_version)
+    scored_on = stored.scored_at.date()
+    return explain_at(session, account, day=scored_on, model=model)
+
+
+def explain_at(session: Session, account: Account, *, day: date, model: HealthModel | None = None) -> Explanation:
+    """A fresh explanation of one account as of `day` (not stored)."""
+    return (model or current_model()).explain(compute(load_windows(session, [account], day)))[0]

@@ -7,7 +7,6 @@ from datetime import date, datetime
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo
 
 
 class Account(SQLModel, table=True):
@@ -29,7 +28,6 @@ class Account(SQLModel, table=True):
     payment_failures_90d: int = 0
     renewal_date: date
     owner_csm: str = Field(index=True)
-    health: float = 100.0
     tier: str = "standard"
     status: str = Field(default="active", index=True)  # active|churned
     churned_at: date | None = None
@@ -47,23 +45,6 @@ class Contact(SQLModel, table=True):
     timezone: str = "UTC"
     opted_out: bool = False
     notice_at: datetime | None = None  # pre-use notice of automated decision-making sent
-
-
-def get_snapshot(session: Session, *, account_id: str) -> AccountSnapshot | None:
-    account = session.get(Account, account_id)
-    if account is None:
-        return None
-    contacts = session.exec(
-        select(Contact).where(Contact.account_id == account_id).order_by(col(Contact.id))
-    ).all()
-    from autopilot.runtime.store.customer import AccountScore
-
-    score = session.get(AccountScore, account_id)
-    return AccountSnapshot(
-        **account.model_dump(exclude={"org_id", "tier", "status", "churned_at", "custom"}),
-        churn_risk=score.risk if score else 0.0,
-        contacts=[ContactInfo(**c.model_dump(exclude={"account_id", "seniority", "region"})) for c in contacts],
-    )
 
 
 def count_accounts(session: Session, *, org_id: str | None = None) -> int:

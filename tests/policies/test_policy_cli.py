@@ -54,7 +54,7 @@ def test_input_schema_file_is_current() -> None:
 
 async def test_whatif_reports_decisions_a_tighter_cap_would_change(stack: Stack, tmp_path: Path) -> None:
     account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
-    await stack.post_events(drop_events(account))
+    await stack.post_events(drop_events(stack.db, account))
     email, = await stack.pending_for(account)
     await stack.decide(email, "approve")
     offer, = await stack.pending_for(account)  # the 10% offer was gated: require_approval

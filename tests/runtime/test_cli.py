@@ -43,7 +43,7 @@ def stack_env(stack: Stack) -> dict[str, str]:
 
 async def test_import_with_a_bad_line_names_it_and_imports_nothing(stack: Stack, tmp_path: Path) -> None:
     account, = stack.pick("smb", max_arr=50_000)
-    lines = [json.dumps(e) for e in drop_events(account)]
+    lines = [json.dumps(e) for e in drop_events(stack.db, account)]
     lines.insert(2, json.dumps({"account_id": account, "type": "nps", "score": "ten"}))
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -57,7 +57,7 @@ async def test_import_with_a_bad_line_names_it_and_imports_nothing(stack: Stack,
 
 async def test_import_with_an_unknown_account_imports_nothing(stack: Stack, tmp_path: Path) -> None:
     account, = stack.pick("smb", max_arr=50_000)
-    lines = [json.dumps(e) for e in drop_events(account)] + [json.dumps({"account_id": "nope", "type": "login"})]
+    lines = [json.dumps(e) for e in drop_events(stack.db, account)] + [json.dumps({"account_id": "nope", "type": "login"})]
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines))
     proc = await arun_cli("events", "import", str(path), "--json", env=stack_env(stack))
@@ -69,7 +69,7 @@ async def test_import_with_an_unknown_account_imports_nothing(stack: Stack, tmp_
 async def test_import_and_cli_approval_drive_a_run(stack: Stack, tmp_path: Path) -> None:
     account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
     path = tmp_path / "events.jsonl"
-    path.write_text("\n".join(json.dumps(e) for e in drop_events(account)))
+    path.write_text("\n".join(json.dumps(e) for e in drop_events(stack.db, account)))
     env = stack_env(stack)
     proc = await arun_cli("events", "import", str(path), "--json", env=env)
     assert proc.returncode == 0, proc.stderr

@@ -86,7 +86,7 @@ async def test_adoption_writes_then_rollback_undoes_them(stack_factory: Any, tmp
 
 async def test_email_is_reported_irreversible(stack: Stack) -> None:
     account, = stack.pick("smb", max_arr=50_000)
-    wf, = await stack.post_events(drop_events(account))
+    wf, = await stack.post_events(drop_events(stack.db, account))
     await stack.run_result(wf)
     out = await rollback(stack.services, wf, actor="maria")
     assert out["irreversible"] == 1 and out["steps"][0]["status"] == "irreversible"

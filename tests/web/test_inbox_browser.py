@@ -83,7 +83,7 @@ async def test_csm_works_the_inbox_in_chromium(stack: Stack, served: str, browse
             s.get(Account, a).owner_csm = csm  # type: ignore[union-attr]
         s.commit()
     for a in accounts:
-        await stack.post_events(drop_events(a))
+        await stack.post_events(drop_events(stack.db, a))
         await stack.pending_for(a)
     approve_a, edit_a, reject_a, bulk_a, bulk_b = accounts
     email_to = {a: (await stack.pending_for(a))[0]["action"]["args"]["to"] for a in accounts}

@@ -33,7 +33,7 @@ from tests.conftest import Stack, wait_for
 
 async def test_allowed_action_executes_exactly_once(stack: Stack) -> None:
     account, = stack.pick("smb", max_arr=50_000)
-    started = await stack.post_events(drop_events(account))
+    started = await stack.post_events(drop_events(stack.db, account))
     assert started == [f"agent:churn_rescue:{account}"]
     result = await stack.run_result(started[0])
     assert [(o.tool, o.status) for o in result.outcomes] == [("send_email", "executed")]
@@ -51,7 +51,7 @@ async def test_allowed_action_executes_exactly_once(stack: Stack) -> None:
 
 async def test_approval_required_action_waits_and_executes_after_approve(stack: Stack) -> None:
     account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
-    wf_id, = await stack.post_events(drop_events(account))
+    wf_id, = await stack.post_events(drop_events(stack.db, account))
     email, = await stack.pending_for(account)
     assert email["action"]["tool"] == "send_email" and email["roles"] == ["csm"]
     handle = stack.client.get_workflow_handle(wf_id)
@@ -81,7 +81,7 @@ async def test_approval_required_action_waits_and_executes_after_approve(stack: 
 
 async def test_rejected_action_never_executes_and_is_not_proposed_again(stack: Stack) -> None:
     account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
-    wf_id, = await stack.post_events(drop_events(account))
+    wf_id, = await stack.post_events(drop_events(stack.db, account))
     email, = await stack.pending_for(account)
     r = await stack.decide(email, "reject", reason="they are in a legal dispute")
     assert r.status_code == 200 and r.json()["status"] == "rejected"
@@ -103,7 +103,7 @@ async def test_rejected_action_never_executes_and_is_not_proposed_again(stack: S
 
 async def test_stale_repeated_and_unbound_decisions_are_refused(stack: Stack) -> None:
     account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
-    wf_id, = await stack.post_events(drop_events(account))
+    wf_id, = await stack.post_events(drop_events(stack.db, account))
     email, = await stack.pending_for(account)
     stale = await stack.decide(email, "approve", payload_hash="f" * 64)
     assert stale.status_code == 409
@@ -138,8 +138,8 @@ async def test_stale_repeated_and_unbound_decisions_are_refused(stack: Stack) ->
 
 
 async def test_denied_action_never_executes(stack: Stack) -> None:
-    account, = stack.pick("mid_market", min_arr=50_000)
-    wf_id, = await stack.post_events(drop_events(account, severe=True))
+    account, = stack.pick("mid_market", min_arr=50_000, severe=True)
+    wf_id, = await stack.post_events(drop_events(stack.db, account, severe=True))
     result = await stack.run_result(wf_id)
     by_tool = {o.tool: o for o in result.outcomes}
     assert by_tool["send_email"].status == "executed"
@@ -159,7 +159,7 @@ async def test_policy_engine_failure_executes_nothing(stack_factory: Any, tmp_pa
         'package autopilot\n\ndecision := {"allow": true}\n\ndecision := {"allow": false} if input.action\n')
     async with stack_factory(policy=RegoEngine(broken.parent)) as stack:
         account, = stack.pick("mid_market", min_arr=50_000)
-        wf_id, = await stack.post_events(drop_events(account))
+        wf_id, = await stack.post_events(drop_events(stack.db, account))
         result = await stack.run_result(wf_id)
         assert [o.status for o in result.outcomes] == ["denied", "denied"]
         assert all(o.codes == [UNAVAILABLE] for o in result.outcomes)
@@ -193,7 +193,7 @@ async def test_activity_retried_after_email_sent_does_not_send_twice(stack_facto
     chaos = _FailAfterSideEffect()
     async with stack_factory(worker_kwargs={"interceptors": [chaos]}) as stack:
         account, = stack.pick("smb", max_arr=50_000)
-        wf_id, = await stack.post_events(drop_events(account))
+        wf_id, = await stack.post_events(drop_events(stack.db, account))
         result = await stack.run_result(wf_id)
         assert chaos.attempts == [1, 2]
         assert [o.status for o in result.outcomes] == ["executed"]
@@ -205,7 +205,7 @@ async def test_activity_retried_after_email_sent_does_not_send_twice(stack_facto
 
 async def test_history_replays_deterministically(stack: Stack) -> None:
     account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
-    wf_id, = await stack.post_events(drop_events(account))
+    wf_id, = await stack.post_events(drop_events(stack.db, account))
     email, = await stack.pending_for(account)
     await stack.decide(email, "approve")
     offer, = await stack.pending_for(account)
@@ -220,7 +220,7 @@ async def test_history_replays_deterministically(stack: Stack) -> None:
 
 async def test_waiting_run_survives_worker_restart(stack: Stack) -> None:
     account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
-    wf_id, = await stack.post_events(drop_events(account))
+    wf_id, = await stack.post_events(drop_events(stack.db, account))
     email, = await stack.pending_for(account)
     await stack.worker.shutdown()
     # A new worker process-equivalent: no cached workflow state, it must replay.

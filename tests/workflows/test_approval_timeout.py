@@ -28,7 +28,7 @@ async def test_unanswered_approval_times_out_as_rejected(stack_factory: Any, ski
     started = datetime.now(UTC)
     async with stack_factory(client=skipping_env.client) as stack:
         account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
-        wf_id, = await stack.post_events(drop_events(account))
+        wf_id, = await stack.post_events(drop_events(stack.db, account))
         # While unlocked, the server skips ahead through the 72-hour approval timers.
         async with skipping_env.time_skipping_unlocked():  # type: ignore[attr-defined]
             result = await stack.run_result(wf_id)

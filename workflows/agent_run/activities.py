@@ -20,7 +20,8 @@ from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.approvals.notify import notify_escalation
 from autopilot.runtime.agents.planner import apply_edit
 from autopilot.runtime.agents.specs import spec_hash
-from autopilot.runtime.store.accounts import Account, get_snapshot
+from autopilot.runtime.accounts.snapshot import get_snapshot
+from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.approvals import Approval, ApprovalVote as VoteRow
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
@@ -142,7 +143,7 @@ class ApprovalActivities:
         if spec is None or spec_hash(spec) != req.spec_hash:
             raise ApplicationError("the agent spec changed since this run started", non_retryable=True)
         with transaction(svc.db) as session:
-            account = get_snapshot(session, account_id=req.account_id)
+            account = get_snapshot(session, account_id=req.account_id, today=svc.clock().date())
         if account is None:
             raise ApplicationError(f"unknown account {req.account_id}", non_retryable=True)
         try:

@@ -35,7 +35,7 @@ async def test_account_view_is_explained_and_scoped(stack: Stack) -> None:
 async def test_executed_action_books_its_cost_once_and_cbr_by_segment(stack: Stack) -> None:
     account, = stack.pick("smb", max_arr=50_000)
     before = {r["segment"]: r for r in (await stack.http.get("/metrics/cbr", headers=stack.headers("maria"))).json()["rows"]}
-    wf, = await stack.post_events(drop_events(account))
+    wf, = await stack.post_events(drop_events(stack.db, account))
     result = await stack.run_result(wf)
     assert [o.status for o in result.outcomes] == ["executed"]
     from sqlmodel import Session, select
@@ -73,7 +73,7 @@ async def test_early_warnings_reach_the_owner_and_nobody_else(stack: Stack) -> N
 
     from sqlmodel import Session, select
 
-    from autopilot.runtime.health.scoring import on_event
+    from autopilot.runtime.accounts.fold import on_event
     from autopilot.runtime.approvals.notify import send_alert_digest
     from autopilot.runtime.store.accounts import Account
     from autopilot.runtime.store.customer import RiskAlert

@@ -21,7 +21,7 @@ ORGS = ("demo", "globex")
 
 async def _pending_in(stack: Stack, org: str, segment: str = "enterprise") -> dict[str, Any]:
     account, = stack.pick(segment, min_arr=250_000, max_arr=1_000_000, org_id=org)
-    await stack.post_events(drop_events(account), user=demo_user_id(org, "adam"))
+    await stack.post_events(drop_events(stack.db, account), user=demo_user_id(org, "adam"))
     item, = await stack.pending_for(account, user=demo_user_id(org, "maria"))
     return item
 
@@ -72,7 +72,7 @@ async def test_role_book_tenant_matrix_has_no_leak(stack: Stack) -> None:
 
 async def test_edit_is_regated_and_may_need_a_higher_role_or_be_denied(stack: Stack) -> None:
     account, = stack.pick("mid_market", min_arr=50_000)
-    wf_id, = await stack.post_events(drop_events(account))
+    wf_id, = await stack.post_events(drop_events(stack.db, account))
     offer, = await stack.pending_for(account)  # the email went out on its own
     assert offer["tool"] == "send_offer" and "finance" not in offer["roles"]
     csm = stack.owner(account)
@@ -123,7 +123,7 @@ async def test_edit_is_regated_and_may_need_a_higher_role_or_be_denied(stack: St
 async def test_bulk_reassign_comments_and_detail(stack: Stack) -> None:
     accounts = stack.pick("enterprise", n=3, min_arr=250_000, max_arr=1_000_000)
     for account in accounts:
-        await stack.post_events(drop_events(account))
+        await stack.post_events(drop_events(stack.db, account))
     items = [(await stack.pending_for(a))[0] for a in accounts]
 
     # The detail: the dry-run preview, the decision with its reasons, health factors, history.
@@ -182,7 +182,7 @@ async def test_digest_per_approver_by_email_and_webhook(stack_factory: Any, tmp_
         async with stack_factory(settings=settings) as stack:
             accounts = stack.pick("enterprise", n=2, min_arr=250_000, max_arr=1_000_000)
             for account in accounts:
-                await stack.post_events(drop_events(account))
+                await stack.post_events(drop_events(stack.db, account))
                 await stack.pending_for(account)
             per_user = send_digest(stack.services, org_id="demo")
             owners = {stack.owner(a) for a in accounts}

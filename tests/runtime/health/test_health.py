@@ -14,7 +14,8 @@ from autopilot.runtime.health.early_warning import report, risk_matrix
 from autopilot.runtime.devstack.simulator import simulate
 from autopilot.runtime.health.features import FEATURES, compute
 from autopilot.runtime.health.model import HealthModel
-from autopilot.runtime.health.scoring import current_model, explanation_for, load_windows, on_event, rescore_all
+from autopilot.runtime.accounts.fold import on_event
+from autopilot.runtime.health.scoring import current, current_model, explain_at, load_windows, rescore_all
 from autopilot.runtime.health.training import history_from_store, train_from_store, write_history
 from autopilot.runtime.devstack.seed import seed_portfolio
 from autopilot.runtime.store.accounts import Account
@@ -84,9 +85,11 @@ def test_incremental_and_full_rescore_agree(db) -> None:  # type: ignore[no-unty
     assert np.allclose(np.array(one), together)
     assert rescore_all(db, today=TODAY) == 60
     with Session(db) as s:
-        e = explanation_for(s, accounts[0], today=TODAY)
+        e = explain_at(s, accounts[0], day=TODAY)
         stored = s.get(AccountScore, accounts[0].id)
-        assert stored is not None and stored.risk == pytest.approx(e.risk, abs=1e-4)
+        # The fast path and the explanation give the same figures, to the cent.
+        assert stored is not None and (stored.health, stored.risk) == (e.health, e.risk)
+        assert current(s, accounts[0], today=TODAY) == e
 
 
 def test_early_warning_on_held_out_accounts() -> None:
@@ -136,13 +139,13 @@ def test_a_trained_model_is_used_when_configured(tmp_path: Path) -> None:
 def test_snapshot_and_triggers_see_the_churn_risk(db) -> None:  # type: ignore[no-untyped-def]
     import cel
 
-    from autopilot.runtime.store.accounts import get_snapshot
+    from autopilot.runtime.accounts.snapshot import get_snapshot
 
     with Session(db) as s:
         account = s.exec(select(Account).order_by(Account.id)).first()
         assert account is not None
         score = s.get(AccountScore, account.id)
-        snap = get_snapshot(s, account_id=account.id)
+        snap = get_snapshot(s, account_id=account.id, today=TODAY)
     assert score is not None and snap is not None and snap.churn_risk == score.risk
     ctx = {"account": snap.as_cel(TODAY), "event": {"type": "login"}}
     assert cel.compile(f"account.churn_risk >= {score.risk}").execute(ctx) is True
