@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
+from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.tools.registry import ToolContext, ToolError, tool
 
 
@@ -41,10 +42,16 @@ def _with_account(args: AccountArgs, ctx: ToolContext, fn: Any) -> Any:
         return fn(session, account, now)
 
 
+def _limits(ctx: ToolContext) -> PolicyLimits:
+    if ctx.limits is None:
+        raise ToolError("no policy limits in this context (the worker passes the active bundle's)")
+    return ctx.limits
+
+
 def _view(args: AccountArgs, ctx: ToolContext) -> dict[str, Any]:
     from autopilot.runtime.accounts.views import account_view
 
-    return _with_account(args, ctx, lambda s, a, now: account_view(s, a, today=now.date(), now=now))
+    return _with_account(args, ctx, lambda s, a, now: account_view(s, a, _limits(ctx), today=now.date(), now=now))
 
 
 @tool(scopes=["accounts:read"], effect="read", kind="read")
@@ -64,7 +71,8 @@ def account_signals(args: AccountArgs, ctx: ToolContext) -> AccountIntel:
 def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
     """The cheapest set of actions that reaches the goal within budget and contact limits,
     each option's marginal cost and success probability, and the runners-up."""
-    from autopilot.runtime.optimizer.uplift import learned_uplift, quarter_limits
+    from autopilot.runtime.ledger.spend import quarter_limits
+    from autopilot.runtime.optimizer.uplift import learned_uplift
     from autopilot.runtime.optimizer.solver import Goal, optimize
     from autopilot.runtime.health.scoring import current as current_health
 
@@ -76,7 +84,7 @@ def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
         else:
             current = args.current_adoption
         return optimize(Goal(kind=args.goal, target=args.target, current=current),
-                        quarter_limits(session, account, now=now), segment=account.segment, arr=account.arr,
+                        quarter_limits(session, account, _limits(ctx), now=now), segment=account.segment, arr=account.arr,
                         learned=learned_uplift(session, account))
 
     result = _with_account(args, ctx, run)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel
 
+from autopilot.runtime.policy.limits import PolicyLimits
+
 if TYPE_CHECKING:
     from autopilot.tools.sandbox import SandboxPolicy
 
@@ -65,6 +67,7 @@ class ToolContext:
     smtp: SmtpConfig | None = None
     db: Any = None  # the store's engine: read tools over account data, the outbox and task connectors
     settings: Any = None  # the runtime Settings (connector URLs); never secrets beyond what a tool needs
+    limits: PolicyLimits | None = None  # the active policy's limits (budget and contact caps)
 
 
 @dataclass(frozen=True)

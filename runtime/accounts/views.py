@@ -10,7 +10,9 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from autopilot.runtime.health.features import FEATURES
-from autopilot.runtime.optimizer.uplift import learned_uplift, quarter_limits
+from autopilot.runtime.ledger.spend import quarter_limits
+from autopilot.runtime.optimizer.uplift import learned_uplift
+from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.runtime.optimizer.solver import Goal, optimize
 from autopilot.runtime.health.scoring import current
 from autopilot.runtime.store.accounts import Account
@@ -40,14 +42,14 @@ def signals(features: dict[str, float], account: Account) -> list[dict[str, Any]
     return out
 
 
-def account_view(session: Session, account: Account, *, today: date, now: datetime,
+def account_view(session: Session, account: Account, limits: PolicyLimits, *, today: date, now: datetime,
                  renewal_target: float = 0.8) -> dict[str, Any]:
     e = current(session, account, today=today)
     features = {f.feature: f.value for f in e.factors if f.feature in FEATURES}
     alert = session.exec(select(RiskAlert).where(RiskAlert.account_id == account.id)
                          .order_by(col(RiskAlert.at).desc())).first()
-    limits = quarter_limits(session, account, now=now)
-    plan = optimize(Goal(kind="retention", target=renewal_target, current=e.risk), limits,
+    left = quarter_limits(session, account, limits, now=now)
+    plan = optimize(Goal(kind="retention", target=renewal_target, current=e.risk), left,
                     segment=account.segment, arr=account.arr, learned=learned_uplift(session, account))
     return {
         "account": account.model_dump(mode="json", exclude={"custom"}) | {"custom": account.custom},

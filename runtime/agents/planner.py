@@ -10,6 +10,7 @@ from typing import Any
 from autopilot.runtime.contracts.account import AccountSnapshot, Assessment, ContactInfo
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.agent_spec import AgentSpec
+from autopilot.runtime.optimizer.catalogue import cost_of, discount_entry, entry
 from autopilot.tools.registry import Registry
 
 # Who hears about what: the champion about adoption and risk, the economic buyer about money.
@@ -20,6 +21,16 @@ OFFER_ROLES = ("executive_sponsor", "admin", "champion")
 def pick_contact(account: AccountSnapshot, roles: tuple[str, ...]) -> ContactInfo | None:
     ranked = sorted((c for c in account.contacts if c.role in roles), key=lambda c: (roles.index(c.role), c.id))
     return ranked[0] if ranked else None
+
+
+def _priced(name: str, account: AccountSnapshot, *, effect: str = "retention",
+            discount_pct: float | None = None) -> dict[str, Any]:
+    """Cost, expected effect, contact class and category of a catalogue action, for this
+    account: the same figures the optimizer works with."""
+    a = entry(name)
+    uplift = (a.adoption if effect == "adoption" else a.retention).get(account.segment, 0.0)
+    return {"expected_cost": cost_of(a, segment=account.segment, arr=account.arr, discount_pct=discount_pct),
+            "expected_uplift": uplift, "hours": a.hours, "high_touch": a.high_touch, "category": a.category}
 
 
 def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment,
@@ -45,8 +56,7 @@ def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment,
                 ),
             },
             reason=f"health {assessment.health:.1f}: {reasons}",
-            expected_cost=0.5,
-            expected_uplift=0.05,
+            **_priced("education_email", account),
         ))
     cfg = spec.planner
     buyer = pick_contact(account, OFFER_ROLES)
@@ -59,10 +69,8 @@ def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment,
             args={"to": buyer.email, "account_name": account.name, "discount_pct": pct, "valid_days": 30,
                   "term_months": 12},
             reason=f"risk {assessment.risk:.2f} on ARR {account.arr:,.0f}: a renewal incentive",
-            expected_cost=round(account.arr * pct / 100, 2),
-            expected_uplift=0.2 if pct >= cfg.high_risk_discount_pct else 0.12,
+            **_priced(discount_entry(pct).name, account, discount_pct=pct),
             discount_pct=pct,
-            category="commercial",
         ))
     # The adoption path, cheapest first: a guide in the product, a CSM session, the CRM told.
     if "send_in_app_message" in spec.tools:
@@ -71,20 +79,20 @@ def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment,
             args={"account_id": account.id, "audience": "all", "title": "Three steps to get more done",
                   "body": "A two-minute guide to the modules your team has not tried yet.", "delay_minutes": 0},
             reason=f"{account.active_users_30d} of {account.seats_purchased} seats active in 30 days",
-            expected_cost=0.2, expected_uplift=0.06, category="adoption"))
+            **_priced("in_app_guide", account, effect="adoption")))
     if "create_csm_task" in spec.tools:
         actions.append(ProposedAction(
             tool="create_csm_task",
             args={"account_id": account.id, "assignee": account.owner_csm,
                   "title": f"Adoption session with {account.name}", "detail": reasons, "due_days": 3},
             reason="a 30-minute enablement session by the account's CSM",
-            expected_cost=0.5 * 80.0, expected_uplift=0.12, category="adoption", hours=0.5))
+            **_priced("csm_session", account, effect="adoption")))
     if "crm_update_field" in spec.tools:
         actions.append(ProposedAction(
             tool="crm_update_field",
             args={"account_id": account.id, "field": "adoption_status", "value": "at risk: guide and session planned"},
             reason="keep the CRM's view of the account current",
-            expected_cost=0.0, expected_uplift=0.0, category="adoption"))
+            **_priced("crm_status", account)))
     # The renewal forecast, from Health 2.0's churn risk, written where finance reads it.
     if "crm_write_forecast" in spec.tools:
         p_renew = round(1 - account.churn_risk, 3)
@@ -93,7 +101,7 @@ def plan(spec: AgentSpec, account: AccountSnapshot, assessment: Assessment,
             args={"account_id": account.id, "renewal_probability": p_renew,
                   "forecast_arr": round(account.arr * p_renew, 2)},
             reason=f"renewal in {account.renewal_date}: probability {p_renew:.0%} from the health model",
-            expected_cost=0.0, expected_uplift=0.0, category="operational"))
+            **_priced("renewal_forecast", account)))
     actions = [a for a in actions if a.tool not in rejected]
     # Cheapest first: the chooser works through them in this order.
     return sorted(actions, key=lambda a: a.expected_cost)[: spec.limits.max_actions_per_run]

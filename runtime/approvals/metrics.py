@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from autopilot.runtime.ledger.spend import quarter_start
-from autopilot.runtime.policy.bundle import bundle_data, bundle_files
+from autopilot.runtime.ledger.cbr import cbr
+from autopilot.runtime.ledger.spend import quarter_start, segment_spend
+from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.services import Services
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
@@ -34,15 +35,11 @@ def manager_view(svc: Services, *, org_id: str, now: datetime) -> dict[str, Any]
             by_role[role] += 1
     executed = [a for a in actions if a.status == "executed"]
     autonomous = [a for a in executed if not a.needed_approval]
-    quarter = [a for a in executed if _aware(a.updated_at, now) >= since]
-    budgets = bundle_data(bundle_files(svc.settings.policies_path)).get("autopilot", {}).get("budget", {})
-    seg_limits = budgets.get("limits", {}).get("segments", {})
-    spend: Counter[str] = Counter()
-    for a in quarter:
-        spend[a.segment] += a.expected_cost
-    arr: Counter[str] = Counter()
-    for acc in accounts.values():
-        arr[acc.segment] += acc.arr
+    seg_limits = read_limits(svc.policy).budget
+    with Session(svc.db) as session:
+        # The one ledger (spend and reservations) and the one CbR, as the gate and `metrics cbr` see them.
+        spend = segment_spend(session, account_ids=list(accounts), now=now)
+        cbr_rows = cbr(session, org_id=org_id, by="segment", since=since, until=now)
     per_agent: dict[str, Counter[str]] = {}
     for a in actions:
         per_agent.setdefault(a.agent, Counter())[a.status] += 1
@@ -53,15 +50,9 @@ def manager_view(svc: Services, *, org_id: str, now: datetime) -> dict[str, Any]
         "autonomy_rate": round(len(autonomous) / len(executed), 3) if executed else None,
         "executed": len(executed),
         "executed_autonomously": len(autonomous),
-        "spend_vs_budget": [(seg, round(spend.get(seg, 0.0), 2), float(lim.get("segment_quarter_budget", 0)))
+        "spend_vs_budget": [(seg, spend.get(seg, 0.0), lim.segment_quarter_budget)
                             for seg, lim in sorted(seg_limits.items())],
         "spend_chart": [(seg, round(spend.get(seg, 0.0), 2)) for seg in sorted(seg_limits)],
-        # Action spend this quarter over the segment's ARR (the full cost ledger adds labour and cloud).
-        "cbr_by_segment": [(seg, round(spend.get(seg, 0.0) / arr[seg], 5) if arr.get(seg) else None)
-                           for seg in sorted(arr)],
+        "cbr_by_segment": [(row["segment"], row["cbr"]) for row in cbr_rows],
         "actions_per_agent": {agent: dict(c) for agent, c in sorted(per_agent.items())},
     }
-
-
-def _aware(at: datetime, now: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=now.tzinfo)

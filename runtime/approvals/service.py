@@ -32,6 +32,7 @@ from autopilot.runtime.approvals.models import (
     VotePublic,
 )
 from autopilot.runtime.agents.planner import apply_edit
+from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.services import Services
 from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.store.actions import ActionRecord
@@ -161,7 +162,7 @@ class Inbox:
             public = self._public(p, row, self._votes(session, [row.id]).get(row.id, []))
             account = session.get(Account, row.account_id)
             now = self.svc.clock()
-            view = account_view(session, account, today=now.date(), now=now) if account else {}
+            view = account_view(session, account, read_limits(self.svc.policy), today=now.date(), now=now) if account else {}
             siblings = session.exec(select(ActionRecord).where(ActionRecord.workflow_id == row.workflow_id)
                                     .order_by(col(ActionRecord.created_at).desc()).limit(10)).all()
             history = session.exec(select(AuditEntry).where(AuditEntry.workflow_id == row.workflow_id)

@@ -12,6 +12,8 @@ from sqlmodel import Session
 
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.config import get_settings
+from autopilot.runtime.policy.limits import read_limits
+from autopilot.runtime.services import make_policy_engine
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 model_app = typer.Typer(no_args_is_help=True, help="Health 2.0: train, evaluate.")
@@ -96,7 +98,7 @@ def show(account_id: str, as_json: JsonOpt = False) -> None:
         account = session.get(Account, account_id)
         if account is None:
             fail(f"no account {account_id}", as_json=as_json)
-        view = account_view(session, account, today=now.date(), now=now)
+        view = account_view(session, account, read_limits(make_policy_engine(settings)), today=now.date(), now=now)
     if as_json:
         emit_json({"ok": True, **view})
         finish(0)

@@ -81,6 +81,7 @@ def serve_cmd() -> None:
     from autopilot.runtime.services import build_services
     from autopilot.runtime.store.mcp import McpClient
     from autopilot.tools.mcp_bridge import serve
+    from autopilot.runtime.policy.limits import read_limits
     from autopilot.tools.registry import ToolContext
 
     token = os.environ.get("AUTOPILOT_MCP_TOKEN", "")
@@ -92,6 +93,6 @@ def serve_cmd() -> None:
 
     def ctx(tool: str, dry_run: bool) -> ToolContext:
         return ToolContext(idempotency_key=f"mcp/{client.name}/{tool}/{secrets.token_hex(6)}", dry_run=dry_run,
-                           smtp=svc.smtp, db=svc.db, settings=svc.settings)
+                           smtp=svc.smtp, db=svc.db, settings=svc.settings, limits=read_limits(svc.policy))
 
     serve(svc.tools, scopes=set(client.scopes), ctx_factory=ctx)

@@ -62,7 +62,8 @@ def call(name: str, args: Annotated[str, typer.Option("--args", help="the argume
          as_json: JsonOpt = False) -> None:
     """Call a tool. Write and external tools only with --dry-run here: their effects
     run through an agent and the policy gate."""
-    from autopilot.runtime.services import smtp_config
+    from autopilot.runtime.policy.limits import read_limits
+    from autopilot.runtime.services import make_policy_engine, smtp_config
     from autopilot.runtime.store.db import make_engine
     from autopilot.tools.registry import ToolContext, ToolError
 
@@ -77,7 +78,8 @@ def call(name: str, args: Annotated[str, typer.Option("--args", help="the argume
              as_json=as_json)
     settings = get_settings()
     ctx = ToolContext(idempotency_key=f"cli/{name}", dry_run=dry_run, smtp=smtp_config(settings),
-                      db=make_engine(settings.db_url), settings=settings)
+                      db=make_engine(settings.db_url), settings=settings,
+                      limits=read_limits(make_policy_engine(settings)))
     try:
         out = registry.call(name, parsed, ctx)
     except ToolError as err:

@@ -80,7 +80,7 @@ def awake(contact: Contact, at: datetime) -> bool:
 
 
 def pick_accounts(db: Engine, segment: str, *, n: int = 1, min_arr: float = 0, max_arr: float = float("inf"),
-                  min_health: float = 95, at: datetime | None = None, strict: bool = True,
+                  min_health: float = 80, at: datetime | None = None, strict: bool = True,
                   org_id: str | None = None, margin: timedelta = timedelta(hours=1),
                   severe: bool = False) -> list[str]:
     """Healthy accounts of a segment whose contacts all accept automated email, have

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from autopilot.runtime.contracts.tool import ToolCall, ToolResult
+from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.tool_calls import ToolCallRecord
 from autopilot.tools.registry import Registry, SmtpConfig, ToolContext, ToolError, ToolNotGranted, ToolOutcomeUnknown
@@ -54,12 +55,12 @@ def _close(engine: Engine, key: str, *, status: str, output: dict | None = None,
 
 
 def execute_once(engine: Engine, registry: Registry, call: ToolCall, smtp: SmtpConfig | None,
-                 settings: Any = None) -> ToolResult:
+                 settings: Any = None, limits: PolicyLimits | None = None) -> ToolResult:
     if call.tool not in call.granted:
         raise ToolNotGranted(f"tool '{call.tool}' is not granted to this agent")
     tool_def = registry.get(call.tool)
     ctx = ToolContext(idempotency_key=call.idempotency_key, dry_run=call.dry_run, smtp=smtp, db=engine,
-                      settings=settings)
+                      settings=settings, limits=limits)
     if call.dry_run or tool_def.effect == "read":
         output = registry.call(call.tool, call.args, ctx)
         return ToolResult(tool=call.tool, idempotency_key=call.idempotency_key,

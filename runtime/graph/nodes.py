@@ -22,7 +22,8 @@ from autopilot.runtime.contracts.policy import ActorIn, Decision
 from autopilot.runtime.contracts.run import ActionOutcome
 from autopilot.runtime.contracts.tool import ToolCall
 from autopilot.runtime.execution.executor import execute_once
-from autopilot.runtime.policy.gate import gate_action
+from autopilot.runtime.policy.gate import Reservation, gate_action
+from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.graph.state import RunState, run_key
 from autopilot.runtime.contracts.hashing import sha256_hex
@@ -76,20 +77,8 @@ async def gate(state: RunState) -> dict[str, Any]:
         decision = Decision.fail_closed("policy.spec_mismatch", "the run pinned an agent spec this worker does not hold")
     else:
         decision = await gate_action(svc, run_key=key, action=action, account=account, spec=spec,
-                                     actor=ActorIn(type="agent", id=run["agent"]), pinned_bundle=run["bundle_hash"])
-    status = {"allow": "allowed", "require_approval": "pending", "deny": "denied"}[decision.outcome]
-    now = svc.clock()
-    with transaction(svc.db) as session:
-        record = session.get(ActionRecord, key) or ActionRecord(
-            run_key=key, workflow_id=run["workflow_id"], agent=run["agent"], account_id=account.id,
-            segment=account.segment, tool=action.tool, payload=action.model_dump(mode="json"),
-            payload_hash=action.payload_hash, expected_cost=action.expected_cost,
-            discount_pct=action.discount_pct, high_touch=action.high_touch,
-            recipient=action.args.get("to"), status=status, created_at=now, updated_at=now,
-        )
-        record.status, record.updated_at = status, now
-        record.needed_approval = record.needed_approval or decision.require_approval
-        session.add(record)
+                                     actor=ActorIn(type="agent", id=run["agent"]), pinned_bundle=run["bundle_hash"],
+                                     reserve=Reservation(key=key, workflow_id=run["workflow_id"], agent=run["agent"]))
     return {"decision": decision.model_dump(mode="json"), "approval": None, "result": None}
 
 
@@ -100,7 +89,7 @@ def execute(state: RunState) -> dict[str, Any]:
     spec = svc.specs[run["agent"]]
     call = ToolCall(tool=action.tool, args=action.args, idempotency_key=run_key(state), granted=spec.tools)
     try:
-        result = execute_once(svc.db, svc.tools, call, svc.smtp, svc.settings)
+        result = execute_once(svc.db, svc.tools, call, svc.smtp, svc.settings, read_limits(svc.policy))
     except ToolError as err:
         return {"result": {"status": "failed", "code": err.code, "error": str(err)[:500]}}
     return {"result": result.model_dump(mode="json")}
@@ -182,6 +171,7 @@ def approve(state: RunState) -> dict[str, Any]:
         account_id=run["account_id"], bundle_hash=run["bundle_hash"], spec_hash=run["spec_hash"],
         action=action, decision=Decision.model_validate(state["decision"]),
         risk=state["assessment"]["risk"], timeout_hours=state["limits"]["approval_timeout_hours"],
+        run_key=run_key(state),
     )
     answer = ApprovalDecision.model_validate(interrupt(request.model_dump(mode="json")))
     update: dict[str, Any] = {}

@@ -14,7 +14,8 @@ def approval_id_for(key: str) -> str:
 
 def approval_request(*, approval_id: str, workflow_id: str, agent: str, account_id: str, bundle_hash: str,
                      spec_hash: str, action: ProposedAction, decision: Decision, risk: float,
-                     timeout_hours: float, edited_from: str | None = None) -> ApprovalRequest:
+                     timeout_hours: float, edited_from: str | None = None,
+                     run_key: str | None = None) -> ApprovalRequest:
     slas: dict[str, float] = {}
     for a in decision.approval:
         if a.sla_hours is not None:
@@ -26,5 +27,5 @@ def approval_request(*, approval_id: str, workflow_id: str, agent: str, account_
         action=action.model_dump(mode="json"), payload_hash=action.payload_hash, roles=decision.roles,
         reasons=[f"{a.role}: {a.reason}" for a in decision.approval], slas=slas, escalate_to=escalate_to,
         timeout_hours=timeout_hours, decision=decision.model_dump(mode="json"), risk=risk,
-        bundle_hash=bundle_hash, spec_hash=spec_hash, edited_from=edited_from,
+        bundle_hash=bundle_hash, spec_hash=spec_hash, edited_from=edited_from, run_key=run_key,
     )

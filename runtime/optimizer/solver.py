@@ -15,17 +15,14 @@ shrunk towards the per-segment priors of catalogue.json."""
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from autopilot.runtime.ledger.cbr import LEDGER_RATES
+from autopilot.runtime.optimizer.catalogue import CatalogueAction, cost_of, load_catalogue
 
 PRIOR_WEIGHT = 20.0  # the prior counts as this many observed accounts
 
@@ -68,32 +65,6 @@ class Result(BaseModel):
     options: list[Option]  # every catalogue option with its marginal cost and success probability
 
 
-@dataclass(frozen=True)
-class CatalogueAction:
-    name: str
-    tool: str
-    fixed_cost: float
-    hours: float
-    discount_pct: float
-    high_touch: bool
-    contacts: int
-    group: str | None
-    retention: dict[str, float]
-    adoption: dict[str, float]
-
-
-def load_catalogue() -> list[CatalogueAction]:
-    raw = json.loads((resources.files("autopilot.runtime.optimizer") / "catalogue.json").read_text())
-    return [CatalogueAction(name=a["name"], tool=a["tool"], fixed_cost=a.get("fixed_cost", 0.0),
-                            hours=a.get("hours", 0.0), discount_pct=a.get("discount_pct", 0.0),
-                            high_touch=a["high_touch"], contacts=a["contacts"], group=a.get("group"),
-                            retention=a["retention"], adoption=a["adoption"]) for a in raw["actions"]]
-
-
-def cost_of(a: CatalogueAction, *, segment: str, arr: float) -> float:
-    return round(a.fixed_cost + a.hours * LEDGER_RATES["csm_hourly"][segment] + arr * a.discount_pct / 100, 2)
-
-
 def blend(prior: float, learned: tuple[float, int] | None) -> tuple[float, str]:
     """Shrink a learned effect towards the prior by its sample size."""
     if learned is None or learned[1] == 0:
@@ -104,7 +75,7 @@ def blend(prior: float, learned: tuple[float, int] | None) -> tuple[float, str]:
 
 def options_for(goal: Goal, *, segment: str, arr: float, catalogue: list[CatalogueAction] | None = None,
                 learned: dict[str, tuple[float, int]] | None = None) -> tuple[list[Option], list[CatalogueAction]]:
-    catalogue = catalogue or load_catalogue()
+    catalogue = [a for a in (catalogue or load_catalogue()) if a.effective]
     need = _need(goal)
     out = []
     for a in catalogue:

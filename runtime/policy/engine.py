@@ -32,6 +32,10 @@ class PolicyEngine(Protocol):
 
     def reload(self) -> str: ...
 
+    def data(self, path: str) -> Any:
+        """A data document of the active bundle (`autopilot/budget/limits`); None if absent."""
+        ...
+
 
 def decide(engine: PolicyEngine, policy_input: PolicyInput, *, pinned_bundle: str | None = None) -> Decision:
     return engine.evaluate(policy_input.model_dump(mode="json"), pinned_bundle=pinned_bundle)

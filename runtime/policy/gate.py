@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
 
 from autopilot.runtime.contracts.account import AccountSnapshot
 from autopilot.runtime.contracts.action import ProposedAction
@@ -26,13 +29,13 @@ from autopilot.runtime.contracts.policy import (
 from autopilot.runtime.ledger.spend import hours_since_contact, ledger
 from autopilot.runtime.policy.engine import UNAVAILABLE, decide
 from autopilot.runtime.services import Services
-from autopilot.runtime.store.actions import PolicyDecisionRecord
+from autopilot.runtime.store.actions import ActionRecord, LedgerVersion, PolicyDecisionRecord
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
 
 
 def policy_input(svc: Services, session: Session, *, action: ProposedAction, account: AccountSnapshot,
-                 spec: AgentSpec, actor: ActorIn, now: datetime) -> PolicyInput:
+                 spec: AgentSpec, actor: ActorIn, now: datetime, exclude_key: str | None = None) -> PolicyInput:
     try:
         tool = svc.tools.get(action.tool)
         kind, significant = tool.kind, tool.significant
@@ -62,7 +65,7 @@ def policy_input(svc: Services, session: Session, *, action: ProposedAction, acc
                           annual_cost_to_serve=account.annual_cost_to_serve, p1_open=account.p1_open),
         agent=AgentIn(name=spec.name, tools=spec.tools),
         actor=actor,
-        ledger=ledger(session, account_id=account.id, segment=account.segment, now=now),
+        ledger=ledger(session, account_id=account.id, segment=account.segment, now=now, exclude_key=exclude_key),
     )
 
 
@@ -77,15 +80,85 @@ async def evaluate(svc: Services, inp: PolicyInput, *, pinned_bundle: str | None
     return decision, (time.perf_counter() - started) * 1000
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """The action's row in the ledger (its run key): written with the decision in the
+    same transaction as the ledger version check, so what the gate counted is still
+    true when the reservation lands."""
+
+    key: str
+    workflow_id: str
+    agent: str
+
+
+CONTENDED = "ledger.contended"
+ATTEMPTS = 8
+
+
 async def gate_action(svc: Services, *, run_key: str, action: ProposedAction, account: AccountSnapshot,
-                      spec: AgentSpec, actor: ActorIn, pinned_bundle: str | None) -> Decision:
-    now = svc.clock()
-    with transaction(svc.db) as session:
-        inp = policy_input(svc, session, action=action, account=account, spec=spec, actor=actor, now=now)
-    decision, latency_ms = await evaluate(svc, inp, pinned_bundle=pinned_bundle)
+                      spec: AgentSpec, actor: ActorIn, pinned_bundle: str | None,
+                      reserve: Reservation | None = None) -> Decision:
+    """Decide one action. With `reserve`, an allowed or approval-bound action reserves
+    its cost, contact and discount in the ledger; if another gate reserved from the same
+    budget meanwhile, the decision is taken again on the new ledger (optimistic, so the
+    policy engine never runs under a lock)."""
+    scope = account.segment
+    for _ in range(ATTEMPTS):
+        now = svc.clock()
+        with transaction(svc.db) as session:
+            version = _version(session, scope)
+            inp = policy_input(svc, session, action=action, account=account, spec=spec, actor=actor, now=now,
+                               exclude_key=reserve.key if reserve else None)
+        decision, latency_ms = await evaluate(svc, inp, pinned_bundle=pinned_bundle)
+        if reserve is None or _commit(svc, scope, version, reserve, action, account, decision, now):
+            break
+    else:
+        decision = Decision.fail_closed(CONTENDED, f"the ledger changed under {ATTEMPTS} attempts to gate this action",
+                                        bundle_hash=decision.bundle_hash, input_hash=decision.input_hash)
+        if reserve is not None:
+            _commit(svc, scope, None, reserve, action, account, decision, svc.clock())
     log_decision(svc, run_key=run_key, agent=spec.name, account_id=account.id, payload=inp,
                  decision=decision, latency_ms=latency_ms, now=now)
     return decision
+
+
+STATUS = {"allow": "allowed", "require_approval": "pending", "deny": "denied"}
+
+
+def _version(session: Session, scope: str) -> int:
+    row = session.get(LedgerVersion, scope)
+    return row.version if row else 0
+
+
+def _commit(svc: Services, scope: str, version: int | None, reserve: Reservation, action: ProposedAction,
+            account: AccountSnapshot, decision: Decision, now: datetime) -> bool:
+    """Write the action's ledger row; a reservation only if the scope's version is still
+    `version` (None: no reservation, the row records a denial). False: lost the race."""
+    try:
+        with transaction(svc.db) as session:
+            if decision.outcome != "deny" and version is not None:
+                bumped = session.execute(update(LedgerVersion).where(
+                    col(LedgerVersion.scope) == scope, col(LedgerVersion.version) == version)
+                    .values(version=version + 1)).rowcount
+                if not bumped:
+                    if version != 0 or session.get(LedgerVersion, scope) is not None:
+                        session.rollback()
+                        return False
+                    session.add(LedgerVersion(scope=scope, version=1))  # first reservation of the scope
+            status = STATUS[decision.outcome]
+            record = session.get(ActionRecord, reserve.key) or ActionRecord(
+                run_key=reserve.key, workflow_id=reserve.workflow_id, agent=reserve.agent, account_id=account.id,
+                segment=account.segment, tool=action.tool, payload={}, payload_hash="", status=status,
+                created_at=now, updated_at=now)
+            record.tool, record.payload = action.tool, action.model_dump(mode="json")
+            record.payload_hash, record.expected_cost = action.payload_hash, action.expected_cost
+            record.discount_pct, record.high_touch = action.discount_pct, action.high_touch
+            record.recipient, record.status, record.updated_at = action.args.get("to"), status, now
+            record.needed_approval = record.needed_approval or decision.require_approval
+            session.add(record)
+    except IntegrityError:  # two first reservations of a scope at once: one wins, the other retries
+        return False
+    return True
 
 
 def log_decision(svc: Services, *, run_key: str, agent: str, account_id: str, payload: PolicyInput | None,

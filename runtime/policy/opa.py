@@ -18,7 +18,7 @@ from opa_client.opa import OpaClient
 from autopilot.runtime.contracts.policy import Decision
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.policy.bundle import compute_bundle_hash
-from autopilot.runtime.policy.engine import BUNDLE_MISMATCH, UNAVAILABLE, parse_decision
+from autopilot.runtime.policy.engine import BUNDLE_MISMATCH, UNAVAILABLE, PolicyLoadError, parse_decision
 
 
 class OpaEngine:
@@ -39,6 +39,15 @@ class OpaEngine:
     def reload(self) -> str:
         self._hash = compute_bundle_hash(self.folder)
         return self._hash
+
+    def data(self, path: str) -> Any:
+        """A data document as the OPA server holds it, e.g. `autopilot/budget/limits`."""
+        package, _, name = path.rpartition("/")
+        try:
+            response = self._client.query_rule(input_data={}, package_path=package, rule_name=name)
+        except (requests.RequestException, ValueError) as err:
+            raise PolicyLoadError(f"OPA at {self.url}: cannot read data/{path}: {type(err).__name__}") from err
+        return response.get("result") if isinstance(response, dict) else None
 
     def evaluate(self, payload: dict[str, Any], *, pinned_bundle: str | None = None) -> Decision:
         input_hash = sha256_hex(payload)

@@ -27,6 +27,7 @@ QUERY = "x = data.autopilot.decision"
 class Compiled:
     bundle: Any
     hash: str
+    data: dict[str, Any]  # the bundle's data documents, for the limits reader
 
 
 def _locate(err: regopy.RegoError) -> str:
@@ -61,7 +62,7 @@ def compile_bundle(folder: Path) -> Compiled:
         raise PolicyLoadError(f"policies under {folder} do not compile: {_locate(err)}") from err
     if not bundle.ok():
         raise PolicyLoadError(f"policies under {folder} do not compile")
-    return Compiled(bundle=bundle, hash=sha256_hex(files))
+    return Compiled(bundle=bundle, hash=sha256_hex(files), data=bundle_data(files))
 
 
 def _line_message(text: str, err: regopy.RegoError) -> str:
@@ -96,6 +97,13 @@ class RegoEngine:
                 self._bundles[compiled.hash] = compiled
                 self._current = compiled
         return self._current.hash
+
+    def data(self, path: str) -> Any:
+        """A data document of the loaded bundle, e.g. `autopilot/budget/limits` (None if absent)."""
+        node: Any = self._current.data
+        for part in path.split("/"):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
 
     def evaluate(self, payload: dict[str, Any], *, pinned_bundle: str | None = None) -> Decision:
         input_hash = sha256_hex(payload)

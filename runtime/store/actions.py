@@ -46,3 +46,12 @@ class PolicyDecisionRecord(SQLModel, table=True):
     codes: str = Field(default="", index=True)  # deny codes, space-separated, for queries by code
     latency_ms: float
     decided_at: datetime
+
+
+class LedgerVersion(SQLModel, table=True):
+    """A counter per ledger scope (the segment: its budget is shared by its accounts).
+    A reservation commits only if the scope's version is the one its gate read, so two
+    gates racing for the same budget cannot both reserve it."""
+
+    scope: str = Field(primary_key=True)
+    version: int = 0

@@ -15,7 +15,7 @@ from autopilot.runtime import services
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.approval import ApprovalEdit, ApprovalOutcome, ApprovalRequest, ApprovalVote
 from autopilot.runtime.contracts.policy import ActorIn, Decision, RequiredApproval
-from autopilot.runtime.policy.gate import gate_action
+from autopilot.runtime.policy.gate import Reservation, gate_action
 from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.approvals.notify import notify_escalation
 from autopilot.runtime.agents.planner import apply_edit
@@ -151,8 +151,11 @@ class ApprovalActivities:
         except (ToolError, ValueError) as err:
             raise ApplicationError(f"edit refused: {err}", type="EditInvalid", non_retryable=True) from err
         edit_key = f"{req.approval_id}/edit/{action.payload_hash[:12]}"
+        # The edited action replaces the original's reservation in the ledger.
+        reserve = Reservation(key=req.run_key, workflow_id=req.workflow_id, agent=req.agent) if req.run_key else None
         decision = await gate_action(svc, run_key=edit_key, action=action, account=account, spec=spec,
-                                     actor=ActorIn(type="user", id=edit.actor), pinned_bundle=req.bundle_hash)
+                                     actor=ActorIn(type="user", id=edit.actor), pinned_bundle=req.bundle_hash,
+                                     reserve=reserve)
         result = EditResult(action=action.model_dump(mode="json"), payload_hash=action.payload_hash,
                             decision=decision.model_dump(mode="json"), codes=[v.code for v in decision.deny])
         if not decision.allow:
@@ -161,7 +164,7 @@ class ApprovalActivities:
             approval_id=approval_id_for(edit_key), workflow_id=req.workflow_id, agent=req.agent,
             account_id=req.account_id, bundle_hash=req.bundle_hash, spec_hash=req.spec_hash, action=action,
             decision=_needs_a_human(decision), risk=req.risk, timeout_hours=req.timeout_hours,
-            edited_from=req.approval_id)
+            edited_from=req.approval_id, run_key=req.run_key)
         return result
 
 

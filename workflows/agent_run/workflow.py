@@ -186,7 +186,13 @@ class AgentRunWorkflow:
         finally:
             item.busy = False
         del self._items[edit.approval_id]
-        if result.request is None:  # the edited action is denied: nothing will run
+        if result.request is None:  # the edited action is denied: nothing will run, the item closes
+            if workflow.patched("close-denied-edit"):  # histories from before this keep replaying
+                await workflow.execute_activity_method(
+                    ApprovalActivities.close_approval,
+                    CloseInput(approval_id=edit.approval_id, status="denied", actor=edit.actor,
+                               reason="the edited action was denied by policy: " + ", ".join(result.codes),
+                               at=workflow.now()), **_ACTIVITY)
             self._answers[item.root] = ApprovalDecision(
                 approval_id=item.root, payload_hash=result.payload_hash, verdict="reject", actor=edit.actor,
                 reason="the edited action was denied by policy", decided_at=workflow.now(),

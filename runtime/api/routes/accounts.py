@@ -10,6 +10,7 @@ from autopilot.runtime.approvals.access import accounts_visible_to
 from autopilot.runtime.api.deps import CurrentUser, ServicesDep
 from autopilot.runtime.ledger.cbr import cbr
 from autopilot.runtime.accounts.views import account_view
+from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import RiskAlert
 
@@ -26,7 +27,7 @@ def get_account(account_id: str, user: CurrentUser, svc: ServicesDep) -> dict[st
         account = session.exec(accounts_visible_to(user, select(Account).where(Account.id == account_id))).first()
         if account is None:
             raise HTTPException(404, detail=f"no account {account_id}")
-        return account_view(session, account, today=now.date(), now=now)
+        return account_view(session, account, read_limits(svc.policy), today=now.date(), now=now)
 
 
 @router.get("/alerts")

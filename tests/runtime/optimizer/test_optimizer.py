@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autopilot.runtime.optimizer.solver import CatalogueAction, Goal, Limits, learn_uplift, load_catalogue, optimize
+from autopilot.runtime.optimizer.catalogue import CatalogueAction, load_catalogue
+from autopilot.runtime.optimizer.solver import Goal, Limits, learn_uplift, optimize
 
 
 def act(name: str, cost: float, effect: float, *, high_touch: bool = False, group: str | None = None,
         contacts: int = 1) -> CatalogueAction:
-    return CatalogueAction(name=name, tool="send_email", fixed_cost=cost, hours=0, discount_pct=0,
+    return CatalogueAction(name=name, tool="send_email", channel="email", category="rescue", fixed_cost=cost, hours=0, discount_pct=0,
                            high_touch=high_touch, contacts=contacts, group=group,
                            retention={"smb": effect}, adoption={"smb": effect})
 
