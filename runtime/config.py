@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
-    smtp_ca_file: str = ""  # verify the SMTP server's certificate against this CA (empty: system CAs)
+    smtp_ca_file: str = (
+        ""  # verify the SMTP server's certificate against this CA (empty: system CAs)
+    )
     mail_from: str = "cs-autopilot@vendor.example"
     slack_webhook_url: str = ""  # a Slack-compatible incoming webhook for inbox notifications
     # Empty = the Health 2.0 model that ships (runtime/intel/models/default); a folder from `model train`.

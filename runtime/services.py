@@ -11,18 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.engine import Engine
-from temporalio import activity
-
+from autopilot.runtime.agents.specs import load_specs, spec_hash
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.policy.engine import PolicyEngine, PolicyLoadError
 from autopilot.runtime.policy.opa import OpaEngine
 from autopilot.runtime.policy.rego import RegoEngine
-from autopilot.runtime.agents.specs import load_specs, spec_hash
 from autopilot.runtime.store.db import make_engine
 from autopilot.tools import registry as default_registry
 from autopilot.tools.registry import Registry, SmtpConfig
+from sqlalchemy.engine import Engine
+from temporalio import activity
 
 
 def utc_now() -> datetime:
@@ -59,12 +58,19 @@ def smtp_config(settings: Settings) -> SmtpConfig:
 def make_policy_engine(settings: Settings) -> PolicyEngine:
     """In-process Rego by default; a remote OPA server when OPA_URL is set."""
     if settings.opa_url:
-        return OpaEngine(settings.opa_url, settings.policies_path, timeout_s=settings.policy_timeout_s)
+        return OpaEngine(
+            settings.opa_url, settings.policies_path, timeout_s=settings.policy_timeout_s
+        )
     return RegoEngine(settings.policies_path)
 
 
-def build_services(settings: Settings, *, policy: PolicyEngine | None = None, db: Engine | None = None,
-                   clock: Callable[[], datetime] | None = None) -> Services:
+def build_services(
+    settings: Settings,
+    *,
+    policy: PolicyEngine | None = None,
+    db: Engine | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Services:
     from autopilot.tools.mcp_bridge import load_imported
 
     db = db or make_engine(settings.db_url)

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from autopilot.runtime import services as services_mod
+from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
+from autopilot.runtime.services import Services
+from autopilot.workflows.agent_run.activities import ApprovalActivities
+from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
 from temporalio.client import Client
 from temporalio.langgraph import LangGraphPlugin
 from temporalio.worker import Worker
 
-from autopilot.runtime import services as services_mod
-from autopilot.workflows.agent_run.activities import ApprovalActivities
-from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
-from autopilot.runtime.services import Services
-from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
 
-
-def build_worker(client: Client, services: Services, task_queue: str, **worker_kwargs: object) -> Worker:
+def build_worker(
+    client: Client, services: Services, task_queue: str, **worker_kwargs: object
+) -> Worker:
     services_mod.register(task_queue, services)
     approvals = ApprovalActivities()
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[AgentRunWorkflow],
-        activities=[approvals.open_approval, approvals.record_vote, approvals.close_approval,
-                    approvals.escalate, approvals.regate_edit],
+        activities=[
+            approvals.open_approval,
+            approvals.record_vote,
+            approvals.close_approval,
+            approvals.escalate,
+            approvals.regate_edit,
+        ],
         plugins=[LangGraphPlugin(graphs={GRAPH_NAME: build_graph()})],
         activity_executor=ThreadPoolExecutor(max_workers=32),
         max_concurrent_activities=32,

@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-from sqlmodel import Session
-
 from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.tools.registry import ToolContext, ToolError, tool
+from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 
 class AccountArgs(BaseModel):
@@ -19,8 +18,12 @@ class AccountArgs(BaseModel):
 
 class OptimizeArgs(AccountArgs):
     goal: Literal["retention", "adoption"] = "retention"
-    target: float = Field(0.8, ge=0, le=1, description="renewal probability to keep, or adoption to reach")
-    current_adoption: float | None = Field(None, ge=0, le=1, description="adoption now (adoption goals)")
+    target: float = Field(
+        0.8, ge=0, le=1, description="renewal probability to keep, or adoption to reach"
+    )
+    current_adoption: float | None = Field(
+        None, ge=0, le=1, description="adoption now (adoption goals)"
+    )
 
 
 class AccountIntel(BaseModel):
@@ -51,7 +54,9 @@ def _limits(ctx: ToolContext) -> PolicyLimits:
 def _view(args: AccountArgs, ctx: ToolContext) -> dict[str, Any]:
     from autopilot.runtime.accounts.views import account_view
 
-    return _with_account(args, ctx, lambda s, a, now: account_view(s, a, _limits(ctx), today=now.date(), now=now))
+    return _with_account(
+        args, ctx, lambda s, a, now: account_view(s, a, _limits(ctx), today=now.date(), now=now)
+    )
 
 
 @tool(scopes=["accounts:read"], effect="read", kind="read")
@@ -64,17 +69,19 @@ def account_health(args: AccountArgs, ctx: ToolContext) -> AccountIntel:
 def account_signals(args: AccountArgs, ctx: ToolContext) -> AccountIntel:
     """Expansion, adoption and risk signals of an account, and its latest early-warning alert."""
     view = _view(args, ctx)
-    return AccountIntel(account_id=args.account_id, data={"signals": view["signals"], "alert": view["alert"]})
+    return AccountIntel(
+        account_id=args.account_id, data={"signals": view["signals"], "alert": view["alert"]}
+    )
 
 
 @tool(scopes=["accounts:read", "optimizer:read"], effect="read", kind="read")
 def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
     """The cheapest set of actions that reaches the goal within budget and contact limits,
     each option's marginal cost and success probability, and the runners-up."""
-    from autopilot.runtime.ledger.spend import quarter_limits
-    from autopilot.runtime.optimizer.uplift import learned_uplift
-    from autopilot.runtime.optimizer.solver import Goal, optimize
     from autopilot.runtime.health.scoring import current as current_health
+    from autopilot.runtime.ledger.spend import quarter_limits
+    from autopilot.runtime.optimizer.solver import Goal, optimize
+    from autopilot.runtime.optimizer.uplift import learned_uplift
 
     def run(session: Session, account: Any, now: datetime) -> Any:
         if args.goal == "retention":
@@ -83,9 +90,13 @@ def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
             raise ToolError("an adoption goal needs current_adoption")
         else:
             current = args.current_adoption
-        return optimize(Goal(kind=args.goal, target=args.target, current=current),
-                        quarter_limits(session, account, _limits(ctx), now=now), segment=account.segment, arr=account.arr,
-                        learned=learned_uplift(session, account))
+        return optimize(
+            Goal(kind=args.goal, target=args.target, current=current),
+            quarter_limits(session, account, _limits(ctx), now=now),
+            segment=account.segment,
+            arr=account.arr,
+            learned=learned_uplift(session, account),
+        )
 
     result = _with_account(args, ctx, run)
     return AccountIntel(account_id=args.account_id, data=result.model_dump(mode="json"))

@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, Field
-from sqlmodel import Session
-
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.tools.registry import ToolContext, ToolError, tool
+from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 
 def _id(prefix: str, ctx: ToolContext) -> str:
@@ -36,6 +35,7 @@ class Done(BaseModel):
 
 # --- in-app messages ------------------------------------------------------------
 
+
 class InAppArgs(BaseModel):
     account_id: str = Field(min_length=1)
     audience: Literal["admin", "champion", "executive_sponsor", "end_user", "all"] = "all"
@@ -48,26 +48,49 @@ class CancelArgs(BaseModel):
     id: str = Field(min_length=1)
 
 
-@tool(scopes=["in_app:send"], effect="write", kind="in_app", cost=0.2, compensate="cancel_in_app_message")
+@tool(
+    scopes=["in_app:send"],
+    effect="write",
+    kind="in_app",
+    cost=0.2,
+    compensate="cancel_in_app_message",
+)
 def send_in_app_message(args: InAppArgs, ctx: ToolContext) -> Done:
     """Schedule an in-app message for an account's users (the app reads the outbox)."""
     from autopilot.runtime.store.outbox import InAppMessage
 
     now = datetime.now(UTC)
     msg_id = _id("iam", ctx)
-    preview = {"table": "inappmessage", "id": msg_id, **args.model_dump(),
-               "deliver_at": (now + timedelta(minutes=args.delay_minutes)).isoformat()}
+    preview = {
+        "table": "inappmessage",
+        "id": msg_id,
+        **args.model_dump(),
+        "deliver_at": (now + timedelta(minutes=args.delay_minutes)).isoformat(),
+    }
     if ctx.dry_run:
-        return Done(id=msg_id, status="would_schedule", dry_run=True, preview=preview, undo={"id": msg_id})
+        return Done(
+            id=msg_id, status="would_schedule", dry_run=True, preview=preview, undo={"id": msg_id}
+        )
     with Session(_db(ctx)) as s:
         if s.get(InAppMessage, msg_id) is None:  # the key makes a retry a no-op
-            s.add(InAppMessage(id=msg_id, account_id=args.account_id, audience=args.audience, title=args.title,
-                               body=args.body, deliver_at=now + timedelta(minutes=args.delay_minutes), created_at=now))
+            s.add(
+                InAppMessage(
+                    id=msg_id,
+                    account_id=args.account_id,
+                    audience=args.audience,
+                    title=args.title,
+                    body=args.body,
+                    deliver_at=now + timedelta(minutes=args.delay_minutes),
+                    created_at=now,
+                )
+            )
             s.commit()
     return Done(id=msg_id, status="scheduled", preview=preview, undo={"id": msg_id})
 
 
-def _cancel(ctx: ToolContext, model: Any, row_id: str, *, what: str, final: str | None = None) -> Done:
+def _cancel(
+    ctx: ToolContext, model: Any, row_id: str, *, what: str, final: str | None = None
+) -> Done:
     """Set an outbox row to cancelled (a dry run says what would change); a row already
     `final` (delivered) cannot be recalled."""
     with Session(_db(ctx)) as s:
@@ -77,7 +100,12 @@ def _cancel(ctx: ToolContext, model: Any, row_id: str, *, what: str, final: str 
         if final and row.status == final:
             raise ToolError(f"{what} {row_id} was already {final}: it cannot be recalled")
         if ctx.dry_run:
-            return Done(id=row_id, status="would_cancel", dry_run=True, preview={"from": row.status, "to": "cancelled"})
+            return Done(
+                id=row_id,
+                status="would_cancel",
+                dry_run=True,
+                preview={"from": row.status, "to": "cancelled"},
+            )
         row.status = "cancelled"
         s.add(row)
         s.commit()
@@ -94,6 +122,7 @@ def cancel_in_app_message(args: CancelArgs, ctx: ToolContext) -> Done:
 
 # --- CSM tasks ------------------------------------------------------------------
 
+
 class TaskArgs(BaseModel):
     account_id: str = Field(min_length=1)
     assignee: str = Field(min_length=1)
@@ -109,13 +138,29 @@ def create_csm_task(args: TaskArgs, ctx: ToolContext) -> Done:
 
     now = datetime.now(UTC)
     task_id = _id("task", ctx)
-    preview = {"table": "csmtask", "id": task_id, **args.model_dump(), "due": (now + timedelta(days=args.due_days)).isoformat()}
+    preview = {
+        "table": "csmtask",
+        "id": task_id,
+        **args.model_dump(),
+        "due": (now + timedelta(days=args.due_days)).isoformat(),
+    }
     if ctx.dry_run:
-        return Done(id=task_id, status="would_create", dry_run=True, preview=preview, undo={"id": task_id})
+        return Done(
+            id=task_id, status="would_create", dry_run=True, preview=preview, undo={"id": task_id}
+        )
     with Session(_db(ctx)) as s:
         if s.get(CsmTask, task_id) is None:
-            s.add(CsmTask(id=task_id, account_id=args.account_id, assignee=args.assignee, title=args.title,
-                          detail=args.detail, due=now + timedelta(days=args.due_days), created_at=now))
+            s.add(
+                CsmTask(
+                    id=task_id,
+                    account_id=args.account_id,
+                    assignee=args.assignee,
+                    title=args.title,
+                    detail=args.detail,
+                    due=now + timedelta(days=args.due_days),
+                    created_at=now,
+                )
+            )
             s.commit()
     return Done(id=task_id, status="open", preview=preview, undo={"id": task_id})
 
@@ -129,6 +174,7 @@ def cancel_csm_task(args: CancelArgs, ctx: ToolContext) -> Done:
 
 
 # --- CRM over HTTP JSON ---------------------------------------------------------
+
 
 class CrmFieldArgs(BaseModel):
     account_id: str = Field(min_length=1)
@@ -150,21 +196,47 @@ def _crm_set(ctx: ToolContext, args: CrmFieldArgs, *, compensation: bool) -> Don
         current = httpx.get(f"{base}/accounts/{args.account_id}", headers=headers, timeout=10)
         current.raise_for_status()
         before = current.json().get("fields", {}).get(args.field)
-        diff = {"account_id": args.account_id, "field": args.field, "from": before, "to": args.value}
+        diff = {
+            "account_id": args.account_id,
+            "field": args.field,
+            "from": before,
+            "to": args.value,
+        }
         if ctx.dry_run:
-            return Done(id=args.account_id, status="would_update", dry_run=True, preview=diff,
-                        undo={"account_id": args.account_id, "field": args.field, "value": before})
-        r = httpx.patch(f"{base}/accounts/{args.account_id}", json={"fields": {args.field: args.value}}, timeout=10,
-                        headers={**headers, "Idempotency-Key": ctx.idempotency_key})
+            return Done(
+                id=args.account_id,
+                status="would_update",
+                dry_run=True,
+                preview=diff,
+                undo={"account_id": args.account_id, "field": args.field, "value": before},
+            )
+        r = httpx.patch(
+            f"{base}/accounts/{args.account_id}",
+            json={"fields": {args.field: args.value}},
+            timeout=10,
+            headers={**headers, "Idempotency-Key": ctx.idempotency_key},
+        )
         r.raise_for_status()
     except httpx.HTTPError as err:
         raise ToolError(f"CRM request failed: {err}") from err
-    previous = r.json().get("previous", {}).get(args.field, before)  # what the CRM replaced, replay-safe
-    return Done(id=args.account_id, status="reverted" if compensation else "updated", preview={**diff, "from": previous},
-                undo={"account_id": args.account_id, "field": args.field, "value": previous})
+    previous = (
+        r.json().get("previous", {}).get(args.field, before)
+    )  # what the CRM replaced, replay-safe
+    return Done(
+        id=args.account_id,
+        status="reverted" if compensation else "updated",
+        preview={**diff, "from": previous},
+        undo={"account_id": args.account_id, "field": args.field, "value": previous},
+    )
 
 
-@tool(scopes=["crm:write"], effect="external", kind="crm_update", cost=0.0, compensate="crm_revert_field")
+@tool(
+    scopes=["crm:write"],
+    effect="external",
+    kind="crm_update",
+    cost=0.0,
+    compensate="crm_revert_field",
+)
 def crm_update_field(args: CrmFieldArgs, ctx: ToolContext) -> Done:
     """Set one field of an account in the CRM (the renewal forecast, a health note)."""
     return _crm_set(ctx, args, compensation=False)
@@ -187,7 +259,13 @@ class ForecastRestoreArgs(BaseModel):
     previous: dict[str, float] | None = None  # the forecast to put back; none = remove ours
 
 
-@tool(scopes=["crm:write"], effect="external", kind="crm_update", cost=0.0, compensate="crm_restore_forecast")
+@tool(
+    scopes=["crm:write"],
+    effect="external",
+    kind="crm_update",
+    cost=0.0,
+    compensate="crm_restore_forecast",
+)
 def crm_write_forecast(args: ForecastArgs, ctx: ToolContext) -> Done:
     """Write the renewal forecast (probability and ARR) back to the CRM, where finance reads it."""
     base, headers = _crm(ctx)
@@ -197,17 +275,29 @@ def crm_write_forecast(args: ForecastArgs, ctx: ToolContext) -> Done:
         current.raise_for_status()
         before = current.json().get("forecast")
         if ctx.dry_run:
-            return Done(id=args.account_id, status="would_write", dry_run=True,
-                        preview={"from": before, "to": body},
-                        undo={"account_id": args.account_id, "previous": before})
-        r = httpx.put(f"{base}/accounts/{args.account_id}/forecast", json=body, timeout=10,
-                      headers={**headers, "Idempotency-Key": ctx.idempotency_key})
+            return Done(
+                id=args.account_id,
+                status="would_write",
+                dry_run=True,
+                preview={"from": before, "to": body},
+                undo={"account_id": args.account_id, "previous": before},
+            )
+        r = httpx.put(
+            f"{base}/accounts/{args.account_id}/forecast",
+            json=body,
+            timeout=10,
+            headers={**headers, "Idempotency-Key": ctx.idempotency_key},
+        )
         r.raise_for_status()
     except httpx.HTTPError as err:
         raise ToolError(f"CRM request failed: {err}") from err
     previous = r.json().get("previous")
-    return Done(id=args.account_id, status="written", preview={"from": previous, "to": body},
-                undo={"account_id": args.account_id, "previous": previous})
+    return Done(
+        id=args.account_id,
+        status="written",
+        preview={"from": previous, "to": body},
+        undo={"account_id": args.account_id, "previous": previous},
+    )
 
 
 @tool(scopes=["crm:write"], effect="external", kind="compensation", cost=0.0)
@@ -215,20 +305,29 @@ def crm_restore_forecast(args: ForecastRestoreArgs, ctx: ToolContext) -> Done:
     """Put the CRM's renewal forecast back as it was before this product wrote it."""
     base, headers = _crm(ctx)
     if ctx.dry_run:
-        return Done(id=args.account_id, status="would_restore", dry_run=True, preview={"to": args.previous})
+        return Done(
+            id=args.account_id, status="would_restore", dry_run=True, preview={"to": args.previous}
+        )
     try:
         h = {**headers, "Idempotency-Key": ctx.idempotency_key}
         if args.previous is None:
-            httpx.delete(f"{base}/accounts/{args.account_id}/forecast", headers=h, timeout=10).raise_for_status()
+            httpx.delete(
+                f"{base}/accounts/{args.account_id}/forecast", headers=h, timeout=10
+            ).raise_for_status()
         else:
-            httpx.put(f"{base}/accounts/{args.account_id}/forecast", json=args.previous, headers=h,
-                      timeout=10).raise_for_status()
+            httpx.put(
+                f"{base}/accounts/{args.account_id}/forecast",
+                json=args.previous,
+                headers=h,
+                timeout=10,
+            ).raise_for_status()
     except httpx.HTTPError as err:
         raise ToolError(f"CRM request failed: {err}") from err
     return Done(id=args.account_id, status="restored", preview={"to": args.previous})
 
 
 # --- Slack-compatible webhook ----------------------------------------------------
+
 
 class SlackArgs(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
@@ -243,9 +342,16 @@ def post_slack(args: SlackArgs, ctx: ToolContext) -> Done:
         raise ToolError("no webhook configured (AUTOPILOT_SLACK_WEBHOOK_URL)")
     payload = {"text": args.text, **({"channel": args.channel} if args.channel else {})}
     if ctx.dry_run:
-        return Done(id=ctx.idempotency_key, status="would_post", dry_run=True, preview={"url": url, "json": payload})
+        return Done(
+            id=ctx.idempotency_key,
+            status="would_post",
+            dry_run=True,
+            preview={"url": url, "json": payload},
+        )
     try:
-        httpx.post(url, json=payload, timeout=10, headers={"Idempotency-Key": ctx.idempotency_key}).raise_for_status()
+        httpx.post(
+            url, json=payload, timeout=10, headers={"Idempotency-Key": ctx.idempotency_key}
+        ).raise_for_status()
     except httpx.HTTPError as err:
         raise ToolError(f"webhook failed: {err}") from err
     return Done(id=ctx.idempotency_key, status="posted", preview={"json": payload})

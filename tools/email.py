@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from email.message import EmailMessage
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from email.utils import formatdate
-
-from icalendar import Calendar, Event, vCalAddress
-from pydantic import BaseModel, Field
 
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.tools.registry import SmtpConfig, ToolContext, ToolError, tool
+from icalendar import Calendar, Event, vCalAddress
+from pydantic import BaseModel, Field
 
 
 class SendEmailArgs(BaseModel):
@@ -66,8 +65,13 @@ def smtp_send(config: SmtpConfig, msg: EmailMessage) -> None:
 
 def _deliver(ctx: ToolContext, msg: EmailMessage) -> EmailSent:
     assert ctx.smtp is not None
-    result = EmailSent(message_id=msg["Message-ID"], to=msg["To"], subject=msg["Subject"],
-                       delivered=False, preview=msg.as_string())
+    result = EmailSent(
+        message_id=msg["Message-ID"],
+        to=msg["To"],
+        subject=msg["Subject"],
+        delivered=False,
+        preview=msg.as_string(),
+    )
     if ctx.dry_run:
         return result
     try:
@@ -83,8 +87,14 @@ def send_email(args: SendEmailArgs, ctx: ToolContext) -> EmailSent:
     return _deliver(ctx, _message(ctx, args.to, args.subject, args.body))
 
 
-@tool(scopes=["email:send", "offer:create"], effect="external", kind="offer", cost=2.0, significant=True,
-      irreversible=True)
+@tool(
+    scopes=["email:send", "offer:create"],
+    effect="external",
+    kind="offer",
+    cost=2.0,
+    significant=True,
+    irreversible=True,
+)
 def send_offer(args: SendOfferArgs, ctx: ToolContext) -> EmailSent:
     """Email a renewal offer with a discount, valid for a number of days."""
     body = (
@@ -98,6 +108,7 @@ def send_offer(args: SendOfferArgs, ctx: ToolContext) -> EmailSent:
 
 
 # --- meeting requests (iCalendar over email) ------------------------------------
+
 
 class MeetingArgs(BaseModel):
     to: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
@@ -120,8 +131,17 @@ class MeetingSent(EmailSent):
     undo: dict = {}
 
 
-def _ics(method: str, uid: str, organizer: str, to: str, title: str, start: datetime, minutes: int,
-         description: str, sequence: int) -> str:
+def _ics(
+    method: str,
+    uid: str,
+    organizer: str,
+    to: str,
+    title: str,
+    start: datetime,
+    minutes: int,
+    description: str,
+    sequence: int,
+) -> str:
     """The VCALENDAR text, built by the icalendar library: it escapes `\\ ; ,` and newlines in
     text values and folds long lines as RFC 5545 requires (titles come from people and models)."""
     start_utc = start.astimezone(UTC) if start.tzinfo else start.replace(tzinfo=UTC)
@@ -147,27 +167,64 @@ def _ics(method: str, uid: str, organizer: str, to: str, title: str, start: date
     return calendar.to_ical().decode()
 
 
-def _meeting(ctx: ToolContext, method: str, uid: str, to: str, title: str, start: datetime, minutes: int,
-             description: str) -> MeetingSent:
+def _meeting(
+    ctx: ToolContext,
+    method: str,
+    uid: str,
+    to: str,
+    title: str,
+    start: datetime,
+    minutes: int,
+    description: str,
+) -> MeetingSent:
     # An email header cannot hold a line break; the calendar's SUMMARY keeps the title as given.
     one_line = " ".join(title.splitlines())
-    msg = _message(ctx, to, f"{'Cancelled: ' if method == 'CANCEL' else 'Invitation: '}{one_line}",
-                   description or title)
-    ics = _ics(method, uid, ctx.smtp.mail_from if ctx.smtp else "", to, title, start, minutes, description,
-               sequence=1 if method == "CANCEL" else 0)
+    msg = _message(
+        ctx,
+        to,
+        f"{'Cancelled: ' if method == 'CANCEL' else 'Invitation: '}{one_line}",
+        description or title,
+    )
+    ics = _ics(
+        method,
+        uid,
+        ctx.smtp.mail_from if ctx.smtp else "",
+        to,
+        title,
+        start,
+        minutes,
+        description,
+        sequence=1 if method == "CANCEL" else 0,
+    )
     msg.add_alternative(ics, subtype="calendar", params={"method": method})
     sent = _deliver(ctx, msg)
     return MeetingSent(**sent.model_dump(), uid=uid)
 
 
-@tool(scopes=["email:send", "meeting:create"], effect="external", kind="meeting", cost=0.5,
-      compensate="cancel_meeting_request")
+@tool(
+    scopes=["email:send", "meeting:create"],
+    effect="external",
+    kind="meeting",
+    cost=0.5,
+    compensate="cancel_meeting_request",
+)
 def send_meeting_request(args: MeetingArgs, ctx: ToolContext) -> MeetingSent:
     """Invite a contact to a meeting: an iCalendar REQUEST by email (any calendar accepts it)."""
     uid = f"{sha256_hex(ctx.idempotency_key)[:24]}@cs-autopilot"
-    out = _meeting(ctx, "REQUEST", uid, args.to, args.title, args.start, args.minutes, args.description)
-    return out.model_copy(update={"undo": {"to": args.to, "uid": uid, "title": args.title,
-                                           "start": args.start.isoformat(), "minutes": args.minutes}})
+    out = _meeting(
+        ctx, "REQUEST", uid, args.to, args.title, args.start, args.minutes, args.description
+    )
+    return out.model_copy(
+        update={
+            "undo": {
+                "to": args.to,
+                "uid": uid,
+                "title": args.title,
+                "start": args.start.isoformat(),
+                "minutes": args.minutes,
+            }
+        }
+    )
 
 
 @tool(scopes=["email:send", "meeting:create"], effect="external", kind="compensation", cost=0.5)

@@ -17,7 +17,7 @@ def main() -> None:
     raw, cgroup = json.loads(sys.argv[1]), sys.argv[2]
     policy = SandboxPolicy(**{**raw, "hosts": tuple(raw.get("hosts", ()))})
     _limits(policy, Path(cgroup) if cgroup else None)()
-    argv = sys.argv[sep + 1:]
+    argv = sys.argv[sep + 1 :]
     os.execvp(argv[0], argv)
 
 

@@ -20,11 +20,10 @@ from typing import Any
 
 import anyio
 import jsonschema
-from pydantic import BaseModel, ConfigDict
-from sqlmodel import Session, select
-
 from autopilot.tools.registry import Registry, ToolArgsInvalid, ToolContext, ToolDef, ToolError
 from autopilot.tools.sandbox import SandboxPolicy, drop_cgroup, spawn_confined
+from pydantic import BaseModel, ConfigDict
+from sqlmodel import Session, select
 
 
 class McpArgs(BaseModel):
@@ -40,18 +39,40 @@ class McpResult(BaseModel):
     structured: dict[str, Any] | None = None
 
 
-async def _session_call(argv: list[str], policy: SandboxPolicy, read_only: list[str], method: str,
-                        name: str = "", arguments: dict[str, Any] | None = None) -> Any:
+async def _session_call(
+    argv: list[str],
+    policy: SandboxPolicy,
+    read_only: list[str],
+    method: str,
+    name: str = "",
+    arguments: dict[str, Any] | None = None,
+) -> Any:
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
     confined, cgroup = spawn_confined(argv, policy, read_only=read_only)
-    raw = json.dumps({k: v for k, v in asdict(policy).items() if k != "env"} | {"hosts": list(policy.hosts)})
-    launcher = [sys.executable, "-I", "-m", "autopilot.tools.launch", raw, str(cgroup or ""), "--", *confined]
-    params = StdioServerParameters(command=launcher[0], args=launcher[1:], env={"PATH": "/usr/bin:/bin"})
+    raw = json.dumps(
+        {k: v for k, v in asdict(policy).items() if k != "env"} | {"hosts": list(policy.hosts)}
+    )
+    launcher = [
+        sys.executable,
+        "-I",
+        "-m",
+        "autopilot.tools.launch",
+        raw,
+        str(cgroup or ""),
+        "--",
+        *confined,
+    ]
+    params = StdioServerParameters(
+        command=launcher[0], args=launcher[1:], env={"PATH": "/usr/bin:/bin"}
+    )
     try:
         with anyio.fail_after(policy.timeout_s):
-            async with stdio_client(params) as streams, ClientSession(streams[0], streams[1]) as session:
+            async with (
+                stdio_client(params) as streams,
+                ClientSession(streams[0], streams[1]) as session,
+            ):
                 await session.initialize()
                 if method == "list":
                     return (await session.list_tools()).tools
@@ -59,7 +80,9 @@ async def _session_call(argv: list[str], policy: SandboxPolicy, read_only: list[
     except TimeoutError:
         from autopilot.tools.sandbox import ToolTimeout
 
-        raise ToolTimeout(f"MCP server {argv[0]} did not answer within {policy.timeout_s:g} s") from None
+        raise ToolTimeout(
+            f"MCP server {argv[0]} did not answer within {policy.timeout_s:g} s"
+        ) from None
     finally:
         drop_cgroup(cgroup)
 
@@ -77,13 +100,22 @@ def _read_only(argv: list[str]) -> list[str]:
 def list_remote_tools(argv: list[str], policy: SandboxPolicy | None = None) -> list[dict[str, Any]]:
     policy = policy or SandboxPolicy()
     tools = anyio.run(_session_call, argv, policy, _read_only(argv), "list")
-    return [{"name": t.name, "description": t.description or "", "input_schema": dict(t.input_schema)}
-            for t in tools]
+    return [
+        {"name": t.name, "description": t.description or "", "input_schema": dict(t.input_schema)}
+        for t in tools
+    ]
 
 
-def register_imported(registry: Registry, *, server: str, argv: list[str], scopes: list[str],
-                      tools: list[dict[str, Any]], policy: SandboxPolicy | None = None,
-                      effect: str = "external") -> list[str]:
+def register_imported(
+    registry: Registry,
+    *,
+    server: str,
+    argv: list[str],
+    scopes: list[str],
+    tools: list[dict[str, Any]],
+    policy: SandboxPolicy | None = None,
+    effect: str = "external",
+) -> list[str]:
     """Add an MCP server's tools as `<server>.<tool>`, sandboxed, under `scopes`."""
     policy = policy or SandboxPolicy()
     names = []
@@ -93,26 +125,51 @@ def register_imported(registry: Registry, *, server: str, argv: list[str], scope
             continue
         schema = t["input_schema"]
 
-        def fn(args: McpArgs, ctx: ToolContext, _remote: str = t["name"], _schema: dict = schema) -> McpResult:
+        def fn(
+            args: McpArgs, ctx: ToolContext, _remote: str = t["name"], _schema: dict = schema
+        ) -> McpResult:
             values = args.model_dump()
             try:
                 jsonschema.validate(values, _schema)
             except jsonschema.ValidationError as err:
                 raise ToolArgsInvalid(f"{server}.{_remote}: {err.message}") from None
             if ctx.dry_run:
-                return McpResult(content=[{"type": "text", "text": f"would call {_remote} on {server}"}],
-                                 structured={"dry_run": True, "arguments": values})
-            result = anyio.run(_session_call, argv, policy, _read_only(argv), "call", _remote, values)
+                return McpResult(
+                    content=[{"type": "text", "text": f"would call {_remote} on {server}"}],
+                    structured={"dry_run": True, "arguments": values},
+                )
+            result = anyio.run(
+                _session_call, argv, policy, _read_only(argv), "call", _remote, values
+            )
             if result.is_error:
-                raise ToolError(f"{server}.{_remote}: " + " ".join(getattr(c, "text", "") for c in result.content))
-            return McpResult(content=[c.model_dump(mode="json") for c in result.content],
-                             structured=result.structured_content)
+                raise ToolError(
+                    f"{server}.{_remote}: "
+                    + " ".join(getattr(c, "text", "") for c in result.content)
+                )
+            return McpResult(
+                content=[c.model_dump(mode="json") for c in result.content],
+                structured=result.structured_content,
+            )
 
-        registry.register(ToolDef(
-            name=name, fn=fn, args_model=McpArgs, result_model=McpResult, description=t["description"],
-            scopes=tuple(scopes), effect=effect, cost=0.0, kind="task", significant=False,  # type: ignore[arg-type]
-            irreversible=effect != "read", sandbox=None, source=f"mcp {server}", json_schema=schema,
-            confined=True))
+        registry.register(
+            ToolDef(
+                name=name,
+                fn=fn,
+                args_model=McpArgs,
+                result_model=McpResult,
+                description=t["description"],
+                scopes=tuple(scopes),
+                effect=effect,
+                cost=0.0,
+                kind="task",
+                significant=False,  # type: ignore[arg-type]
+                irreversible=effect != "read",
+                sandbox=None,
+                source=f"mcp {server}",
+                json_schema=schema,
+                confined=True,
+            )
+        )
         names.append(name)
     return names
 
@@ -124,12 +181,19 @@ def load_imported(registry: Registry, db: Any) -> list[str]:
     names: list[str] = []
     with Session(db) as s:
         for row in s.exec(select(McpImport)):
-            names += register_imported(registry, server=row.name, argv=row.argv, scopes=row.scopes,
-                                       tools=row.tools, effect=row.effect)
+            names += register_imported(
+                registry,
+                server=row.name,
+                argv=row.argv,
+                scopes=row.scopes,
+                tools=row.tools,
+                effect=row.effect,
+            )
     return names
 
 
 # --- serving the registry -------------------------------------------------------------
+
 
 def serve(registry: Registry, *, scopes: set[str], ctx_factory: Any) -> None:
     import mcp_types as types
@@ -140,23 +204,40 @@ def serve(registry: Registry, *, scopes: set[str], ctx_factory: Any) -> None:
         return [t for t in registry.list() if set(t.scopes) <= scopes]
 
     async def list_tools(ctx: Any, params: Any) -> Any:
-        return types.ListToolsResult(tools=[types.Tool(name=t.name, description=t.description,
-                                                       input_schema=t.schema()) for t in visible()])
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(name=t.name, description=t.description, input_schema=t.schema())
+                for t in visible()
+            ]
+        )
 
     async def call_tool(ctx: Any, params: Any) -> Any:
         tool = next((t for t in visible() if t.name == params.name), None)
         if tool is None:
-            return types.CallToolResult(is_error=True, content=[types.TextContent(
-                type="text", text=f"tool.not_granted: '{params.name}' is not within this client's scopes")])
+            return types.CallToolResult(
+                is_error=True,
+                content=[
+                    types.TextContent(
+                        type="text",
+                        text=f"tool.not_granted: '{params.name}' is not within this client's scopes",
+                    )
+                ],
+            )
         dry = tool.effect != "read"
         try:
             out = await anyio.to_thread.run_sync(
-                lambda: registry.call(tool.name, dict(params.arguments or {}), ctx_factory(tool.name, dry)))
+                lambda: registry.call(
+                    tool.name, dict(params.arguments or {}), ctx_factory(tool.name, dry)
+                )
+            )
         except ToolError as err:
-            return types.CallToolResult(is_error=True, content=[types.TextContent(
-                type="text", text=f"{err.code}: {err}")])
-        return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(out, default=str))],
-                                    structured_content={"dry_run": dry, "result": out})
+            return types.CallToolResult(
+                is_error=True, content=[types.TextContent(type="text", text=f"{err.code}: {err}")]
+            )
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=json.dumps(out, default=str))],
+            structured_content={"dry_run": dry, "result": out},
+        )
 
     server = Server("cs-autopilot", on_list_tools=list_tools, on_call_tool=call_tool)
 

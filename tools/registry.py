@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
 
-from pydantic import BaseModel
-
 from autopilot.runtime.policy.limits import PolicyLimits
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from autopilot.tools.sandbox import SandboxPolicy
@@ -24,7 +23,9 @@ log = logging.getLogger(__name__)
 Effect = Literal["read", "write", "external"]
 ENTRY_POINT_GROUP = "autopilot.tools"
 # Set while third-party tools load: they run in the sandbox unless they say how.
-_third_party: contextvars.ContextVar[str | None] = contextvars.ContextVar("third_party", default=None)
+_third_party: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "third_party", default=None
+)
 F = TypeVar("F", bound=Callable[..., BaseModel])
 
 
@@ -65,8 +66,12 @@ class ToolContext:
     idempotency_key: str
     dry_run: bool
     smtp: SmtpConfig | None = None
-    db: Any = None  # the store's engine: read tools over account data, the outbox and task connectors
-    settings: Any = None  # the runtime Settings (connector URLs); never secrets beyond what a tool needs
+    db: Any = (
+        None  # the store's engine: read tools over account data, the outbox and task connectors
+    )
+    settings: Any = (
+        None  # the runtime Settings (connector URLs); never secrets beyond what a tool needs
+    )
     limits: PolicyLimits | None = None  # the active policy's limits (budget and contact caps)
 
 
@@ -81,9 +86,13 @@ class ToolDef:
     effect: Effect
     cost: float
     kind: str  # what the policy sees: email, offer, in_app, meeting, task, ...
-    significant: bool  # a significant automated decision (price, offer, downgrade): ADMT rules apply
+    significant: (
+        bool  # a significant automated decision (price, offer, downgrade): ADMT rules apply
+    )
     compensate: str | None = None  # the tool that undoes this one's effect
-    irreversible: bool = False  # an effect nothing can undo (a delivered email): reported, not pretended away
+    irreversible: bool = (
+        False  # an effect nothing can undo (a delivered email): reported, not pretended away
+    )
     sandbox: SandboxPolicy | None = None  # run in a separate confined process (tools/SANDBOX.md)
     source: str = "built-in"  # or the entry point / MCP server it came from
     json_schema: dict[str, Any] | None = None  # an imported tool's own argument schema
@@ -93,10 +102,18 @@ class ToolDef:
         return self.json_schema or self.args_model.model_json_schema()
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description.split("\n")[0], "scopes": list(self.scopes),
-                "effect": self.effect, "cost": self.cost, "kind": self.kind, "compensate": self.compensate,
-                "irreversible": self.irreversible, "sandboxed": self.sandbox is not None or self.confined,
-                "source": self.source}
+        return {
+            "name": self.name,
+            "description": self.description.split("\n")[0],
+            "scopes": list(self.scopes),
+            "effect": self.effect,
+            "cost": self.cost,
+            "kind": self.kind,
+            "compensate": self.compensate,
+            "irreversible": self.irreversible,
+            "sandboxed": self.sandbox is not None or self.confined,
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -130,9 +147,14 @@ class Registry:
         if tool_def.sandbox is not None:
             from autopilot.tools.sandbox import run_sandboxed
 
-            payload = {"args": parsed.model_dump(mode="json"), "idempotency_key": ctx.idempotency_key,
-                       "dry_run": ctx.dry_run}
-            result = run_sandboxed(tool_def.fn.__module__, tool_def.fn.__name__, payload, tool_def.sandbox)
+            payload = {
+                "args": parsed.model_dump(mode="json"),
+                "idempotency_key": ctx.idempotency_key,
+                "dry_run": ctx.dry_run,
+            }
+            result = run_sandboxed(
+                tool_def.fn.__module__, tool_def.fn.__name__, payload, tool_def.sandbox
+            )
             return tool_def.result_model.model_validate(result).model_dump(mode="json")
         return tool_def.fn(parsed, ctx).model_dump(mode="json")
 
@@ -155,9 +177,19 @@ class Registry:
 registry = Registry()
 
 
-def tool(*, scopes: list[str], effect: Effect, kind: str, cost: float = 0.0, significant: bool = False,
-         name: str | None = None, compensate: str | None = None, irreversible: bool = False,
-         sandbox: SandboxPolicy | bool | None = None, into: Registry | None = None) -> Callable[[F], F]:
+def tool(
+    *,
+    scopes: list[str],
+    effect: Effect,
+    kind: str,
+    cost: float = 0.0,
+    significant: bool = False,
+    name: str | None = None,
+    compensate: str | None = None,
+    irreversible: bool = False,
+    sandbox: SandboxPolicy | bool | None = None,
+    into: Registry | None = None,
+) -> Callable[[F], F]:
     """Register a typed tool: `fn(args: ArgsModel, ctx: ToolContext) -> ResultModel`.
     A write or external tool names its compensating tool, or says it is irreversible."""
 
@@ -167,7 +199,11 @@ def tool(*, scopes: list[str], effect: Effect, kind: str, cost: float = 0.0, sig
         hints = get_type_hints(fn)
         params = list(inspect.signature(fn).parameters)
         source = _third_party.get()
-        policy = SandboxPolicy() if sandbox is True or (sandbox is None and source) else (sandbox or None)
+        policy = (
+            SandboxPolicy()
+            if sandbox is True or (sandbox is None and source)
+            else (sandbox or None)
+        )
         (into or registry).register(
             ToolDef(
                 name=name or fn.__name__,

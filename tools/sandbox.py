@@ -89,31 +89,62 @@ def sandbox_backend() -> str:
     return "none"
 
 
-def confine(argv: list[str], policy: SandboxPolicy, *, read_only: list[str], module: str | None = None) -> list[str]:
+def confine(
+    argv: list[str], policy: SandboxPolicy, *, read_only: list[str], module: str | None = None
+) -> list[str]:
     """`argv` wrapped in bubblewrap (or unshare): only `read_only` paths (plus the system
     and the interpreter) are visible, read-only; network only if hosts are declared."""
     backend = sandbox_backend()
     if backend == "bwrap":
-        cmd = ["bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-               "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
-               "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin", "--chdir", "/tmp",
-               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        cmd = [
+            "bwrap",
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--clearenv",
+            "--setenv",
+            "HOME",
+            "/tmp",
+            "--setenv",
+            "PATH",
+            "/usr/bin:/bin",
+            "--chdir",
+            "/tmp",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+        ]
         if not policy.hosts:
             cmd.append("--unshare-net")
-        for path in sorted({"/usr", "/lib", "/lib64", "/bin", "/etc", sys.prefix, sys.base_prefix, *read_only}):
+        for path in sorted(
+            {"/usr", "/lib", "/lib64", "/bin", "/etc", sys.prefix, sys.base_prefix, *read_only}
+        ):
             if Path(path).exists():
                 cmd += ["--ro-bind", path, path]
         for k, v in policy.env.items():
             cmd += ["--setenv", k, v]
         return cmd + argv
     if backend == "unshare":
-        log.warning("bubblewrap is not installed: the tool sandbox falls back to `unshare` + rlimits; "
-                    "the filesystem is NOT hidden from the tool (apt-get install bubblewrap)")
+        log.warning(
+            "bubblewrap is not installed: the tool sandbox falls back to `unshare` + rlimits; "
+            "the filesystem is NOT hidden from the tool (apt-get install bubblewrap)"
+        )
         flags = ["unshare", "--fork", "--pid", "--kill-child", "--ipc", "--uts", "--map-root-user"]
         if not policy.hosts:
             flags.append("--net")
         return flags + argv
-    raise ToolError("no sandbox available (install bubblewrap): refusing to run a sandboxed tool unconfined")
+    raise ToolError(
+        "no sandbox available (install bubblewrap): refusing to run a sandboxed tool unconfined"
+    )
 
 
 def _command(module: str, function: str, policy: SandboxPolicy) -> list[str]:
@@ -122,7 +153,9 @@ def _command(module: str, function: str, policy: SandboxPolicy) -> list[str]:
     return confine(child, policy, read_only=[*map(str, _code_roots(module)), *pypath])
 
 
-def spawn_confined(argv: list[str], policy: SandboxPolicy, *, read_only: list[str]) -> tuple[list[str], Path | None]:
+def spawn_confined(
+    argv: list[str], policy: SandboxPolicy, *, read_only: list[str]
+) -> tuple[list[str], Path | None]:
     """(argv, cgroup) for a long-lived confined process (an MCP server); the launcher
     (`autopilot.tools.launch`) applies the limits, as the process is spawned by others."""
     return confine(argv, policy, read_only=read_only), _pids_cgroup(policy.max_processes)
@@ -169,30 +202,50 @@ def drop_cgroup(cg: Path | None) -> None:
         pass
 
 
-def run_sandboxed(module: str, function: str, payload: dict[str, Any], policy: SandboxPolicy) -> dict[str, Any]:
+def run_sandboxed(
+    module: str, function: str, payload: dict[str, Any], policy: SandboxPolicy
+) -> dict[str, Any]:
     """Call `module.function` in the sandbox with `payload` (args, key, dry_run, hosts);
     returns the tool's result as JSON, or raises a typed ToolError."""
     cmd = _command(module, function, policy)
     cgroup = _pids_cgroup(policy.max_processes)
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", **policy.env}
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, preexec_fn=_limits(policy, cgroup), close_fds=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=_limits(policy, cgroup),  # noqa: PLW1509 - only prctl/rlimits, async-signal-safe
+        close_fds=True,
+    )
     try:
-        out, err = proc.communicate(json.dumps({**payload, "hosts": list(policy.hosts)}).encode(),
-                                    timeout=policy.timeout_s)
+        out, err = proc.communicate(
+            json.dumps({**payload, "hosts": list(policy.hosts)}).encode(), timeout=policy.timeout_s
+        )
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        raise ToolTimeout(f"{module}.{function} ran past its {policy.timeout_s:g} s limit and was killed") from None
+        raise ToolTimeout(
+            f"{module}.{function} ran past its {policy.timeout_s:g} s limit and was killed"
+        ) from None
     finally:
         drop_cgroup(cgroup)
-    if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGXCPU, 128 + signal.SIGKILL) and not out:
-        raise ToolResourceExceeded(f"{module}.{function} was killed at its CPU limit ({policy.cpu_seconds} s)")
+    if (
+        proc.returncode
+        in (-signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGXCPU, 128 + signal.SIGKILL)
+        and not out
+    ):
+        raise ToolResourceExceeded(
+            f"{module}.{function} was killed at its CPU limit ({policy.cpu_seconds} s)"
+        )
     try:
         reply = json.loads(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise ToolError(f"{module}.{function} died in the sandbox (exit {proc.returncode}): "
-                        f"{err.decode(errors='replace')[-400:]}") from None
+        raise ToolError(
+            f"{module}.{function} died in the sandbox (exit {proc.returncode}): "
+            f"{err.decode(errors='replace')[-400:]}"
+        ) from None
     if reply.get("ok"):
         return dict(reply["result"])
     kind, message = reply.get("kind"), reply.get("message", "")

@@ -40,7 +40,9 @@ def guard(hosts: list[str]) -> None:
             if isinstance(address, tuple) and len(address) >= 2:
                 ip, port = str(address[0]), int(address[1])
                 if (ip, port) not in allowed and (ip, None) not in allowed:
-                    raise SandboxViolation(f"connection to {ip}:{port} is not among the tool's declared hosts")
+                    raise SandboxViolation(
+                        f"connection to {ip}:{port} is not among the tool's declared hosts"
+                    )
             elif not isinstance(address, tuple):
                 raise SandboxViolation(f"socket address {address!r} is not allowed")
         elif event in ("subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system"):
@@ -56,9 +58,9 @@ def main() -> None:
     sys.path[:0] = sys.argv[3:]  # where the tool's own package lives (-I ignores PYTHONPATH)
     payload = json.loads(sys.stdin.read())
     # Everything the tool needs is imported before the guard goes up.
-    from autopilot.tools.registry import ToolContext
-
     from typing import get_type_hints
+
+    from autopilot.tools.registry import ToolContext
 
     fn = getattr(importlib.import_module(module), function)
     hints = get_type_hints(fn)
@@ -80,7 +82,9 @@ def main() -> None:
     except BlockingIOError as err:
         _reply(False, kind="resource", message=f"process limit reached ({err})")
     except OSError as err:
-        if err.errno in (101, 113) or isinstance(err, socket.gaierror):  # no route: the network is not shared
+        if err.errno in (101, 113) or isinstance(
+            err, socket.gaierror
+        ):  # no route: the network is not shared
             _reply(False, kind="violation", message=f"network access denied: {err}")
         else:
             _reply(False, kind="error", message=f"{type(err).__name__}: {err}")

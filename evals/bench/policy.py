@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.policy import PolicyInput
 from autopilot.runtime.policy.cases import case_input, load_cases
@@ -52,9 +51,12 @@ def timed(fn: Callable[[Any], Any], items: list[Any], n: int) -> list[float]:
 
 def stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"n": len(samples), "p50_us": round(ordered[len(ordered) // 2], 1),
-            "p99_us": round(ordered[int(len(ordered) * 0.99)], 1),
-            "per_s": round(1e6 / statistics.fmean(samples), 0)}
+    return {
+        "n": len(samples),
+        "p50_us": round(ordered[len(ordered) // 2], 1),
+        "p99_us": round(ordered[int(len(ordered) * 0.99)], 1),
+        "per_s": round(1e6 / statistics.fmean(samples), 0),
+    }
 
 
 def main() -> None:
@@ -92,8 +94,12 @@ def main() -> None:
     result = {
         "raw_regopy": stats(raw_s),
         "gate": stats(gate_s),
-        "meta": {"at": datetime.now(UTC).isoformat(), "inputs": len(items), "cpus": os.cpu_count(),
-                 "bundle_hash": engine.bundle_hash},
+        "meta": {
+            "at": datetime.now(UTC).isoformat(),
+            "inputs": len(items),
+            "cpus": os.cpu_count(),
+            "bundle_hash": engine.bundle_hash,
+        },
     }
     result["ratio_throughput"] = round(result["gate"]["per_s"] / result["raw_regopy"]["per_s"], 3)
     # Throughput with concurrent gates (the worker's activity threads), one per core.
@@ -102,18 +108,24 @@ def main() -> None:
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda k: timed(gate, items[k:] + items[:k], per_thread), range(threads)))
-    result["gate_concurrent"] = {"threads": threads,
-                                 "per_s": round(threads * per_thread / (time.perf_counter() - t0), 0)}
+    result["gate_concurrent"] = {
+        "threads": threads,
+        "per_s": round(threads * per_thread / (time.perf_counter() - t0), 0),
+    }
     result["ratio_p50"] = round(result["gate"]["p50_us"] / result["raw_regopy"]["p50_us"], 3)
     out = args.out or settings.data_dir / "bench" / f"policy-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     for name in ("raw_regopy", "gate"):
         r = result[name]
-        print(f"{name:<11} p50 {r['p50_us']:7.1f} µs  p99 {r['p99_us']:7.1f} µs  {r['per_s']:8.0f}/s")
+        print(
+            f"{name:<11} p50 {r['p50_us']:7.1f} µs  p99 {r['p99_us']:7.1f} µs  {r['per_s']:8.0f}/s"
+        )
     print(f"gate, {threads} threads: {result['gate_concurrent']['per_s']:.0f}/s")
-    print(f"gate vs raw: throughput {result['ratio_throughput']:.2f}×, p50 {result['ratio_p50']:.2f}×  "
-          f"({len(items)} distinct inputs)")
+    print(
+        f"gate vs raw: throughput {result['ratio_throughput']:.2f}×, p50 {result['ratio_p50']:.2f}×  "
+        f"({len(items)} distinct inputs)"
+    )
     print(f"written: {out}")
 
 

@@ -15,24 +15,24 @@ import sqlite3
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, time as dtime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert
-from sqlmodel import Session, select
-
 from autopilot.evals.bench.e2e import pct
-from autopilot.runtime.devstack.simulator import simulate
-from autopilot.runtime.config import Settings
-from autopilot.runtime.health.features import WINDOW
 from autopilot.runtime.accounts.fold import on_event
+from autopilot.runtime.config import Settings
+from autopilot.runtime.devstack.simulator import simulate
+from autopilot.runtime.health.features import WINDOW
 from autopilot.runtime.health.scoring import current_model, rescore_all
 from autopilot.runtime.health.training import write_history
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import make_engine
+from sqlalchemy import insert
+from sqlmodel import Session, select
 
 TODAY = date(2026, 11, 24)
 
@@ -42,11 +42,29 @@ def seed(db_path: Path, n: int) -> None:
     p = simulate(n, days=WINDOW, seed=9, churn_rate=0.0, dip_rate=0.15)
     ids = [f"b-{i:05d}" for i in range(n)]
     with Session(db) as s:
-        s.execute(insert(Account), [{
-            "id": ids[i], "org_id": "demo", "name": f"B {i}", "segment": str(p.segment[i]), "region": "eu",
-            "arr": float(p.arr[i]), "seats_purchased": int(p.seats_purchased[i]), "seats_used": int(p.seats_used[i, -1]),
-            "active_users_30d": 0, "logins_30d": 0, "renewal_date": TODAY + timedelta(days=int(p.renewal_day[i])),
-            "owner_csm": "alice", "custom": {}, "status": "active", "tier": "standard"} for i in range(n)])
+        s.execute(
+            insert(Account),
+            [
+                {
+                    "id": ids[i],
+                    "org_id": "demo",
+                    "name": f"B {i}",
+                    "segment": str(p.segment[i]),
+                    "region": "eu",
+                    "arr": float(p.arr[i]),
+                    "seats_purchased": int(p.seats_purchased[i]),
+                    "seats_used": int(p.seats_used[i, -1]),
+                    "active_users_30d": 0,
+                    "logins_30d": 0,
+                    "renewal_date": TODAY + timedelta(days=int(p.renewal_day[i])),
+                    "owner_csm": "alice",
+                    "custom": {},
+                    "status": "active",
+                    "tier": "standard",
+                }
+                for i in range(n)
+            ],
+        )
         s.commit()
     write_history(db, p, start=TODAY - timedelta(days=WINDOW - 1), ids=ids)
     db.dispose()
@@ -58,32 +76,53 @@ def baseline_full(db_path: Path) -> float:
     con = sqlite3.connect(db_path)
     first = (TODAY - timedelta(days=WINDOW - 1)).isoformat()
     df = pd.read_sql_query("SELECT * FROM accountday WHERE day >= ?", con, params=(first,))
-    acc = pd.read_sql_query("SELECT id, seats_purchased, seats_used, nps, renewal_date FROM account", con)
+    acc = pd.read_sql_query(
+        "SELECT id, seats_purchased, seats_used, nps, renewal_date FROM account", con
+    )
     con.close()
     df["day"] = pd.to_datetime(df["day"])
     age = (pd.Timestamp(TODAY) - df["day"]).dt.days
     last7, last30 = df[age < 7], df[age < 30]
     g = df.groupby("account_id")
-    feats = pd.DataFrame({
-        "active7": last7.groupby("account_id")["active_users"].sum() / 7,
-        "active30": last30.groupby("account_id")["active_users"].sum() / 30,
-        "logins30": last30.groupby("account_id")["logins"].sum(), "logins90": g["logins"].sum(),
-        "logins7": last7.groupby("account_id")["logins"].sum(),
-        "tickets30": last30.groupby("account_id")["tickets"].sum(), "p1": g["p1"].sum(),
-        "sent30": last30.groupby("account_id")["sentiment_sum"].sum() / last30.groupby("account_id")["sentiment_n"].sum(),
-        "sent90": g["sentiment_sum"].sum() / g["sentiment_n"].sum(), "pay": g["payment_failed"].sum(),
-        "mods30": last30.groupby("account_id")["modules"].agg(lambda m: np.bitwise_or.reduce(m.to_numpy())),
-    }).reindex(acc["id"]).fillna(0)
-    feats["seat_util"] = (acc.set_index("id")["seats_used"] / acc.set_index("id")["seats_purchased"]).values
+    feats = (
+        pd.DataFrame(
+            {
+                "active7": last7.groupby("account_id")["active_users"].sum() / 7,
+                "active30": last30.groupby("account_id")["active_users"].sum() / 30,
+                "logins30": last30.groupby("account_id")["logins"].sum(),
+                "logins90": g["logins"].sum(),
+                "logins7": last7.groupby("account_id")["logins"].sum(),
+                "tickets30": last30.groupby("account_id")["tickets"].sum(),
+                "p1": g["p1"].sum(),
+                "sent30": last30.groupby("account_id")["sentiment_sum"].sum()
+                / last30.groupby("account_id")["sentiment_n"].sum(),
+                "sent90": g["sentiment_sum"].sum() / g["sentiment_n"].sum(),
+                "pay": g["payment_failed"].sum(),
+                "mods30": last30.groupby("account_id")["modules"].agg(
+                    lambda m: np.bitwise_or.reduce(m.to_numpy())
+                ),
+            }
+        )
+        .reindex(acc["id"])
+        .fillna(0)
+    )
+    feats["seat_util"] = (
+        acc.set_index("id")["seats_used"] / acc.set_index("id")["seats_purchased"]
+    ).values
     assert len(feats) == len(acc)
     return time.perf_counter() - t0
 
 
 def baseline_one(con: sqlite3.Connection, account_id: str) -> None:
     first = (TODAY - timedelta(days=WINDOW - 1)).isoformat()
-    rows = np.array(con.execute("SELECT logins, active_users, tickets, p1, sentiment_sum, sentiment_n, "
-                                "payment_failed FROM accountday WHERE account_id = ? AND day >= ?",
-                                (account_id, first)).fetchall(), dtype=float)
+    rows = np.array(
+        con.execute(
+            "SELECT logins, active_users, tickets, p1, sentiment_sum, sentiment_n, "
+            "payment_failed FROM accountday WHERE account_id = ? AND day >= ?",
+            (account_id, first),
+        ).fetchall(),
+        dtype=float,
+    )
     rows.sum(axis=0)
 
 
@@ -102,8 +141,13 @@ def bench(n: int, events: int, folder: Path) -> dict[str, Any]:
     rng = np.random.default_rng(1)
     with Session(db) as s:
         ids = [a for a in s.exec(select(Account.id))]
-    kinds = [{"type": "login"}, {"type": "ticket_opened", "priority": "P2"}, {"type": "sentiment", "sentiment": -0.4},
-             {"type": "feature_use", "module": "reports"}, {"type": "usage_snapshot", "active_users": 5}]
+    kinds = [
+        {"type": "login"},
+        {"type": "ticket_opened", "priority": "P2"},
+        {"type": "sentiment", "sentiment": -0.4},
+        {"type": "feature_use", "module": "reports"},
+        {"type": "usage_snapshot", "active_users": 5},
+    ]
     inc: list[float] = []
     base: list[float] = []
     con = sqlite3.connect(db_path)
@@ -123,12 +167,23 @@ def bench(n: int, events: int, folder: Path) -> dict[str, Any]:
     con.close()
     db.dispose()
     return {
-        "accounts": n, "seed_s": round(seeded, 2),
-        "full_rescore": {"seconds": round(full, 3), "accounts": scored, "baseline_pandas_features_s": round(full_base, 3),
-                         "ratio_vs_baseline": round(full / full_base, 2), "target_s": 10},
-        "incremental": {"events": events, "p50_ms": round(pct(inc, 0.5), 2), "p95_ms": round(pct(inc, 0.95), 2),
-                        "baseline_query_p95_ms": round(pct(base, 0.95), 3),
-                        "ratio_p95_vs_baseline": round(pct(inc, 0.95) / pct(base, 0.95), 1), "target_p95_ms": 100},
+        "accounts": n,
+        "seed_s": round(seeded, 2),
+        "full_rescore": {
+            "seconds": round(full, 3),
+            "accounts": scored,
+            "baseline_pandas_features_s": round(full_base, 3),
+            "ratio_vs_baseline": round(full / full_base, 2),
+            "target_s": 10,
+        },
+        "incremental": {
+            "events": events,
+            "p50_ms": round(pct(inc, 0.5), 2),
+            "p95_ms": round(pct(inc, 0.95), 2),
+            "baseline_query_p95_ms": round(pct(base, 0.95), 3),
+            "ratio_p95_vs_baseline": round(pct(inc, 0.95) / pct(base, 0.95), 1),
+            "target_p95_ms": 100,
+        },
     }
 
 
@@ -141,14 +196,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="autopilot-bench-scoring-") as tmp:
         result = bench(args.accounts, args.events, Path(tmp))
     result["meta"] = {"at": datetime.now(UTC).isoformat(), "cpus": os.cpu_count()}
-    out = args.out or Settings().data_dir / "bench" / f"scoring-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out = (
+        args.out
+        or Settings().data_dir / "bench" / f"scoring-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     f, i = result["full_rescore"], result["incremental"]
-    print(f"full rescore of {f['accounts']} accounts: {f['seconds']:.2f} s (target < 10 s) | pandas features only "
-          f"{f['baseline_pandas_features_s']:.2f} s | ratio {f['ratio_vs_baseline']:.2f}×")
-    print(f"incremental per event: p50 {i['p50_ms']:.2f} ms, p95 {i['p95_ms']:.2f} ms (target < 100 ms) | "
-          f"baseline one-account query p95 {i['baseline_query_p95_ms']:.3f} ms | ratio {i['ratio_p95_vs_baseline']}×")
+    print(
+        f"full rescore of {f['accounts']} accounts: {f['seconds']:.2f} s (target < 10 s) | pandas features only "
+        f"{f['baseline_pandas_features_s']:.2f} s | ratio {f['ratio_vs_baseline']:.2f}×"
+    )
+    print(
+        f"incremental per event: p50 {i['p50_ms']:.2f} ms, p95 {i['p95_ms']:.2f} ms (target < 100 ms) | "
+        f"baseline one-account query p95 {i['baseline_query_p95_ms']:.3f} ms | ratio {i['ratio_p95_vs_baseline']}×"
+    )
     print(f"written: {out}")
     sys.stdout.flush()
     os._exit(0)

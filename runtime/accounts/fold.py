@@ -6,19 +6,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
-
 from autopilot.runtime.health.features import MODULES
 from autopilot.runtime.health.scoring import score
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountDay, AccountScore
+from sqlmodel import Session, select
 
 
 def fold(session: Session, account: Account, ev: dict[str, Any], at: datetime) -> None:
     """Fold one event (as `EventIn.model_dump(exclude_none=True)`) into the account
     and into the rollup of the day it happened (incremental: nothing is recomputed)."""
     day = at.date()
-    row = session.exec(select(AccountDay).where(AccountDay.account_id == account.id, AccountDay.day == day)).first()
+    row = session.exec(
+        select(AccountDay).where(AccountDay.account_id == account.id, AccountDay.day == day)
+    ).first()
     row = row or AccountDay(account_id=account.id, day=day)
     match ev["type"]:
         case "login":
@@ -61,15 +62,24 @@ def fold(session: Session, account: Account, ev: dict[str, Any], at: datetime) -
         case "renewed":
             account.renewal_date = account.renewal_date.replace(year=account.renewal_date.year + 1)
         case "expanded" | "contract_signed":
-            account.arr = ev["amount"] if ev["type"] == "contract_signed" else account.arr + ev.get("amount", 0)
+            account.arr = (
+                ev["amount"]
+                if ev["type"] == "contract_signed"
+                else account.arr + ev.get("amount", 0)
+            )
             if ev.get("seats"):
-                account.seats_purchased = ev["seats"] if ev["type"] == "contract_signed" else \
-                    account.seats_purchased + ev["seats"]
+                account.seats_purchased = (
+                    ev["seats"]
+                    if ev["type"] == "contract_signed"
+                    else account.seats_purchased + ev["seats"]
+                )
     session.add(account)
     session.add(row)
 
 
-def on_event(session: Session, account: Account, ev: dict[str, Any], *, at: datetime) -> AccountScore | None:
+def on_event(
+    session: Session, account: Account, ev: dict[str, Any], *, at: datetime
+) -> AccountScore | None:
     """The incremental path: fold the event, rescore this one account as of its day."""
     fold(session, account, ev, at)
     session.flush()

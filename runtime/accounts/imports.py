@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
-
 from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.customer import CustomFieldSchema
 from autopilot.runtime.store.db import transaction
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 
 class AccountRow(BaseModel):
@@ -55,8 +54,10 @@ class ContactRow(BaseModel):
 class ImportFailed(ValueError):
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         self.errors = errors
-        super().__init__("; ".join(f"row {e['row']}: {e['field']}: {e['msg']}" for e in errors[:5])
-                         + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""))
+        super().__init__(
+            "; ".join(f"row {e['row']}: {e['field']}: {e['msg']}" for e in errors[:5])
+            + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")
+        )
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -65,7 +66,9 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if path.suffix.lower() == ".json":
         data = json.loads(path.read_text())
         if not isinstance(data, list):
-            raise ImportFailed([{"row": 0, "field": "<file>", "msg": "a JSON import is a list of objects"}])
+            raise ImportFailed(
+                [{"row": 0, "field": "<file>", "msg": "a JSON import is a list of objects"}]
+            )
         return list(enumerate(data, 1))
     out = []
     with path.open(newline="") as fh:
@@ -95,7 +98,9 @@ def set_custom_schema(db: Engine, org_id: str, schema: dict[str, Any]) -> None:
         session.merge(CustomFieldSchema(org_id=org_id, json_schema=schema))
 
 
-def import_file(db: Engine, path: Path, *, kind: Literal["accounts", "contacts"], org_id: str) -> int:
+def import_file(
+    db: Engine, path: Path, *, kind: Literal["accounts", "contacts"], org_id: str
+) -> int:
     rows = read_rows(path)
     errors: list[dict[str, Any]] = []
     parsed: list[BaseModel] = []
@@ -107,21 +112,36 @@ def import_file(db: Engine, path: Path, *, kind: Literal["accounts", "contacts"]
             custom = raw.get("custom", {}) if isinstance(raw, dict) else {}
             if kind == "accounts" and validator is not None and isinstance(custom, dict):
                 for e in validator.iter_errors(custom):
-                    errors.append({"row": n, "field": ".".join(["custom", *map(str, e.absolute_path)]) or "custom",
-                                   "msg": e.message})
+                    errors.append(
+                        {
+                            "row": n,
+                            "field": ".".join(["custom", *map(str, e.absolute_path)]) or "custom",
+                            "msg": e.message,
+                        }
+                    )
             try:
                 item = (AccountRow if kind == "accounts" else ContactRow).model_validate(raw)
             except ValidationError as err:
-                errors += [{"row": n, "field": ".".join(map(str, e["loc"])) or "<row>", "msg": e["msg"]}
-                           for e in err.errors()]
+                errors += [
+                    {"row": n, "field": ".".join(map(str, e["loc"])) or "<row>", "msg": e["msg"]}
+                    for e in err.errors()
+                ]
                 continue
             if item.id in seen:  # type: ignore[attr-defined]
-                errors.append({"row": n, "field": "id", "msg": f"duplicate id {item.id} in the file"})  # type: ignore[attr-defined]
+                errors.append(
+                    {"row": n, "field": "id", "msg": f"duplicate id {item.id} in the file"}
+                )  # type: ignore[attr-defined]
             seen.add(item.id)  # type: ignore[attr-defined]
             if isinstance(item, ContactRow):
                 account = session.get(Account, item.account_id)
                 if account is None or account.org_id != org_id:
-                    errors.append({"row": n, "field": "account_id", "msg": f"unknown account {item.account_id}"})
+                    errors.append(
+                        {
+                            "row": n,
+                            "field": "account_id",
+                            "msg": f"unknown account {item.account_id}",
+                        }
+                    )
             parsed.append(item)
     if errors:
         raise ImportFailed(errors)
@@ -130,9 +150,22 @@ def import_file(db: Engine, path: Path, *, kind: Literal["accounts", "contacts"]
             if isinstance(item, AccountRow):
                 existing = session.get(Account, item.id)
                 if existing is not None and existing.org_id != org_id:
-                    raise ImportFailed([{"row": 0, "field": "id", "msg": f"{item.id} belongs to another organisation"}])
-                row = existing or Account(id=item.id, org_id=org_id, active_users_30d=0, logins_30d=0,
-                                          **item.model_dump(exclude={"id"}))
+                    raise ImportFailed(
+                        [
+                            {
+                                "row": 0,
+                                "field": "id",
+                                "msg": f"{item.id} belongs to another organisation",
+                            }
+                        ]
+                    )
+                row = existing or Account(
+                    id=item.id,
+                    org_id=org_id,
+                    active_users_30d=0,
+                    logins_30d=0,
+                    **item.model_dump(exclude={"id"}),
+                )
                 for k, v in item.model_dump(exclude={"id"}).items():
                     setattr(row, k, v)
                 session.add(row)

@@ -6,22 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.engine import Engine
-from sqlmodel import col, select
-from temporalio.client import Client
-
+from autopilot.runtime.accounts.fold import fold, on_event
+from autopilot.runtime.accounts.snapshot import get_snapshot
+from autopilot.runtime.agents.specs import spec_hash
+from autopilot.runtime.agents.triggers import Triggers
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
-from autopilot.runtime.accounts.fold import fold, on_event
-from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.health.scoring import score
-from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.events import Event
-from autopilot.runtime.agents.triggers import Triggers
 from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+from temporalio.client import Client
 
 
 class UnknownAccount(ValueError):
@@ -54,9 +53,21 @@ LIVE_WINDOW = timedelta(hours=24)
 
 
 class Ingest:
-    def __init__(self, db: Engine, client: Client, specs: dict[str, AgentSpec], *,
-                 task_queue: str, bundle_hash: str) -> None:
-        self.db, self.client, self.task_queue, self.bundle_hash = db, client, task_queue, bundle_hash
+    def __init__(
+        self,
+        db: Engine,
+        client: Client,
+        specs: dict[str, AgentSpec],
+        *,
+        task_queue: str,
+        bundle_hash: str,
+    ) -> None:
+        self.db, self.client, self.task_queue, self.bundle_hash = (
+            db,
+            client,
+            task_queue,
+            bundle_hash,
+        )
         self.specs = specs
         self.triggers = Triggers(specs)
         self.spec_hashes = {name: spec_hash(s) for name, s in specs.items()}
@@ -83,7 +94,13 @@ class Ingest:
                 else:
                     fold(session, account, ev.model_dump(exclude_none=True), at)
                     backfilled[account.id] = account
-                row = Event(account_id=ev.account_id, type=ev.type, occurred_at=at, received_at=now, payload=payload)
+                row = Event(
+                    account_id=ev.account_id,
+                    type=ev.type,
+                    occurred_at=at,
+                    received_at=now,
+                    payload=payload,
+                )
                 session.add(row)
                 session.flush()
                 assert row.id is not None
@@ -91,8 +108,12 @@ class Ingest:
                 if live:
                     snapshot = get_snapshot(session, account_id=account.id, today=now.date())
                     assert snapshot is not None
-                    hits = self.triggers.matching(snapshot, {"type": ev.type, **row.payload}, now.date())
-                out.append(Stored(event_id=row.id, account_id=ev.account_id, type=ev.type, agents=hits))
+                    hits = self.triggers.matching(
+                        snapshot, {"type": ev.type, **row.payload}, now.date()
+                    )
+                out.append(
+                    Stored(event_id=row.id, account_id=ev.account_id, type=ev.type, agents=hits)
+                )
             active = [a for a in backfilled.values() if a.status == "active"]
             if active:
                 session.flush()
@@ -108,8 +129,13 @@ class Ingest:
                 # Signal-with-start: a running workflow gets the event, otherwise one starts.
                 await self.client.start_workflow(
                     AgentRunWorkflow.run,
-                    AgentRunInput(agent=agent, account_id=item.account_id, event=signal,
-                                  spec_hash=self.spec_hashes[agent], bundle_hash=self.bundle_hash),
+                    AgentRunInput(
+                        agent=agent,
+                        account_id=item.account_id,
+                        event=signal,
+                        spec_hash=self.spec_hashes[agent],
+                        bundle_hash=self.bundle_hash,
+                    ),
                     id=wf_id,
                     task_queue=self.task_queue,
                     start_signal="event",
@@ -125,4 +151,3 @@ class Ingest:
 
     async def ingest(self, events: list[EventIn]) -> list[Started]:
         return await self.dispatch(self.store(events))
-

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlmodel import Session, col, select
-
 from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo, HealthReason
 from autopilot.runtime.health.scoring import current
 from autopilot.runtime.store.accounts import Account, Contact
+from sqlmodel import Session, col, select
 
 REASONS = 3  # the factors that pull the score down most, as the action's reasons
 
@@ -18,13 +17,22 @@ def get_snapshot(session: Session, *, account_id: str, today: date) -> AccountSn
     account = session.get(Account, account_id)
     if account is None:
         return None
-    contacts = session.exec(select(Contact).where(Contact.account_id == account_id).order_by(col(Contact.id))).all()
+    contacts = session.exec(
+        select(Contact).where(Contact.account_id == account_id).order_by(col(Contact.id))
+    ).all()
     health = current(session, account, today=today)
-    down = sorted((f for f in health.factors if f.contribution < 0), key=lambda f: f.contribution)[:REASONS]
+    down = sorted((f for f in health.factors if f.contribution < 0), key=lambda f: f.contribution)[
+        :REASONS
+    ]
     return AccountSnapshot(
         **account.model_dump(exclude={"org_id", "tier", "status", "churned_at", "custom"}),
         health=health.health,
         churn_risk=health.risk,
-        health_reasons=[HealthReason(label=f.label, value=f.value, contribution=f.contribution) for f in down],
-        contacts=[ContactInfo(**c.model_dump(exclude={"account_id", "seniority", "region"})) for c in contacts],
+        health_reasons=[
+            HealthReason(label=f.label, value=f.value, contribution=f.contribution) for f in down
+        ],
+        contacts=[
+            ContactInfo(**c.model_dump(exclude={"account_id", "seniority", "region"}))
+            for c in contacts
+        ],
     )

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
-
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.hashing import sha256_hex
+from pydantic import ValidationError
 
 
 class SpecError(ValueError):
@@ -65,11 +64,17 @@ def _check_grants(path: Path, root: Any, spec: AgentSpec) -> None:
 
     for i, name in enumerate(spec.tools):
         if name not in registry.tools:
-            raise SpecError(path, _line_of(root, ("tools", i)), f"tools.{i}", f"unknown tool '{name}'")
+            raise SpecError(
+                path, _line_of(root, ("tools", i)), f"tools.{i}", f"unknown tool '{name}'"
+            )
         missing = set(registry.tools[name].scopes) - set(spec.scopes)
         if missing:
-            raise SpecError(path, _line_of(root, ("tools", i)), f"tools.{i}",
-                            f"tool '{name}' needs scope(s) {sorted(missing)} that `scopes` does not grant")
+            raise SpecError(
+                path,
+                _line_of(root, ("tools", i)),
+                f"tools.{i}",
+                f"tool '{name}' needs scope(s) {sorted(missing)} that `scopes` does not grant",
+            )
 
 
 def spec_hash(spec: AgentSpec) -> str:

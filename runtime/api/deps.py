@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from autopilot.runtime.accounts.ingest import Ingest
+from autopilot.runtime.approvals.access import Principal
+from autopilot.runtime.approvals.service import Inbox
+from autopilot.runtime.auth import users as auth
+from autopilot.runtime.services import Services
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-
-from autopilot.runtime.auth import users as auth
-from autopilot.runtime.approvals.access import Principal
-from autopilot.runtime.approvals.service import Inbox
-from autopilot.runtime.accounts.ingest import Ingest
-from autopilot.runtime.services import Services
 
 SESSION_COOKIE = "autopilot_session"
 
@@ -47,7 +46,9 @@ async def optional_user(request: Request) -> Principal | None:
 
 async def current_user(user: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
     if user is None:
-        raise HTTPException(401, detail="sign in, or send an API token", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, detail="sign in, or send an API token", headers={"WWW-Authenticate": "Bearer"}
+        )
     return user
 
 

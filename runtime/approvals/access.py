@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.store.approvals import Approval
 from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
-
-from autopilot.runtime.store.accounts import Account
-from autopilot.runtime.store.approvals import Approval
 
 ROLES = ("csm", "manager", "finance", "legal", "vp", "admin", "auditor")
 DECIDING = {"csm", "manager", "finance", "legal", "vp"}
@@ -44,7 +43,9 @@ def approvals_visible_to(p: Principal, query: SelectOfScalar[Approval]) -> Selec
     query = query.where(Approval.org_id == p.org_id)
     if p.book_only:
         book = select(Account.id).where(Account.org_id == p.org_id, Account.owner_csm == p.user_id)
-        query = query.where(or_(col(Approval.account_id).in_(book), Approval.assigned_to == p.user_id))
+        query = query.where(
+            or_(col(Approval.account_id).in_(book), Approval.assigned_to == p.user_id)
+        )
     return query
 
 

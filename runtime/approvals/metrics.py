@@ -6,8 +6,6 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
-
 from autopilot.runtime.ledger.cbr import cbr
 from autopilot.runtime.ledger.spend import quarter_start, segment_spend
 from autopilot.runtime.policy.limits import read_limits
@@ -15,6 +13,7 @@ from autopilot.runtime.services import Services
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.approvals import Approval
+from sqlmodel import Session, col, select
 
 AGE_BUCKETS = [(4, "< 4 h"), (24, "4–24 h"), (72, "1–3 days"), (float("inf"), "> 3 days")]
 
@@ -23,12 +22,20 @@ def manager_view(svc: Services, *, org_id: str, now: datetime) -> dict[str, Any]
     since = quarter_start(now)
     with Session(svc.db) as session:
         accounts = {a.id: a for a in session.exec(select(Account).where(Account.org_id == org_id))}
-        pending = session.exec(select(Approval).where(Approval.org_id == org_id, Approval.status == "pending")).all()
-        actions = session.exec(select(ActionRecord).where(col(ActionRecord.account_id).in_(list(accounts)))).all()
+        pending = session.exec(
+            select(Approval).where(Approval.org_id == org_id, Approval.status == "pending")
+        ).all()
+        actions = session.exec(
+            select(ActionRecord).where(col(ActionRecord.account_id).in_(list(accounts)))
+        ).all()
     by_age: Counter[str] = Counter()
     by_role: Counter[str] = Counter()
     for item in pending:
-        created = item.created_at if item.created_at.tzinfo else item.created_at.replace(tzinfo=now.tzinfo)
+        created = (
+            item.created_at
+            if item.created_at.tzinfo
+            else item.created_at.replace(tzinfo=now.tzinfo)
+        )
         hours = (now - created).total_seconds() / 3600
         by_age[next(label for limit, label in AGE_BUCKETS if hours < limit)] += 1
         for role in item.roles:
@@ -50,8 +57,10 @@ def manager_view(svc: Services, *, org_id: str, now: datetime) -> dict[str, Any]
         "autonomy_rate": round(len(autonomous) / len(executed), 3) if executed else None,
         "executed": len(executed),
         "executed_autonomously": len(autonomous),
-        "spend_vs_budget": [(seg, spend.get(seg, 0.0), lim.segment_quarter_budget)
-                            for seg, lim in sorted(seg_limits.items())],
+        "spend_vs_budget": [
+            (seg, spend.get(seg, 0.0), lim.segment_quarter_budget)
+            for seg, lim in sorted(seg_limits.items())
+        ],
         "spend_chart": [(seg, round(spend.get(seg, 0.0), 2)) for seg in sorted(seg_limits)],
         "cbr_by_segment": [(row["segment"], row["cbr"]) for row in cbr_rows],
         "actions_per_agent": {agent: dict(c) for agent, c in sorted(per_agent.items())},

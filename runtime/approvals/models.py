@@ -96,7 +96,9 @@ class ApprovalDetail(ApprovalPublic):
     preview: dict[str, Any]  # the tool's dry run: the rendered email, the offer
     decision: dict[str, Any]  # the gate's decision: reasons, roles, obligations
     signals: list[dict[str, Any]] = []  # expansion, adoption and risk signals
-    optimizer: dict[str, Any] = {}  # the Cost-to-Retain Optimizer's cheapest plan and its runners-up
+    optimizer: dict[
+        str, Any
+    ] = {}  # the Cost-to-Retain Optimizer's cheapest plan and its runners-up
     health: dict[str, Any]  # score, risk and its factor contributions
     alternatives: list[dict[str, Any]]  # the run's other proposed actions
     history: list[dict[str, Any]]  # the run's audit trail

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 import smtplib
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
-from sqlmodel import Session, col, select
-
-from autopilot.runtime.approvals.access import Principal, accounts_visible_to, approvals_visible_to, role_to_cast
+from autopilot.runtime.approvals.access import (
+    Principal,
+    accounts_visible_to,
+    approvals_visible_to,
+    role_to_cast,
+)
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.services import Services
 from autopilot.runtime.store.accounts import Account
@@ -20,6 +23,7 @@ from autopilot.runtime.store.approvals import Approval, ApprovalVote
 from autopilot.runtime.store.customer import RiskAlert
 from autopilot.runtime.store.users import User
 from autopilot.tools.email import smtp_send
+from sqlmodel import Session, col, select
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +60,27 @@ def notify_escalation(svc: Services, *, approval_id: str, role: str, to: str) ->
         item = session.get(Approval, approval_id)
         if item is None:
             return 0
-        users = [u for u in session.exec(select(User).where(User.org_id == item.org_id, User.active == True))  # noqa: E712
-                 if to in u.roles]
-    text = (f"Escalated to {to}: {item.tool} for {item.account_id} has waited past the {role} SLA. "
-            f"Reasons: {'; '.join(item.reasons)}")
-    sent = sum(_mail(svc, u.email, f"[CS Autopilot] escalated: {item.tool} on {item.account_id}", text,
-                     f"escalation/{approval_id}/{role}/{u.id}") for u in users)
+        users = [
+            u
+            for u in session.exec(
+                select(User).where(User.org_id == item.org_id, User.active == True)
+            )
+            if to in u.roles
+        ]
+    text = (
+        f"Escalated to {to}: {item.tool} for {item.account_id} has waited past the {role} SLA. "
+        f"Reasons: {'; '.join(item.reasons)}"
+    )
+    sent = sum(
+        _mail(
+            svc,
+            u.email,
+            f"[CS Autopilot] escalated: {item.tool} on {item.account_id}",
+            text,
+            f"escalation/{approval_id}/{role}/{u.id}",
+        )
+        for u in users
+    )
     _webhook(svc, {"text": text, "approval_id": approval_id, "escalated_role": role, "to": to})
     return sent
 
@@ -71,23 +90,37 @@ def send_digest(svc: Services, *, org_id: str) -> dict[str, int]:
     per_user: dict[str, int] = {}
     lines_all: list[str] = []
     with Session(svc.db) as session:
-        users = session.exec(select(User).where(User.org_id == org_id, User.active == True)).all()  # noqa: E712
+        users = session.exec(select(User).where(User.org_id == org_id, User.active == True)).all()
         for user in users:
             p = Principal(user_id=user.id, org_id=org_id, roles=frozenset(user.roles))
             if not p.can_decide:
                 continue
-            items = session.exec(approvals_visible_to(p, select(Approval).where(Approval.status == "pending"))).all()
+            items = session.exec(
+                approvals_visible_to(p, select(Approval).where(Approval.status == "pending"))
+            ).all()
             mine = []
             for item in items:
-                voted = {v.role for v in session.exec(select(ApprovalVote).where(ApprovalVote.approval_id == item.id))}
+                voted = {
+                    v.role
+                    for v in session.exec(
+                        select(ApprovalVote).where(ApprovalVote.approval_id == item.id)
+                    )
+                }
                 if role_to_cast(p, item, voted):
                     mine.append(item)
             if not mine:
                 continue
-            lines = [f"- {i.tool} on {i.account_id} ({i.segment}), value {i.value:,.0f}: {'; '.join(i.reasons)}"
-                     for i in mine]
-            _mail(svc, user.email, f"[CS Autopilot] {len(mine)} action(s) wait for you", "\n".join(lines),
-                  f"digest/{user.id}/{sha256_hex([i.id for i in mine])}")
+            lines = [
+                f"- {i.tool} on {i.account_id} ({i.segment}), value {i.value:,.0f}: {'; '.join(i.reasons)}"
+                for i in mine
+            ]
+            _mail(
+                svc,
+                user.email,
+                f"[CS Autopilot] {len(mine)} action(s) wait for you",
+                "\n".join(lines),
+                f"digest/{user.id}/{sha256_hex([i.id for i in mine])}",
+            )
             per_user[user.id] = len(mine)
             lines_all.append(f"{user.name}: {len(mine)} pending")
     if per_user:
@@ -100,22 +133,38 @@ def send_alert_digest(svc: Services, *, org_id: str, since: datetime) -> dict[st
     for the organisation), by email and to the webhook."""
     per_user: dict[str, int] = {}
     with Session(svc.db) as session:
-        users = session.exec(select(User).where(User.org_id == org_id, User.active == True)).all()  # noqa: E712
+        users = session.exec(select(User).where(User.org_id == org_id, User.active == True)).all()
         for user in users:
             p = Principal(user_id=user.id, org_id=org_id, roles=frozenset(user.roles))
             if not (p.roles & {"csm", "manager", "vp"}):
                 continue
             visible = accounts_visible_to(p, select(Account.id))
-            alerts = session.exec(select(RiskAlert).where(RiskAlert.org_id == org_id, RiskAlert.at >= since,
-                                                          col(RiskAlert.account_id).in_(visible))
-                                  .order_by(col(RiskAlert.risk).desc())).all()
+            alerts = session.exec(
+                select(RiskAlert)
+                .where(
+                    RiskAlert.org_id == org_id,
+                    RiskAlert.at >= since,
+                    col(RiskAlert.account_id).in_(visible),
+                )
+                .order_by(col(RiskAlert.risk).desc())
+            ).all()
             if not alerts:
                 continue
-            lines = [f"- {a.account_id}: churn risk {a.risk:.0%} (threshold {a.threshold:.0%}); "
-                     f"{'; '.join(a.reasons) or 'see the account'}" for a in alerts]
-            _mail(svc, user.email, f"[CS Autopilot] {len(alerts)} early warning(s) on your accounts", "\n".join(lines),
-                  f"alerts/{user.id}/{sha256_hex([a.id for a in alerts])}")
+            lines = [
+                f"- {a.account_id}: churn risk {a.risk:.0%} (threshold {a.threshold:.0%}); "
+                f"{'; '.join(a.reasons) or 'see the account'}"
+                for a in alerts
+            ]
+            _mail(
+                svc,
+                user.email,
+                f"[CS Autopilot] {len(alerts)} early warning(s) on your accounts",
+                "\n".join(lines),
+                f"alerts/{user.id}/{sha256_hex([a.id for a in alerts])}",
+            )
             per_user[user.id] = len(alerts)
     if per_user:
-        _webhook(svc, {"text": f"Early warnings since {since:%Y-%m-%d %H:%M}", "per_user": per_user})
+        _webhook(
+            svc, {"text": f"Early warnings since {since:%Y-%m-%d %H:%M}", "per_user": per_user}
+        )
     return per_user

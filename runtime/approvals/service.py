@@ -9,38 +9,38 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import String, cast
-from sqlmodel import Session, col, select
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
-
-from autopilot.runtime.approvals.access import Principal, approvals_visible_to, role_to_cast
-from autopilot.runtime.contracts.action import ProposedAction
-from autopilot.runtime.contracts.approval import ApprovalEdit, ApprovalOutcome, ApprovalVote
+from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.accounts.views import account_view
-from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.agents.planner import apply_edit
+from autopilot.runtime.approvals.access import Principal, approvals_visible_to, role_to_cast
 from autopilot.runtime.approvals.models import (
     ApprovalDetail,
     ApprovalPublic,
     BulkCreate,
     BulkResult,
-    CommentPublic,
     CommentCreate,
+    CommentPublic,
     DecisionCreate,
     EditCreate,
     ReassignCreate,
     VotePublic,
 )
-from autopilot.runtime.agents.planner import apply_edit
+from autopilot.runtime.contracts.action import ProposedAction
+from autopilot.runtime.contracts.approval import ApprovalEdit, ApprovalOutcome, ApprovalVote
 from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.services import Services
-from autopilot.runtime.accounts.snapshot import get_snapshot
+from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
-from autopilot.runtime.store.approvals import Approval, ApprovalComment, ApprovalVote as VoteRow
+from autopilot.runtime.store.approvals import Approval, ApprovalComment
+from autopilot.runtime.store.approvals import ApprovalVote as VoteRow
 from autopilot.runtime.store.audit import AuditEntry
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.users import User
 from autopilot.tools.registry import ToolContext, ToolError
+from sqlalchemy import String, cast
+from sqlmodel import Session, col, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 
 class InboxError(Exception):
@@ -66,12 +66,19 @@ class Invalid(InboxError):
 
 
 # What a list shows: every column but the gate's full decision and internal keys.
-LIST_COLUMNS = tuple(getattr(Approval, name) for name in ApprovalPublic.model_fields
-                     if name in Approval.model_fields) + (Approval.deciders,)
+LIST_COLUMNS = tuple(
+    getattr(Approval, name) for name in ApprovalPublic.model_fields if name in Approval.model_fields
+) + (Approval.deciders,)
 # For the JSON API the larger JSON columns pass through as stored text, undecoded.
 RAW_JSON = ("action", "reasons")
-LIST_COLUMNS_RAW = tuple(cast(c, String).label(c.key) if c.key in RAW_JSON else c for c in LIST_COLUMNS)
-SORTS = {"age": col(Approval.created_at), "value": col(Approval.value).desc(), "risk": col(Approval.risk).desc()}
+LIST_COLUMNS_RAW = tuple(
+    cast(c, String).label(c.key) if c.key in RAW_JSON else c for c in LIST_COLUMNS
+)
+SORTS = {
+    "age": col(Approval.created_at),
+    "value": col(Approval.value).desc(),
+    "risk": col(Approval.risk).desc(),
+}
 
 
 class Inbox:
@@ -92,22 +99,43 @@ class Inbox:
         already = any(v.actor == p.user_id for v in votes)
         return ApprovalPublic(
             **row.model_dump(exclude={"org_id", "run_key", "deciders", "decision"}),
-            votes=[VotePublic(role=v.role, verdict=v.verdict, actor=v.actor, reason=v.reason, at=v.at) for v in votes],
-            can_decide_as=None if row.status != "pending" or already else role_to_cast(p, row, voted),
+            votes=[
+                VotePublic(role=v.role, verdict=v.verdict, actor=v.actor, reason=v.reason, at=v.at)
+                for v in votes
+            ],
+            can_decide_as=None
+            if row.status != "pending" or already
+            else role_to_cast(p, row, voted),
         )
 
-
-    def rows(self, p: Principal, *, status: str | None = "pending", agent: str | None = None,
-              account_id: str | None = None, segment: str | None = None, role: str | None = None,
-              min_risk: float | None = None, min_value: float | None = None, older_than_hours: float | None = None,
-              sort: str = "age", limit: int = 200, offset: int = 0, raw_json: bool = False) -> list[dict[str, Any]]:
+    def rows(
+        self,
+        p: Principal,
+        *,
+        status: str | None = "pending",
+        agent: str | None = None,
+        account_id: str | None = None,
+        segment: str | None = None,
+        role: str | None = None,
+        min_risk: float | None = None,
+        min_value: float | None = None,
+        older_than_hours: float | None = None,
+        sort: str = "age",
+        limit: int = 200,
+        offset: int = 0,
+        raw_json: bool = False,
+    ) -> list[dict[str, Any]]:
         """The list as plain dicts (columns, votes, the role you would vote for): read
         with Core, no ORM objects, so a page of hundreds stays in a few milliseconds.
         `raw_json`: `action` and `reasons` as orjson fragments of the stored text."""
         columns = LIST_COLUMNS_RAW if raw_json else LIST_COLUMNS
         q = approvals_visible_to(p, select(*columns))  # type: ignore[call-overload]
-        for column, value in ((Approval.status, status), (Approval.agent, agent),
-                              (Approval.account_id, account_id), (Approval.segment, segment)):
+        for column, value in (
+            (Approval.status, status),
+            (Approval.agent, agent),
+            (Approval.account_id, account_id),
+            (Approval.segment, segment),
+        ):
             if value:
                 q = q.where(column == value)
         if min_risk is not None:
@@ -127,10 +155,21 @@ class Inbox:
             item = r._asdict()
             mine = votes.get(r.id, [])
             already = any(v.actor == p.user_id for v in mine)
-            item["can_decide_as"] = (None if r.status != "pending" or already
-                                     else role_to_cast(p, r, {v.role for v in mine}))  # type: ignore[arg-type]
-            item["votes"] = [{"role": v.role, "verdict": v.verdict, "actor": v.actor, "reason": v.reason, "at": v.at}
-                             for v in mine]
+            item["can_decide_as"] = (
+                None
+                if r.status != "pending" or already
+                else role_to_cast(p, r, {v.role for v in mine})
+            )  # type: ignore[arg-type]
+            item["votes"] = [
+                {
+                    "role": v.role,
+                    "verdict": v.verdict,
+                    "actor": v.actor,
+                    "reason": v.reason,
+                    "at": v.at,
+                }
+                for v in mine
+            ]
             del item["deciders"]
             if raw_json:
                 for key in RAW_JSON:
@@ -146,7 +185,9 @@ class Inbox:
         return orjson.dumps(self.rows(p, raw_json=True, **filters))
 
     def _visible(self, session: Session, p: Principal, approval_id: str) -> Approval:
-        row = session.exec(approvals_visible_to(p, select(Approval).where(Approval.id == approval_id))).first()
+        row = session.exec(
+            approvals_visible_to(p, select(Approval).where(Approval.id == approval_id))
+        ).first()
         if row is None:  # not found and not yours look the same: no existence leak
             raise NotFound(f"no approval {approval_id}")
         return row
@@ -162,13 +203,30 @@ class Inbox:
             public = self._public(p, row, self._votes(session, [row.id]).get(row.id, []))
             account = session.get(Account, row.account_id)
             now = self.svc.clock()
-            view = account_view(session, account, read_limits(self.svc.policy), today=now.date(), now=now) if account else {}
-            siblings = session.exec(select(ActionRecord).where(ActionRecord.workflow_id == row.workflow_id)
-                                    .order_by(col(ActionRecord.created_at).desc()).limit(10)).all()
-            history = session.exec(select(AuditEntry).where(AuditEntry.workflow_id == row.workflow_id)
-                                   .order_by(col(AuditEntry.seq).desc()).limit(50)).all()
-            comments = session.exec(select(ApprovalComment).where(ApprovalComment.approval_id == row.id)
-                                    .order_by(col(ApprovalComment.at))).all()
+            view = (
+                account_view(
+                    session, account, read_limits(self.svc.policy), today=now.date(), now=now
+                )
+                if account
+                else {}
+            )
+            siblings = session.exec(
+                select(ActionRecord)
+                .where(ActionRecord.workflow_id == row.workflow_id)
+                .order_by(col(ActionRecord.created_at).desc())
+                .limit(10)
+            ).all()
+            history = session.exec(
+                select(AuditEntry)
+                .where(AuditEntry.workflow_id == row.workflow_id)
+                .order_by(col(AuditEntry.seq).desc())
+                .limit(50)
+            ).all()
+            comments = session.exec(
+                select(ApprovalComment)
+                .where(ApprovalComment.approval_id == row.id)
+                .order_by(col(ApprovalComment.at))
+            ).all()
         return ApprovalDetail(
             **public.model_dump(),
             preview=self._preview(row),
@@ -176,18 +234,33 @@ class Inbox:
             health=view.get("health", {}),
             signals=view.get("signals", []),
             optimizer=view.get("optimizer", {}),
-            alternatives=[{"tool": s.tool, "status": s.status, "expected_cost": s.expected_cost,
-                           "expected_uplift": s.payload.get("expected_uplift"), "reason": s.payload.get("reason"),
-                           "discount_pct": s.discount_pct} for s in siblings if s.payload_hash != row.payload_hash],
-            history=[{"at": h.at, "step": h.step, "actor": h.actor, "decision": h.decision} for h in history],
+            alternatives=[
+                {
+                    "tool": s.tool,
+                    "status": s.status,
+                    "expected_cost": s.expected_cost,
+                    "expected_uplift": s.payload.get("expected_uplift"),
+                    "reason": s.payload.get("reason"),
+                    "discount_pct": s.discount_pct,
+                }
+                for s in siblings
+                if s.payload_hash != row.payload_hash
+            ],
+            history=[
+                {"at": h.at, "step": h.step, "actor": h.actor, "decision": h.decision}
+                for h in history
+            ],
             comments=[CommentPublic(author=c.author, text=c.text, at=c.at) for c in comments],
         )
 
     def _preview(self, row: Approval) -> dict[str, Any]:
         """The tool's dry run: exactly what would be sent, nothing sent."""
         try:
-            return self.svc.tools.call(row.tool, row.action.get("args", {}),
-                                       ToolContext(idempotency_key=row.id, dry_run=True, smtp=self.svc.smtp))
+            return self.svc.tools.call(
+                row.tool,
+                row.action.get("args", {}),
+                ToolContext(idempotency_key=row.id, dry_run=True, smtp=self.svc.smtp),
+            )
         except ToolError as err:
             return {"error": str(err)}
 
@@ -207,9 +280,17 @@ class Inbox:
             raise Conflict("you already decided this item: another person must take the other role")
         role = role_to_cast(p, row, {v.role for v in votes})
         if role is None:
-            raise Forbidden(f"approval {approval_id} needs {', '.join(row.roles)}; your roles cannot decide it")
-        vote = ApprovalVote(approval_id=approval_id, payload_hash=body.payload_hash, role=role,
-                            verdict=body.verdict, actor=p.user_id, reason=body.reason)
+            raise Forbidden(
+                f"approval {approval_id} needs {', '.join(row.roles)}; your roles cannot decide it"
+            )
+        vote = ApprovalVote(
+            approval_id=approval_id,
+            payload_hash=body.payload_hash,
+            role=role,
+            verdict=body.verdict,
+            actor=p.user_id,
+            reason=body.reason,
+        )
         return await self._update(row.workflow_id, "decide", vote)
 
     async def edit(self, p: Principal, approval_id: str, body: EditCreate) -> ApprovalOutcome:
@@ -217,18 +298,27 @@ class Inbox:
             raise Forbidden("your roles do not edit approvals")
         with Session(self.svc.db) as session:
             row = self._visible(session, p, approval_id)
-            snapshot = get_snapshot(session, account_id=row.account_id, today=self.svc.clock().date())
+            snapshot = get_snapshot(
+                session, account_id=row.account_id, today=self.svc.clock().date()
+            )
         if row.status != "pending":
             raise Conflict(f"approval {approval_id} is already {row.status}")
         if body.payload_hash != row.payload_hash:
             raise Conflict("stale edit: the action changed since you saw it")
         assert snapshot is not None
         try:  # checked here for a clear 422; the workflow's activity checks again
-            apply_edit(self.svc.tools, ProposedAction.model_validate(row.action), body.args, snapshot)
+            apply_edit(
+                self.svc.tools, ProposedAction.model_validate(row.action), body.args, snapshot
+            )
         except (ToolError, ValueError) as err:
             raise Invalid(str(err)) from err
-        edit = ApprovalEdit(approval_id=approval_id, payload_hash=body.payload_hash, args=body.args,
-                            actor=p.user_id, reason=body.reason)
+        edit = ApprovalEdit(
+            approval_id=approval_id,
+            payload_hash=body.payload_hash,
+            args=body.args,
+            actor=p.user_id,
+            reason=body.reason,
+        )
         return await self._update(row.workflow_id, "edit", edit)
 
     async def _update(self, workflow_id: str, name: str, arg: Any) -> ApprovalOutcome:
@@ -244,11 +334,20 @@ class Inbox:
         results = []
         for item in body.items:
             try:
-                outcome = await self.decide(p, item.id, DecisionCreate(
-                    verdict=body.verdict, payload_hash=item.payload_hash, reason=body.reason))
-                results.append(BulkResult(id=item.id, ok=True, status_code=200, status=outcome.status))
+                outcome = await self.decide(
+                    p,
+                    item.id,
+                    DecisionCreate(
+                        verdict=body.verdict, payload_hash=item.payload_hash, reason=body.reason
+                    ),
+                )
+                results.append(
+                    BulkResult(id=item.id, ok=True, status_code=200, status=outcome.status)
+                )
             except InboxError as err:
-                results.append(BulkResult(id=item.id, ok=False, status_code=err.status_code, error=str(err)))
+                results.append(
+                    BulkResult(id=item.id, ok=False, status_code=err.status_code, error=str(err))
+                )
         return results
 
     def reassign(self, p: Principal, approval_id: str, body: ReassignCreate) -> ApprovalPublic:
@@ -263,13 +362,21 @@ class Inbox:
                 raise Conflict(f"approval {approval_id} is already {row.status}")
             row.assigned_to = target.id
             session.add(row)
-            session.add(ApprovalComment(approval_id=row.id, author=p.user_id, text=f"reassigned to {target.id}",
-                                        at=datetime.now(UTC)))
+            session.add(
+                ApprovalComment(
+                    approval_id=row.id,
+                    author=p.user_id,
+                    text=f"reassigned to {target.id}",
+                    at=datetime.now(UTC),
+                )
+            )
         return self.get(p, approval_id)
 
     def comment(self, p: Principal, approval_id: str, body: CommentCreate) -> CommentPublic:
         with transaction(self.svc.db) as session:
             row = self._visible(session, p, approval_id)
-            comment = ApprovalComment(approval_id=row.id, author=p.user_id, text=body.text, at=datetime.now(UTC))
+            comment = ApprovalComment(
+                approval_id=row.id, author=p.user_id, text=body.text, at=datetime.now(UTC)
+            )
             session.add(comment)
             return CommentPublic(author=comment.author, text=comment.text, at=comment.at)

@@ -14,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
-
 from autopilot.runtime.approvals.access import ROLES, Principal
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.users import ApiToken, Organization, User, WebSession
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 
 class AuthError(Exception):
@@ -72,17 +71,42 @@ def _hash_secret(secret: str) -> str:
 
 
 def principal(user: User) -> Principal:
-    return Principal(user_id=user.id, org_id=user.org_id, roles=frozenset(user.roles), name=user.name)
+    return Principal(
+        user_id=user.id, org_id=user.org_id, roles=frozenset(user.roles), name=user.name
+    )
 
 
-def add_user(db: Engine, *, user_id: str, org_id: str, email: str, name: str, roles: list[str],
-             password: str = "") -> User:
-    return _add_user(db, user_id=user_id, org_id=org_id, email=email, name=name, roles=roles,
-                     password_hash=hash_password(password) if password else "")
+def add_user(
+    db: Engine,
+    *,
+    user_id: str,
+    org_id: str,
+    email: str,
+    name: str,
+    roles: list[str],
+    password: str = "",
+) -> User:
+    return _add_user(
+        db,
+        user_id=user_id,
+        org_id=org_id,
+        email=email,
+        name=name,
+        roles=roles,
+        password_hash=hash_password(password) if password else "",
+    )
 
 
-def _add_user(db: Engine, *, user_id: str, org_id: str, email: str, name: str, roles: list[str],
-              password_hash: str) -> User:
+def _add_user(
+    db: Engine,
+    *,
+    user_id: str,
+    org_id: str,
+    email: str,
+    name: str,
+    roles: list[str],
+    password_hash: str,
+) -> User:
     if bad := set(roles) - set(ROLES):
         raise AuthError(f"unknown role(s) {sorted(bad)}; roles are {', '.join(ROLES)}")
     if not roles:
@@ -90,10 +114,20 @@ def _add_user(db: Engine, *, user_id: str, org_id: str, email: str, name: str, r
     with transaction(db) as session:
         if session.get(Organization, org_id) is None:
             session.add(Organization(id=org_id, name=org_id))
-        if session.get(User, user_id) is not None or session.exec(select(User).where(User.email == email)).first():
+        if (
+            session.get(User, user_id) is not None
+            or session.exec(select(User).where(User.email == email)).first()
+        ):
             raise AuthError(f"user {user_id} / {email} exists")
-        user = User(id=user_id, org_id=org_id, email=email, name=name, roles=sorted(set(roles)),
-                    password_hash=password_hash, created_at=datetime.now(UTC))
+        user = User(
+            id=user_id,
+            org_id=org_id,
+            email=email,
+            name=name,
+            roles=sorted(set(roles)),
+            password_hash=password_hash,
+            created_at=datetime.now(UTC),
+        )
         session.add(user)
     return user
 
@@ -104,8 +138,14 @@ def issue_token(db: Engine, *, user_id: str, label: str = "") -> str:
     with transaction(db) as session:
         if session.get(User, user_id) is None:
             raise AuthError(f"no user {user_id}")
-        session.add(ApiToken(token_hash=_hash_secret(token), user_id=user_id, label=label,
-                             created_at=datetime.now(UTC)))
+        session.add(
+            ApiToken(
+                token_hash=_hash_secret(token),
+                user_id=user_id,
+                label=label,
+                created_at=datetime.now(UTC),
+            )
+        )
     return token
 
 
@@ -137,14 +177,24 @@ def from_token(session: Session, token: str, *, now: datetime | None = None) -> 
 def login(db: Engine, *, email: str, password: str, hours: float) -> tuple[str, Principal]:
     with transaction(db) as session:
         user = session.exec(select(User).where(User.email == email)).first()
-        if user is None or not user.active or not user.password_hash or not verify_password(password, user.password_hash):
+        if (
+            user is None
+            or not user.active
+            or not user.password_hash
+            or not verify_password(password, user.password_hash)
+        ):
             raise AuthError("wrong email or password")
         if needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
             session.add(user)
         sid = secrets.token_urlsafe(32)
-        session.add(WebSession(session_hash=_hash_secret(sid), user_id=user.id,
-                               expires_at=datetime.now(UTC) + timedelta(hours=hours)))
+        session.add(
+            WebSession(
+                session_hash=_hash_secret(sid),
+                user_id=user.id,
+                expires_at=datetime.now(UTC) + timedelta(hours=hours),
+            )
+        )
         return sid, principal(user)
 
 
@@ -168,10 +218,17 @@ def logout(db: Engine, sid: str) -> None:
 
 DEMO_PASSWORD = "demo"
 DEMO_USERS = [  # id, name, roles; CSM ids match the seeded accounts' owner_csm (their books)
-    ("alice", "Alice Martin", ["csm"]), ("bob", "Bob Chen", ["csm"]), ("chen", "Chen Wei", ["csm"]),
-    ("dana", "Dana Levi", ["csm"]), ("emeka", "Emeka Obi", ["csm"]), ("maria", "Maria Rossi", ["manager"]),
-    ("fiona", "Fiona Park", ["finance"]), ("leo", "Leo Varga", ["legal"]), ("vera", "Vera Novak", ["vp"]),
-    ("audrey", "Audrey Kim", ["auditor"]), ("adam", "Adam Admin", ["admin"]),
+    ("alice", "Alice Martin", ["csm"]),
+    ("bob", "Bob Chen", ["csm"]),
+    ("chen", "Chen Wei", ["csm"]),
+    ("dana", "Dana Levi", ["csm"]),
+    ("emeka", "Emeka Obi", ["csm"]),
+    ("maria", "Maria Rossi", ["manager"]),
+    ("fiona", "Fiona Park", ["finance"]),
+    ("leo", "Leo Varga", ["legal"]),
+    ("vera", "Vera Novak", ["vp"]),
+    ("audrey", "Audrey Kim", ["auditor"]),
+    ("adam", "Adam Admin", ["admin"]),
 ]
 
 
@@ -188,6 +245,13 @@ def seed_demo_users(db: Engine, org_id: str = "demo") -> int:
     # and every test stack seeds them (eleven argon2id hashes would add a second to each).
     password_hash = hash_password(DEMO_PASSWORD)
     for handle, name, roles in DEMO_USERS:
-        _add_user(db, user_id=demo_user_id(org_id, handle), org_id=org_id, email=f"{handle}@{org_id}.example",
-                  name=name, roles=roles, password_hash=password_hash)
+        _add_user(
+            db,
+            user_id=demo_user_id(org_id, handle),
+            org_id=org_id,
+            email=f"{handle}@{org_id}.example",
+            name=name,
+            roles=roles,
+            password_hash=password_hash,
+        )
     return len(DEMO_USERS)

@@ -8,16 +8,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from sqlmodel import Session
-
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.config import get_settings
 from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.services import make_policy_engine
+from sqlmodel import Session
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 model_app = typer.Typer(no_args_is_help=True, help="Health 2.0: train, evaluate.")
-accounts_app = typer.Typer(no_args_is_help=True, help="Accounts: health, explanation, signals, options.")
+accounts_app = typer.Typer(
+    no_args_is_help=True, help="Accounts: health, explanation, signals, options."
+)
 metrics_app = typer.Typer(no_args_is_help=True, help="Metrics: cost to retain.")
 
 
@@ -28,14 +29,25 @@ def _db():  # type: ignore[no-untyped-def]
 
 
 @model_app.command("train")
-def train(out: Annotated[Path, typer.Option(help="folder for model.txt, card.json, MODEL_CARD.md")] = Path(""),
-          simulate: Annotated[int, typer.Option(help="first write N simulated accounts to a fresh store "
-                                                     "and train on that (0: the configured store)")] = 0,
-          org: str = "", report_accounts: int = 800, as_json: JsonOpt = False) -> None:
+def train(
+    out: Annotated[
+        Path, typer.Option(help="folder for model.txt, card.json, MODEL_CARD.md")
+    ] = Path(""),
+    simulate: Annotated[
+        int,
+        typer.Option(
+            help="first write N simulated accounts to a fresh store "
+            "and train on that (0: the configured store)"
+        ),
+    ] = 0,
+    org: str = "",
+    report_accounts: int = 800,
+    as_json: JsonOpt = False,
+) -> None:
     """Train Health 2.0 on the store's history (daily rollups and churn outcomes); the
     early-warning report on held-out simulated accounts goes into its model card."""
-    from autopilot.runtime.health.early_warning import choose_threshold, report, risk_matrix
     from autopilot.runtime.devstack.simulator import simulate as sim
+    from autopilot.runtime.health.early_warning import choose_threshold, report, risk_matrix
     from autopilot.runtime.health.training import train_from_store, write_history
     from autopilot.runtime.store.db import make_engine
 
@@ -50,17 +62,25 @@ def train(out: Annotated[Path, typer.Option(help="folder for model.txt, card.jso
         fail(str(err), as_json=as_json)
     val, held = sim(report_accounts, seed=2), sim(report_accounts, seed=3)
     model.card["alert_threshold"] = choose_threshold(risk_matrix(model, val), val)
-    model.card["early_warning"] = report(risk_matrix(model, held), held, model.card["alert_threshold"])
+    model.card["early_warning"] = report(
+        risk_matrix(model, held), held, model.card["alert_threshold"]
+    )
     folder = out if str(out) else get_settings().data_dir / "models" / model.version
     model.save(folder)
     if as_json:
         emit_json({"ok": True, "folder": str(folder), "card": model.card})
         finish(0)
     ew = model.card["early_warning"]
-    console.print(f"trained {model.version} → {folder} (use it: AUTOPILOT_HEALTH_MODEL_DIR={folder})")
-    console.print(f"validation AUC {model.card['validation']['auc']}; alert threshold {model.card['alert_threshold']}")
-    console.print(f"early warning on {ew['accounts']} held-out accounts: median lead {ew['median_lead_days']} days, "
-                  f"precision {ew['precision']}, recall {ew['recall']}")
+    console.print(
+        f"trained {model.version} → {folder} (use it: AUTOPILOT_HEALTH_MODEL_DIR={folder})"
+    )
+    console.print(
+        f"validation AUC {model.card['validation']['auc']}; alert threshold {model.card['alert_threshold']}"
+    )
+    console.print(
+        f"early warning on {ew['accounts']} held-out accounts: median lead {ew['median_lead_days']} days, "
+        f"precision {ew['precision']}, recall {ew['recall']}"
+    )
     finish(0)
 
 
@@ -68,8 +88,8 @@ def train(out: Annotated[Path, typer.Option(help="folder for model.txt, card.jso
 def model_report(accounts: int = 1000, seed: int = 3, as_json: JsonOpt = False) -> None:
     """Early warning of the current model on held-out simulated accounts: lead time,
     precision, recall."""
-    from autopilot.runtime.health.early_warning import report, risk_matrix
     from autopilot.runtime.devstack.simulator import simulate as sim
+    from autopilot.runtime.health.early_warning import report, risk_matrix
     from autopilot.runtime.health.scoring import current_model
 
     model = current_model()
@@ -78,10 +98,14 @@ def model_report(accounts: int = 1000, seed: int = 3, as_json: JsonOpt = False) 
     if as_json:
         emit_json({"ok": True, **result})
         finish(0)
-    console.print(f"{model.version}, threshold {result['threshold']}, {result['accounts']} held-out accounts "
-                  f"({result['churned']} churned)")
-    console.print(f"median lead time {result['median_lead_days']} days (p25 {result['p25_lead_days']}); "
-                  f"precision {result['precision']}; recall {result['recall']}")
+    console.print(
+        f"{model.version}, threshold {result['threshold']}, {result['accounts']} held-out accounts "
+        f"({result['churned']} churned)"
+    )
+    console.print(
+        f"median lead time {result['median_lead_days']} days (p25 {result['p25_lead_days']}); "
+        f"precision {result['precision']}; recall {result['recall']}"
+    )
     finish(0)
 
 
@@ -98,29 +122,47 @@ def show(account_id: str, as_json: JsonOpt = False) -> None:
         account = session.get(Account, account_id)
         if account is None:
             fail(f"no account {account_id}", as_json=as_json)
-        view = account_view(session, account, read_limits(make_policy_engine(settings)), today=now.date(), now=now)
+        view = account_view(
+            session,
+            account,
+            read_limits(make_policy_engine(get_settings())),
+            today=now.date(),
+            now=now,
+        )
     if as_json:
         emit_json({"ok": True, **view})
         finish(0)
     a, h = view["account"], view["health"]
-    console.print(f"[bold]{a['name']}[/bold] ({a['id']}, {a['segment']}, ARR {a['arr']:,.0f}, renews {a['renewal_date']})")
-    console.print(f"Health {h['health']:.2f} · churn risk {h['risk']:.1%} (model {h['model_version']})")
+    console.print(
+        f"[bold]{a['name']}[/bold] ({a['id']}, {a['segment']}, ARR {a['arr']:,.0f}, renews {a['renewal_date']})"
+    )
+    console.print(
+        f"Health {h['health']:.2f} · churn risk {h['risk']:.1%} (model {h['model_version']})"
+    )
     console.print(f"  {'baseline':<44} {h['baseline']:+8.2f}")
     for f in h["factors"]:
-        console.print(f"  {f['label'] + ' = ' + format(f['value'], 'g'):<44} {f['contribution']:+8.2f}")
+        console.print(
+            f"  {f['label'] + ' = ' + format(f['value'], 'g'):<44} {f['contribution']:+8.2f}"
+        )
     console.print(f"  {'= health':<44} {view['check']['baseline_plus_contributions']:8.2f}")
     for s in view["signals"]:
         console.print(f"signal: {s['type']} · {s['detail']}")
     plan = view["optimizer"]["best"]
-    console.print(f"cheapest plan to keep renewal ≥ 80 %: {', '.join(o['name'] for o in plan['actions']) or 'none needed'}"
-                  f" · cost {plan['total_cost']:,.2f} · renewal probability {plan['expected']:.0%}"
-                  f"{'' if plan['feasible'] else ' (goal out of reach within the limits)'}")
+    console.print(
+        f"cheapest plan to keep renewal ≥ 80 %: {', '.join(o['name'] for o in plan['actions']) or 'none needed'}"
+        f" · cost {plan['total_cost']:,.2f} · renewal probability {plan['expected']:.0%}"
+        f"{'' if plan['feasible'] else ' (goal out of reach within the limits)'}"
+    )
     finish(0)
 
 
 @metrics_app.command("cbr")
-def cbr_cmd(by: Literal["segment", "agent", "playbook", "account"] = "segment", days: int = 90, org: str = "demo",
-            as_json: JsonOpt = False) -> None:
+def cbr_cmd(
+    by: Literal["segment", "agent", "playbook", "account"] = "segment",
+    days: int = 90,
+    org: str = "demo",
+    as_json: JsonOpt = False,
+) -> None:
     """Cost to retain = cost / retained ARR over the last DAYS days, by slice."""
     from autopilot.runtime.ledger.cbr import cbr
 
@@ -129,19 +171,33 @@ def cbr_cmd(by: Literal["segment", "agent", "playbook", "account"] = "segment", 
     with Session(_db()) as session:
         rows = cbr(session, org_id=org, by=by, since=since, until=until)
     if as_json:
-        emit_json({"ok": True, "by": by, "since": since.isoformat(), "until": until.isoformat(), "rows": rows})
+        emit_json(
+            {
+                "ok": True,
+                "by": by,
+                "since": since.isoformat(),
+                "until": until.isoformat(),
+                "rows": rows,
+            }
+        )
         finish(0)
     console.print(f"cost to retain by {by}, last {days} days")
     console.print(f"{by:<16} {'cost':>12} {'retained ARR':>15} {'CbR':>8}  accounts")
     for r in rows:
-        console.print(f"{r[by]:<16} {r['total_cost']:>12,.2f} {r['retained_arr']:>15,.0f} "
-                      f"{'-' if r['cbr'] is None else format(r['cbr'], '.2%'):>8}  {r['retained_accounts']}/{r['accounts']}")
+        console.print(
+            f"{r[by]:<16} {r['total_cost']:>12,.2f} {r['retained_arr']:>15,.0f} "
+            f"{'-' if r['cbr'] is None else format(r['cbr'], '.2%'):>8}  {r['retained_accounts']}/{r['accounts']}"
+        )
     finish(0)
 
 
 @accounts_app.command("import")
-def import_cmd(file: Path, kind: Literal["accounts", "contacts"] = "accounts", org: str = "demo",
-               as_json: JsonOpt = False) -> None:
+def import_cmd(
+    file: Path,
+    kind: Literal["accounts", "contacts"] = "accounts",
+    org: str = "demo",
+    as_json: JsonOpt = False,
+) -> None:
     """Import accounts or contacts from CSV (`custom.<field>` columns) or JSON: all rows
     or none; each bad row is reported with its number and field."""
     from autopilot.runtime.accounts.imports import ImportFailed, import_file
@@ -168,7 +224,6 @@ def schema_cmd(file: Path, org: str = "demo", as_json: JsonOpt = False) -> None:
     import json as _json
 
     import jsonschema
-
     from autopilot.runtime.accounts.imports import set_custom_schema
 
     try:

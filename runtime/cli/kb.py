@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.config import get_settings
 
@@ -44,7 +43,9 @@ def search_cmd(query: str, k: int = 3, as_json: JsonOpt = False) -> None:
         emit_json({"ok": True, "query": query, "hits": hits})
         finish(0)
     for h in hits:
-        console.print(f"[bold]{h['score']:.3f}[/bold] {h['source']} › {h['heading']}\n  {h['text'][:200]}")
+        console.print(
+            f"[bold]{h['score']:.3f}[/bold] {h['source']} › {h['heading']}\n  {h['text'][:200]}"
+        )
     finish(0)
 
 
@@ -60,5 +61,7 @@ def eval_cmd(k: int = 3, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"ok": True, **out})
     else:
-        console.print(f"recall@{k}: {out['recall']:.3f} ({out['hits']}/{out['queries']}); misses: {out['misses']}")
+        console.print(
+            f"recall@{k}: {out['recall']:.3f} ({out['hits']}/{out['queries']}); misses: {out['misses']}"
+        )
     finish(0)

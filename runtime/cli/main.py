@@ -10,18 +10,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
-
-from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.cli.accounts import accounts_app, metrics_app, model_app
-from autopilot.runtime.cli.policy import app as policy_app
 from autopilot.runtime.cli.kb import app as kb_app
 from autopilot.runtime.cli.mcp import app as mcp_app
+from autopilot.runtime.cli.output import console, emit_json, fail, finish
+from autopilot.runtime.cli.policy import app as policy_app
 from autopilot.runtime.cli.tools import app as tools_app
 from autopilot.runtime.cli.users import app as users_app
 from autopilot.runtime.config import get_settings
+from pydantic import ValidationError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="CS Autopilot: policy-gated CS agents.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="CS Autopilot: policy-gated CS agents."
+)
 events_app = typer.Typer(no_args_is_help=True, help="Feed account events.")
 approvals_app = typer.Typer(no_args_is_help=True, help="Work the approval inbox.")
 app.add_typer(events_app, name="events")
@@ -51,7 +52,10 @@ def up() -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (nohup, &)
+        for sig in (
+            signal.SIGINT,
+            signal.SIGTERM,
+        ):  # also when started with SIGINT ignored (nohup, &)
             loop.add_signal_handler(sig, stop.set)
         async with running_stack(settings) as stack:
             console.print(f"[bold]CS Autopilot is up[/bold] (seeded {stack.seeded} accounts)")
@@ -72,8 +76,8 @@ def up() -> None:
 @app.command()
 def worker() -> None:
     """Run a worker only, against TEMPORAL_ADDRESS and DATABASE_URL."""
-    from autopilot.runtime.services import build_services, watch_policies
     from autopilot.runtime.devstack.temporal import connect
+    from autopilot.runtime.services import build_services, watch_policies
     from autopilot.runtime.worker import build_worker
 
     settings = get_settings()
@@ -99,7 +103,7 @@ def demo(as_json: JsonOpt = False) -> None:
     say = (lambda _msg: None) if as_json else console.print
     try:
         summary = asyncio.run(run_demo(get_settings(), say))
-    except Exception as err:  # top level: report and exit non-zero
+    except Exception as err:  # noqa: BLE001 - top level: report and exit non-zero
         fail(f"demo failed: {type(err).__name__}: {err}", as_json=as_json, code=1)
     if as_json:
         emit_json(summary)
@@ -107,15 +111,17 @@ def demo(as_json: JsonOpt = False) -> None:
 
 
 async def _client_services() -> tuple[Any, Any]:
-    from autopilot.runtime.store.db import make_engine
     from autopilot.runtime.devstack.temporal import connect
+    from autopilot.runtime.store.db import make_engine
 
     settings = get_settings()
     try:
         client = await connect(settings.temporal_target, settings.temporal_namespace)
     except RuntimeError as err:
-        raise ConnectionError(f"Temporal is not reachable at {settings.temporal_target}: "
-                              "run `autopilot up` or set TEMPORAL_ADDRESS") from err
+        raise ConnectionError(
+            f"Temporal is not reachable at {settings.temporal_target}: "
+            "run `autopilot up` or set TEMPORAL_ADDRESS"
+        ) from err
     return client, make_engine(settings.db_url)
 
 
@@ -123,8 +129,8 @@ async def _client_services() -> tuple[Any, Any]:
 def events_import(file: Path, as_json: JsonOpt = False) -> None:
     """Import a JSONL file of events: all lines or none (a bad line is reported with its number)."""
     from autopilot.runtime.accounts.ingest import Ingest, UnknownAccount
-    from autopilot.runtime.policy.bundle import compute_bundle_hash
     from autopilot.runtime.agents.specs import load_specs
+    from autopilot.runtime.policy.bundle import compute_bundle_hash
 
     try:
         events = parse_jsonl(file)
@@ -134,8 +140,13 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
 
     async def main() -> dict[str, Any]:
         client, db = await _client_services()
-        ingest = Ingest(db, client, load_specs(settings.agents_path), task_queue=settings.task_queue,
-                        bundle_hash=compute_bundle_hash(settings.policies_path))
+        ingest = Ingest(
+            db,
+            client,
+            load_specs(settings.agents_path),
+            task_queue=settings.task_queue,
+            bundle_hash=compute_bundle_hash(settings.policies_path),
+        )
         try:
             stored = ingest.store(events)
         except UnknownAccount as err:
@@ -151,7 +162,9 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(result)
     else:
-        console.print(f"imported {result['imported']} events; started {len(result['started'])} run(s)")
+        console.print(
+            f"imported {result['imported']} events; started {len(result['started'])} run(s)"
+        )
     finish(0)
 
 
@@ -185,11 +198,10 @@ async def _inbox() -> Any:
 
 
 def _principal(user_id: str, as_json: bool) -> Any:
-    from sqlmodel import Session
-
     from autopilot.runtime.auth.users import principal
     from autopilot.runtime.store.db import make_engine
     from autopilot.runtime.store.users import User
+    from sqlmodel import Session
 
     with Session(make_engine(get_settings().db_url)) as session:
         user = session.get(User, user_id)
@@ -198,7 +210,9 @@ def _principal(user_id: str, as_json: bool) -> Any:
     return principal(user)
 
 
-AsOpt = Annotated[str, typer.Option("--as", help="the user you act as (their roles and book apply)")]
+AsOpt = Annotated[
+    str, typer.Option("--as", help="the user you act as (their roles and book apply)")
+]
 
 
 @approvals_app.command("list")
@@ -213,8 +227,10 @@ def approvals_list(user: AsOpt, as_json: JsonOpt = False, status: str = "pending
         emit_json({"ok": True, "approvals": [i.model_dump(mode="json") for i in items]})
         finish(0)
     for i in items:
-        console.print(f"{i.id}  {i.status:<8} {i.account_id:<10} {i.tool:<11} roles={','.join(i.roles)}"
-                      f"{'  you decide as ' + i.can_decide_as if i.can_decide_as else ''}")
+        console.print(
+            f"{i.id}  {i.status:<8} {i.account_id:<10} {i.tool:<11} roles={','.join(i.roles)}"
+            f"{'  you decide as ' + i.can_decide_as if i.can_decide_as else ''}"
+        )
     console.print(f"{len(items)} approval(s)")
     finish(0)
 
@@ -238,8 +254,10 @@ def _decide(approval_id: str, verdict: str, user: str, reason: str, as_json: boo
     if as_json:
         emit_json({"ok": True, **outcome.model_dump(mode="json")})
     else:
-        console.print(f"{outcome.approval_id}: {outcome.status} (vote by {outcome.actor})"
-                      f"{'; still needs ' + ', '.join(outcome.remaining_roles) if outcome.remaining_roles else ''}")
+        console.print(
+            f"{outcome.approval_id}: {outcome.status} (vote by {outcome.actor})"
+            f"{'; still needs ' + ', '.join(outcome.remaining_roles) if outcome.remaining_roles else ''}"
+        )
     finish(0)
 
 
@@ -250,8 +268,12 @@ def approvals_approve(approval_id: str, user: AsOpt, as_json: JsonOpt = False) -
 
 
 @approvals_app.command("reject")
-def approvals_reject(approval_id: str, user: AsOpt, reason: Annotated[str, typer.Option("--reason")],
-                     as_json: JsonOpt = False) -> None:
+def approvals_reject(
+    approval_id: str,
+    user: AsOpt,
+    reason: Annotated[str, typer.Option("--reason")],
+    as_json: JsonOpt = False,
+) -> None:
     """Reject a pending action; the reason reaches the agent (no re-proposal meanwhile)."""
     _decide(approval_id, "reject", user, reason, as_json)
 
@@ -264,8 +286,9 @@ def approvals_alerts(org: str = "demo", hours: float = 24, as_json: JsonOpt = Fa
     from autopilot.runtime.approvals.notify import send_alert_digest
     from autopilot.runtime.services import build_services
 
-    per_user = send_alert_digest(build_services(get_settings()), org_id=org,
-                                 since=datetime.now(UTC) - timedelta(hours=hours))
+    per_user = send_alert_digest(
+        build_services(get_settings()), org_id=org, since=datetime.now(UTC) - timedelta(hours=hours)
+    )
     if as_json:
         emit_json({"ok": True, "sent": per_user})
     else:
@@ -288,16 +311,21 @@ def approvals_digest(org: str = "demo", as_json: JsonOpt = False) -> None:
 
 
 @runs_app.command("rollback")
-def runs_rollback(run_id: Annotated[str, typer.Argument(help="the run's workflow id, agent:<agent>:<account>")],
-                  user: AsOpt = "adam", dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
-                  as_json: JsonOpt = False) -> None:
+def runs_rollback(
+    run_id: Annotated[str, typer.Argument(help="the run's workflow id, agent:<agent>:<account>")],
+    user: AsOpt = "adam",
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Undo a run's reversible writes, newest first, each through the policy gate and
     audited; irreversible effects are reported."""
     from autopilot.runtime.devstack.stack import recorded_crm
     from autopilot.runtime.execution.rollback import RollbackError, rollback
     from autopilot.runtime.services import build_services
 
-    svc = build_services(recorded_crm(get_settings()))  # the CRM of a running `autopilot up`, if any
+    svc = build_services(
+        recorded_crm(get_settings())
+    )  # the CRM of a running `autopilot up`, if any
     try:
         result = asyncio.run(rollback(svc, run_id, actor=user, dry_run=dry_run))
     except RollbackError as err:
@@ -306,9 +334,13 @@ def runs_rollback(run_id: Annotated[str, typer.Argument(help="the run's workflow
         emit_json({"ok": True, **result})
         finish(0)
     for s in result["steps"]:
-        console.print(f"{s['tool']:<22} {s['status']:<17} {s.get('compensate') or ''} {s.get('detail', '')}")
-    console.print(f"{result['undone']} undone, {result['irreversible']} irreversible"
-                  f"{' (dry run: nothing changed)' if dry_run else ''}")
+        console.print(
+            f"{s['tool']:<22} {s['status']:<17} {s.get('compensate') or ''} {s.get('detail', '')}"
+        )
+    console.print(
+        f"{result['undone']} undone, {result['irreversible']} irreversible"
+        f"{' (dry run: nothing changed)' if dry_run else ''}"
+    )
     finish(0)
 
 

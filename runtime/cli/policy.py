@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.config import get_settings
 
-app = typer.Typer(no_args_is_help=True, help="Policies: check, test, evaluate, what-if, decision log.")
+app = typer.Typer(
+    no_args_is_help=True, help="Policies: check, test, evaluate, what-if, decision log."
+)
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
-BundleOpt = Annotated[Path | None, typer.Option("--bundle", help="policy folder (default: the configured one)")]
+BundleOpt = Annotated[
+    Path | None, typer.Option("--bundle", help="policy folder (default: the configured one)")
+]
 
 
 def _engine(bundle: Path | None, as_json: bool) -> Any:
@@ -53,9 +56,17 @@ def test_cmd(bundle: BundleOpt = None, as_json: JsonOpt = False) -> None:
     results = run_all(_engine(bundle, as_json), folder)
     failed = [r for r in results if not r.ok]
     if as_json:
-        emit_json({"ok": not failed, "passed": len(results) - len(failed), "failed": len(failed),
-                   "failures": [{"case": r.case.name, "source": r.case.source, "problems": r.problems}
-                                for r in failed]})
+        emit_json(
+            {
+                "ok": not failed,
+                "passed": len(results) - len(failed),
+                "failed": len(failed),
+                "failures": [
+                    {"case": r.case.name, "source": r.case.source, "problems": r.problems}
+                    for r in failed
+                ],
+            }
+        )
     else:
         for r in failed:
             console.print(f"[red]FAIL[/red] {r.case.source} {r.case.name}: {'; '.join(r.problems)}")
@@ -64,8 +75,11 @@ def test_cmd(bundle: BundleOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command("eval")
-def eval_cmd(input_file: Annotated[Path, typer.Option("--input", help="a JSON policy input")],
-             bundle: BundleOpt = None, as_json: JsonOpt = False) -> None:
+def eval_cmd(
+    input_file: Annotated[Path, typer.Option("--input", help="a JSON policy input")],
+    bundle: BundleOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Evaluate one input; print the decision and the rules that fired."""
     from autopilot.runtime.policy.engine import decide_raw
 
@@ -76,7 +90,9 @@ def eval_cmd(input_file: Annotated[Path, typer.Option("--input", help="a JSON po
     decision = decide_raw(_engine(bundle, as_json), payload)
     fired = [f"deny {v.code}: {v.msg}" for v in decision.deny]
     fired += [f"approval {a.role}: {a.reason}" for a in decision.approval]
-    fired += [f"obligation {o.get('type')}: {json.dumps(o, sort_keys=True)}" for o in decision.obligations]
+    fired += [
+        f"obligation {o.get('type')}: {json.dumps(o, sort_keys=True)}" for o in decision.obligations
+    ]
     if as_json:
         emit_json({"decision": decision.model_dump(mode="json"), "fired": fired})
     else:
@@ -87,10 +103,14 @@ def eval_cmd(input_file: Annotated[Path, typer.Option("--input", help="a JSON po
 
 
 @app.command()
-def whatif(bundle: Annotated[Path, typer.Option("--bundle", help="the candidate policy folder")],
-           since: str = "30d", as_json: JsonOpt = False) -> None:
+def whatif(
+    bundle: Annotated[Path, typer.Option("--bundle", help="the candidate policy folder")],
+    since: str = "30d",
+    as_json: JsonOpt = False,
+) -> None:
     """Re-evaluate logged decisions against a candidate bundle: what would change."""
-    from autopilot.runtime.policy.decisions import parse_since, whatif as run_whatif
+    from autopilot.runtime.policy.decisions import parse_since
+    from autopilot.runtime.policy.decisions import whatif as run_whatif
     from autopilot.runtime.store.db import make_engine, transaction
 
     try:
@@ -103,32 +123,46 @@ def whatif(bundle: Annotated[Path, typer.Option("--bundle", help="the candidate 
     if as_json:
         emit_json(report)
         finish(0)
-    console.print(f"{report['evaluated']} decisions re-evaluated against {bundle} "
-                  f"({report['bundle_hash'][:12]}); {report['changed']} would change")
+    console.print(
+        f"{report['evaluated']} decisions re-evaluated against {bundle} "
+        f"({report['bundle_hash'][:12]}); {report['changed']} would change"
+    )
     for key, n in report["transitions"].items():
         console.print(f"  {key:<34} {n}")
     for key, items in report["examples"].items():
         for ex in items:
-            console.print(f"  e.g. {key}: {ex['run_key']} codes {ex['codes_before']} → {ex['codes_after']}, "
-                          f"roles {ex['roles_before']} → {ex['roles_after']}")
+            console.print(
+                f"  e.g. {key}: {ex['run_key']} codes {ex['codes_before']} → {ex['codes_after']}, "
+                f"roles {ex['roles_before']} → {ex['roles_after']}"
+            )
     finish(0)
 
 
 @app.command()
-def log(account: str | None = None, agent: str | None = None, code: str | None = None,
-        outcome: str | None = None, limit: int = 50, as_json: JsonOpt = False) -> None:
+def log(
+    account: str | None = None,
+    agent: str | None = None,
+    code: str | None = None,
+    outcome: str | None = None,
+    limit: int = 50,
+    as_json: JsonOpt = False,
+) -> None:
     """The decision log, newest first."""
     from autopilot.runtime.policy.decisions import query
     from autopilot.runtime.store.db import make_engine, transaction
 
     with transaction(make_engine(get_settings().db_url)) as session:
-        rows = query(session, account_id=account, agent=agent, code=code, outcome=outcome, limit=limit)
+        rows = query(
+            session, account_id=account, agent=agent, code=code, outcome=outcome, limit=limit
+        )
     if as_json:
         emit_json({"decisions": [r.model_dump(mode="json") for r in rows]})
         finish(0)
     for r in rows:
-        console.print(f"{r.decided_at:%Y-%m-%d %H:%M} {r.outcome:<16} {r.account_id:<10} {r.agent:<13} "
-                      f"{' '.join(r.codes) or '-'} {('roles=' + ','.join(r.roles)) if r.roles else ''}")
+        console.print(
+            f"{r.decided_at:%Y-%m-%d %H:%M} {r.outcome:<16} {r.account_id:<10} {r.agent:<13} "
+            f"{' '.join(r.codes) or '-'} {('roles=' + ','.join(r.roles)) if r.roles else ''}"
+        )
     console.print(f"{len(rows)} decision(s)")
     finish(0)
 
@@ -140,8 +174,11 @@ def purge(as_json: JsonOpt = False) -> None:
     from autopilot.runtime.store.db import make_engine
 
     settings = get_settings()
-    n = run_purge(make_engine(settings.db_url), retention_days=settings.decision_log_retention_days,
-                  now=datetime.now(UTC))
+    n = run_purge(
+        make_engine(settings.db_url),
+        retention_days=settings.decision_log_retention_days,
+        now=datetime.now(UTC),
+    )
     emit_json({"ok": True, "deleted": n}) if as_json else console.print(f"deleted {n} decision(s)")
     finish(0)
 

@@ -6,7 +6,6 @@ import json
 from typing import Annotated
 
 import typer
-
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.config import get_settings
 
@@ -33,8 +32,10 @@ def list_tools(as_json: JsonOpt = False) -> None:
         finish(0)
     for t in tools:
         undo = t["compensate"] or ("irreversible" if t["irreversible"] else "-")
-        console.print(f"{t['name']:<22} {t['effect']:<9} cost {t['cost']:<6g} scopes {','.join(t['scopes']):<28} "
-                      f"undo {undo:<22} {'sandboxed ' if t['sandboxed'] else ''}{t['source']}")
+        console.print(
+            f"{t['name']:<22} {t['effect']:<9} cost {t['cost']:<6g} scopes {','.join(t['scopes']):<28} "
+            f"undo {undo:<22} {'sandboxed ' if t['sandboxed'] else ''}{t['source']}"
+        )
     finish(0)
 
 
@@ -47,8 +48,12 @@ def show(name: str, as_json: JsonOpt = False) -> None:
         t = _registry().get(name)
     except ToolError as err:
         fail(str(err), as_json=as_json)
-    body = {**t.summary(), "description": t.description, "args_schema": t.schema(),
-            "result_schema": t.result_model.model_json_schema()}
+    body = {
+        **t.summary(),
+        "description": t.description,
+        "args_schema": t.schema(),
+        "result_schema": t.result_model.model_json_schema(),
+    }
     if as_json:
         emit_json({"ok": True, **body})
     else:
@@ -57,9 +62,14 @@ def show(name: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command("call")
-def call(name: str, args: Annotated[str, typer.Option("--args", help="the arguments as JSON")] = "{}",
-         dry_run: Annotated[bool, typer.Option("--dry-run", help="show what it would do, do nothing")] = False,
-         as_json: JsonOpt = False) -> None:
+def call(
+    name: str,
+    args: Annotated[str, typer.Option("--args", help="the arguments as JSON")] = "{}",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show what it would do, do nothing")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Call a tool. Write and external tools only with --dry-run here: their effects
     run through an agent and the policy gate."""
     from autopilot.runtime.policy.limits import read_limits
@@ -74,12 +84,19 @@ def call(name: str, args: Annotated[str, typer.Option("--args", help="the argume
     except (ToolError, json.JSONDecodeError) as err:
         fail(str(err), as_json=as_json)
     if t.effect != "read" and not dry_run:
-        fail(f"{name} has {t.effect} effects: use --dry-run (effects run through an agent and the gate)",
-             as_json=as_json)
+        fail(
+            f"{name} has {t.effect} effects: use --dry-run (effects run through an agent and the gate)",
+            as_json=as_json,
+        )
     settings = get_settings()
-    ctx = ToolContext(idempotency_key=f"cli/{name}", dry_run=dry_run, smtp=smtp_config(settings),
-                      db=make_engine(settings.db_url), settings=settings,
-                      limits=read_limits(make_policy_engine(settings)))
+    ctx = ToolContext(
+        idempotency_key=f"cli/{name}",
+        dry_run=dry_run,
+        smtp=smtp_config(settings),
+        db=make_engine(settings.db_url),
+        settings=settings,
+        limits=read_limits(make_policy_engine(settings)),
+    )
     try:
         out = registry.call(name, parsed, ctx)
     except ToolError as err:

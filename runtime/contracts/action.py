@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from autopilot.runtime.contracts.policy import ActionCategory
 from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.runtime.contracts.policy import ActionCategory
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ProposedAction(BaseModel):
@@ -26,5 +25,9 @@ class ProposedAction(BaseModel):
 
     @property
     def payload_hash(self) -> str:
-        return sha256_hex(self.model_dump(mode="json", include={"tool", "args", "discount_pct", "high_touch",
-                                                                 "hours", "contract_change"}))
+        return sha256_hex(
+            self.model_dump(
+                mode="json",
+                include={"tool", "args", "discount_pct", "high_touch", "hours", "contract_change"},
+            )
+        )

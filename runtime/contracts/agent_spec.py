@@ -14,7 +14,9 @@ class Limits(BaseModel):
     max_actions_per_run: int = Field(3, ge=1, le=10)
     approval_timeout_hours: float = Field(72, gt=0)
     max_discount_pct: float = Field(25, ge=0, le=100)
-    rejection_cooldown_days: float = Field(14, ge=0, description="a rejected tool is not re-proposed meanwhile")
+    rejection_cooldown_days: float = Field(
+        14, ge=0, description="a rejected tool is not re-proposed meanwhile"
+    )
 
 
 class PlannerSettings(BaseModel):
@@ -37,8 +39,10 @@ class AgentSpec(BaseModel):
     trigger: str = Field(min_length=1, description="CEL expression over `account` and `event`")
     goal: str
     tools: list[str] = Field(min_length=1, description="the tools this agent is granted")
-    scopes: list[str] = Field(default_factory=list,
-                              description="the scopes granted; every listed tool's scopes must be among them")
+    scopes: list[str] = Field(
+        default_factory=list,
+        description="the scopes granted; every listed tool's scopes must be among them",
+    )
     limits: Limits = Limits()
     planner: PlannerSettings = PlannerSettings()
 

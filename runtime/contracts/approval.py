@@ -28,7 +28,9 @@ class ApprovalRequest(BaseModel):
     bundle_hash: str = ""
     spec_hash: str = ""
     edited_from: str | None = None
-    run_key: str | None = None  # the action's ledger row (None in histories from before reservations)
+    run_key: str | None = (
+        None  # the action's ledger row (None in histories from before reservations)
+    )
 
 
 class ApprovalVote(BaseModel):

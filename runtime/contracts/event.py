@@ -55,9 +55,13 @@ class EventIn(BaseModel):
     priority: Literal["P1", "P2", "P3", "P4"] | None = None
     score: int | None = Field(None, ge=0, le=10, description="NPS score 0-10")
     sentiment: float | None = Field(None, ge=-1, le=1)
-    amount: float | None = Field(None, ge=0, description="payment, invoice, or contract/expansion ARR")
+    amount: float | None = Field(
+        None, ge=0, description="payment, invoice, or contract/expansion ARR"
+    )
     module: Module | None = None
-    seats: int | None = Field(None, ge=0, description="seats added by an expansion or bought in a contract")
+    seats: int | None = Field(
+        None, ge=0, description="seats added by an expansion or bought in a contract"
+    )
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> EventIn:

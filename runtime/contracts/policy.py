@@ -9,9 +9,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ActionKind = Literal["email", "offer", "in_app", "meeting", "call", "task", "crm_update", "notice", "notification",
-                     "compensation", "read"]
-ActionCategory = Literal["rescue", "adoption", "commercial", "marketing", "operational", "compliance"]
+ActionKind = Literal[
+    "email",
+    "offer",
+    "in_app",
+    "meeting",
+    "call",
+    "task",
+    "crm_update",
+    "notice",
+    "notification",
+    "compensation",
+    "read",
+]
+ActionCategory = Literal[
+    "rescue", "adoption", "commercial", "marketing", "operational", "compliance"
+]
 
 
 class _In(BaseModel):
@@ -108,7 +121,9 @@ class Decision(BaseModel):
         return sorted({a.role for a in self.approval})
 
     @classmethod
-    def fail_closed(cls, code: str, msg: str, *, bundle_hash: str = "", input_hash: str = "") -> Decision:
+    def fail_closed(
+        cls, code: str, msg: str, *, bundle_hash: str = "", input_hash: str = ""
+    ) -> Decision:
         return cls(
             allow=False,
             require_approval=False,

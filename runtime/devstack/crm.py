@@ -33,8 +33,10 @@ def create_crm_app(token: str = "") -> FastAPI:
     app.state.accounts, app.state.writes = accounts, []
 
     def account(account_id: str) -> dict[str, Any]:
-        return accounts.setdefault(account_id, {"id": account_id, "fields": {}, "notes": [], "opportunities": [],
-                                                "forecast": None})
+        return accounts.setdefault(
+            account_id,
+            {"id": account_id, "fields": {}, "notes": [], "opportunities": [], "forecast": None},
+        )
 
     def check(auth: str | None) -> None:
         if token and auth != f"Bearer {token}":
@@ -45,7 +47,9 @@ def create_crm_app(token: str = "") -> FastAPI:
             if key and key in replies:
                 return replies[key]
             reply = apply()
-            app.state.writes.append({"key": key, "at": datetime.now(UTC).isoformat(), "reply": reply})
+            app.state.writes.append(
+                {"key": key, "at": datetime.now(UTC).isoformat(), "reply": reply}
+            )
             if key:
                 replies[key] = reply
             return reply
@@ -57,8 +61,12 @@ def create_crm_app(token: str = "") -> FastAPI:
             return dict(account(account_id))
 
     @app.patch("/accounts/{account_id}")
-    def patch_account(account_id: str, body: FieldsPatch, authorization: str | None = Header(None),
-                      idempotency_key: str | None = Header(None)) -> dict[str, Any]:
+    def patch_account(
+        account_id: str,
+        body: FieldsPatch,
+        authorization: str | None = Header(None),
+        idempotency_key: str | None = Header(None),
+    ) -> dict[str, Any]:
         check(authorization)
 
         def apply() -> dict[str, Any]:
@@ -70,14 +78,24 @@ def create_crm_app(token: str = "") -> FastAPI:
         return once(idempotency_key, apply)
 
     @app.post("/accounts/{account_id}/notes", status_code=201)
-    def add_note(account_id: str, note: Note, authorization: str | None = Header(None),
-                 idempotency_key: str | None = Header(None)) -> dict[str, Any]:
+    def add_note(
+        account_id: str,
+        note: Note,
+        authorization: str | None = Header(None),
+        idempotency_key: str | None = Header(None),
+    ) -> dict[str, Any]:
         check(authorization)
-        return once(idempotency_key, lambda: account(account_id)["notes"].append(note.text) or {"ok": True})
+        return once(
+            idempotency_key, lambda: account(account_id)["notes"].append(note.text) or {"ok": True}
+        )
 
     @app.put("/accounts/{account_id}/forecast")
-    def put_forecast(account_id: str, forecast: Forecast, authorization: str | None = Header(None),
-                     idempotency_key: str | None = Header(None)) -> dict[str, Any]:
+    def put_forecast(
+        account_id: str,
+        forecast: Forecast,
+        authorization: str | None = Header(None),
+        idempotency_key: str | None = Header(None),
+    ) -> dict[str, Any]:
         check(authorization)
 
         def apply() -> dict[str, Any]:
@@ -88,8 +106,11 @@ def create_crm_app(token: str = "") -> FastAPI:
         return once(idempotency_key, apply)
 
     @app.delete("/accounts/{account_id}/forecast")
-    def delete_forecast(account_id: str, authorization: str | None = Header(None),
-                        idempotency_key: str | None = Header(None)) -> dict[str, Any]:
+    def delete_forecast(
+        account_id: str,
+        authorization: str | None = Header(None),
+        idempotency_key: str | None = Header(None),
+    ) -> dict[str, Any]:
         check(authorization)
 
         def apply() -> dict[str, Any]:
@@ -100,7 +121,9 @@ def create_crm_app(token: str = "") -> FastAPI:
         return once(idempotency_key, apply)
 
     @app.get("/accounts/{account_id}/opportunities")
-    def opportunities(account_id: str, authorization: str | None = Header(None)) -> list[dict[str, Any]]:
+    def opportunities(
+        account_id: str, authorization: str | None = Header(None)
+    ) -> list[dict[str, Any]]:
         check(authorization)
         return list(account(account_id)["opportunities"])
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy.engine import Engine
-from sqlmodel import select
-
 from autopilot.runtime.auth.users import demo_user_id, seed_demo_users
-from autopilot.runtime.store.accounts import Account, Contact, count_accounts
-from autopilot.runtime.ledger.cbr import LEDGER_RATES
 from autopilot.runtime.health.scoring import rescore_all
 from autopilot.runtime.health.training import seed_history
+from autopilot.runtime.ledger.cbr import LEDGER_RATES
+from autopilot.runtime.store.accounts import Account, Contact, count_accounts
 from autopilot.runtime.store.customer import CostEntry
 from autopilot.runtime.store.db import transaction
+from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 SEGMENTS = [  # segment, share, ARR range, seats range
     ("enterprise", 0.15, (250_000, 1_200_000), (300, 2_000)),
@@ -29,14 +28,50 @@ TIMEZONES = {
     "apac": ["Asia/Singapore", "Asia/Tokyo", "Australia/Sydney"],
 }
 CSMS = ["alice", "bob", "chen", "dana", "emeka"]
-WORDS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell", "Cyberdyne",
-         "Soylent", "Wonka", "Aperture", "Vandelay", "Pied", "Gringotts", "Oscorp", "Nakatomi", "Dunder"]
-SUFFIXES = ["Labs", "Systems", "Health", "Logistics", "Foods", "Energy", "Retail", "Media", "Bank", "Works"]
+WORDS = [
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Wonka",
+    "Aperture",
+    "Vandelay",
+    "Pied",
+    "Gringotts",
+    "Oscorp",
+    "Nakatomi",
+    "Dunder",
+]
+SUFFIXES = [
+    "Labs",
+    "Systems",
+    "Health",
+    "Logistics",
+    "Foods",
+    "Energy",
+    "Retail",
+    "Media",
+    "Bank",
+    "Works",
+]
 ROLES = ["champion", "admin", "executive_sponsor", "end_user"]
 
 
-def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | None = None,
-                   org_id: str = "demo", prefix: str = "acc") -> int:
+def seed_portfolio(
+    db: Engine,
+    *,
+    n: int = 240,
+    seed: int = 7,
+    today: date | None = None,
+    org_id: str = "demo",
+    prefix: str = "acc",
+) -> int:
     """Create `n` accounts with contacts (and the org's demo users) when the org has
     none; returns accounts created."""
     today = today or date.today()
@@ -58,10 +93,20 @@ def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | Non
             name = f"{rng.choice(WORDS)} {rng.choice(SUFFIXES)} {i + 1}"
             domain = name.lower().replace(" ", "-") + ".example"
             account = Account(
-                id=account_id, org_id=org_id, name=name, segment=segment, region=rng.choice(REGIONS),
-                arr=round(rng.uniform(arr_lo, arr_hi), -2), seats_purchased=seats, seats_used=used,
-                active_users_30d=int(used * (rng.uniform(0.6, 0.8) if at_risk else rng.uniform(0.8, 1.0))),
-                logins_30d=used * rng.randint(5, 20), open_tickets=rng.randint(0, 3), p1_open=0,
+                id=account_id,
+                org_id=org_id,
+                name=name,
+                segment=segment,
+                region=rng.choice(REGIONS),
+                arr=round(rng.uniform(arr_lo, arr_hi), -2),
+                seats_purchased=seats,
+                seats_used=used,
+                active_users_30d=int(
+                    used * (rng.uniform(0.6, 0.8) if at_risk else rng.uniform(0.8, 1.0))
+                ),
+                logins_30d=used * rng.randint(5, 20),
+                open_tickets=rng.randint(0, 3),
+                p1_open=0,
                 nps=rng.choice([None, 6, 7, 8, 9, 10]) if not at_risk else rng.choice([5, 6, 7]),
                 sentiment=round(rng.uniform(-0.1, 0.6), 2),
                 payment_failures_90d=0,
@@ -74,14 +119,18 @@ def seed_portfolio(db: Engine, *, n: int = 240, seed: int = 7, today: date | Non
             notice = datetime.combine(today, time(9), UTC) - timedelta(days=rng.randint(30, 700))
             has_notice = rng.random() < 0.95
             for j, role in enumerate(ROLES[: rng.randint(2, 4)]):
-                session.add(Contact(
-                    id=f"{account_id}-c{j + 1}", account_id=account_id,
-                    name=f"{role.replace('_', ' ').title()} of {name.split()[0]}",
-                    email=f"{role}@{domain}", role=role,
-                    timezone=rng.choice(TIMEZONES[account.region]),
-                    opted_out=rng.random() < 0.05 and role != "champion",
-                    notice_at=notice if has_notice else None,
-                ))
+                session.add(
+                    Contact(
+                        id=f"{account_id}-c{j + 1}",
+                        account_id=account_id,
+                        name=f"{role.replace('_', ' ').title()} of {name.split()[0]}",
+                        email=f"{role}@{domain}",
+                        role=role,
+                        timezone=rng.choice(TIMEZONES[account.region]),
+                        opted_out=rng.random() < 0.05 and role != "champion",
+                        notice_at=notice if has_notice else None,
+                    )
+                )
     # Health 2.0 needs usage history: 90 days of daily rollups, then a first full score.
     seed_history(db, org_id=org_id, today=today, seed=seed)
     rescore_all(db, today=today, org_id=org_id)
@@ -97,7 +146,9 @@ def seed_costs(db: Engine, *, org_id: str, today: date, seed: int = 7) -> int:
     with transaction(db) as session:
         accounts = session.exec(select(Account).where(Account.org_id == org_id)).all()
         for a in accounts:
-            hours = {"enterprise": 12, "mid_market": 5, "smb": 1.5, "tech_touch": 0.2}[a.segment] * rng.uniform(0.5, 1.5)
+            hours = {"enterprise": 12, "mid_market": 5, "smb": 1.5, "tech_touch": 0.2}[
+                a.segment
+            ] * rng.uniform(0.5, 1.5)
             rate = LEDGER_RATES["csm_hourly"][a.segment]
             tickets = rng.randint(0, 6)
             for kind, amount, extra in (
@@ -107,6 +158,15 @@ def seed_costs(db: Engine, *, org_id: str, today: date, seed: int = 7) -> int:
                 ("education", rng.choice([0, 0, 25, 60]), {}),
             ):
                 if amount:
-                    session.add(CostEntry(org_id=org_id, account_id=a.id, kind=kind, amount=round(amount, 2),
-                                          at=start + timedelta(days=rng.randint(0, 59)), note="seeded", **extra))
+                    session.add(
+                        CostEntry(
+                            org_id=org_id,
+                            account_id=a.id,
+                            kind=kind,
+                            amount=round(amount, 2),
+                            at=start + timedelta(days=rng.randint(0, 59)),
+                            note="seeded",
+                            **extra,
+                        )
+                    )
     return len(accounts)

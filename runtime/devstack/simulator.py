@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from autopilot.runtime.health.features import MODULES, SIGNALS, WINDOW, Windows
 
 SEGMENTS = ("enterprise", "mid_market", "smb", "tech_touch")
@@ -43,13 +42,25 @@ class Portfolio:
         idx = np.arange(self.n) if idx is None else idx
         lo = day - WINDOW + 1
         assert lo >= 0, f"day {day} has less than {WINDOW} days of history"
-        return Windows(signals={k: v[idx, lo:day + 1] for k, v in self.signals.items()},
-                       seats_purchased=self.seats_purchased[idx], seats_used=self.seats_used[idx, day],
-                       nps=self.nps[idx, day], days_to_renewal=self.renewal_day[idx] - day)
+        return Windows(
+            signals={k: v[idx, lo : day + 1] for k, v in self.signals.items()},
+            seats_purchased=self.seats_purchased[idx],
+            seats_used=self.seats_used[idx, day],
+            nps=self.nps[idx, day],
+            days_to_renewal=self.renewal_day[idx] - day,
+        )
 
 
-def simulate(n: int, *, days: int = 300, seed: int = 0, churn_rate: float = 0.22, dip_rate: float = 0.15,
-             segment: np.ndarray | None = None, seats: np.ndarray | None = None) -> Portfolio:
+def simulate(
+    n: int,
+    *,
+    days: int = 300,
+    seed: int = 0,
+    churn_rate: float = 0.22,
+    dip_rate: float = 0.15,
+    segment: np.ndarray | None = None,
+    seats: np.ndarray | None = None,
+) -> Portfolio:
     """`segment` and `seats` give existing accounts a history; otherwise drawn."""
     rng = np.random.default_rng(seed)
     if segment is None:
@@ -58,7 +69,9 @@ def simulate(n: int, *, days: int = 300, seed: int = 0, churn_rate: float = 0.22
         lo = np.array([SEATS[s][0] for s in segment])
         hi = np.array([SEATS[s][1] for s in segment])
         seats = rng.integers(lo, hi + 1)
-    arr = np.round(seats * np.array([ARR_PER_SEAT[s] for s in segment]) * rng.uniform(0.8, 1.2, n), -2)
+    arr = np.round(
+        seats * np.array([ARR_PER_SEAT[s] for s in segment]) * rng.uniform(0.8, 1.2, n), -2
+    )
     t = np.arange(days)[None, :]
 
     base = rng.uniform(0.45, 0.95, n)[:, None]
@@ -66,7 +79,9 @@ def simulate(n: int, *, days: int = 300, seed: int = 0, churn_rate: float = 0.22
     churns = rng.random(n) < churn_rate
     # Most churners leave at renewal; the rest mid-term. Both must fall inside the history.
     at_renewal = rng.random(n) < 0.7
-    churn = np.where(at_renewal & (renewal < days), renewal, rng.integers(min(WINDOW + 40, days - 1), days, n))
+    churn = np.where(
+        at_renewal & (renewal < days), renewal, rng.integers(min(WINDOW + 40, days - 1), days, n)
+    )
     churn = np.where(churns, churn, -1)
     decline = rng.integers(20, 80, n)
     start = churn - decline
@@ -96,16 +111,34 @@ def simulate(n: int, *, days: int = 300, seed: int = 0, churn_rate: float = 0.22
     asked = rng.random(engagement.shape) < 1 / 45
     answer = np.clip(np.round(engagement * 11 - 1 + rng.normal(0, 1.5, engagement.shape)), 0, 10)
     nps = _carry_forward(np.where(asked, answer, -1))
-    seats_used = np.minimum(seats[:, None], np.round(seats[:, None] * np.clip(engagement * 1.05 + 0.1, 0, 1)))
+    seats_used = np.minimum(
+        seats[:, None], np.round(seats[:, None] * np.clip(engagement * 1.05 + 0.1, 0, 1))
+    )
 
-    signals = {"logins": logins, "active_users": active, "modules": modules, "tickets": tickets, "p1": p1,
-               "sentiment_sum": sentiment, "sentiment_n": has_sent.astype(int), "payment_failed": payment}
+    signals = {
+        "logins": logins,
+        "active_users": active,
+        "modules": modules,
+        "tickets": tickets,
+        "p1": p1,
+        "sentiment_sum": sentiment,
+        "sentiment_n": has_sent.astype(int),
+        "payment_failed": payment,
+    }
     for k, v in signals.items():
         signals[k] = np.where(gone, 0, v)
     assert set(signals) == set(SIGNALS)
-    return Portfolio(segment=segment, seats_purchased=seats, arr=arr, signals=signals,
-                     seats_used=np.where(gone, 0, seats_used), nps=nps, renewal_day=renewal, churn_day=churn,
-                     days=days)
+    return Portfolio(
+        segment=segment,
+        seats_purchased=seats,
+        arr=arr,
+        signals=signals,
+        seats_used=np.where(gone, 0, seats_used),
+        nps=nps,
+        renewal_day=renewal,
+        churn_day=churn,
+        days=days,
+    )
 
 
 def _carry_forward(a: np.ndarray) -> np.ndarray:
@@ -117,7 +150,9 @@ def _carry_forward(a: np.ndarray) -> np.ndarray:
     return np.where(first, out, -1)
 
 
-def training_samples(p: Portfolio, *, horizon: int = 45, every: int = 7) -> tuple[np.ndarray, np.ndarray]:
+def training_samples(
+    p: Portfolio, *, horizon: int = 45, every: int = 7
+) -> tuple[np.ndarray, np.ndarray]:
     """Snapshots every `every` days while an account is still a customer; label 1 when
     it churns within `horizon` days of the snapshot."""
     from autopilot.runtime.health.features import compute

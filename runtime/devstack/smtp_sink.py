@@ -8,16 +8,19 @@ from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from sqlalchemy.engine import Engine
-
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.mail import ReceivedMail
+from sqlalchemy.engine import Engine
 
 
 def _body(msg: Message) -> str:
     part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), msg)
     payload = part.get_payload(decode=True)
-    return payload.decode(part.get_content_charset() or "utf-8", "replace") if isinstance(payload, bytes) else ""
+    return (
+        payload.decode(part.get_content_charset() or "utf-8", "replace")
+        if isinstance(payload, bytes)
+        else ""
+    )
 
 
 class StoreHandler:
@@ -28,11 +31,17 @@ class StoreHandler:
         msg = message_from_bytes(envelope.content)
         with transaction(self.db) as s:
             for rcpt in envelope.rcpt_tos:
-                s.add(ReceivedMail(
-                    message_id=msg.get("Message-ID", ""), mail_from=envelope.mail_from, rcpt_to=rcpt,
-                    subject=msg.get("Subject", ""), body=_body(msg),
-                    raw=envelope.content.decode("utf-8", "replace"), received_at=datetime.now(UTC),
-                ))
+                s.add(
+                    ReceivedMail(
+                        message_id=msg.get("Message-ID", ""),
+                        mail_from=envelope.mail_from,
+                        rcpt_to=rcpt,
+                        subject=msg.get("Subject", ""),
+                        body=_body(msg),
+                        raw=envelope.content.decode("utf-8", "replace"),
+                        received_at=datetime.now(UTC),
+                    )
+                )
         return "250 Message accepted for delivery"
 
 

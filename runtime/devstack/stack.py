@@ -18,19 +18,18 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import uvicorn
-from temporalio.client import Client
-
+from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.api.app import create_app
 from autopilot.runtime.config import Settings
 from autopilot.runtime.devstack.crm import create_crm_app
-from autopilot.runtime.accounts.ingest import Ingest
-from autopilot.runtime.kb.store import ensure_shipped
 from autopilot.runtime.devstack.seed import seed_portfolio
-from autopilot.runtime.policy.decisions import purge as purge_decisions
-from autopilot.runtime.services import Services, build_services, watch_policies
 from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
 from autopilot.runtime.devstack.temporal import connect, start_dev_server
+from autopilot.runtime.kb.store import ensure_shipped
+from autopilot.runtime.policy.decisions import purge as purge_decisions
+from autopilot.runtime.services import Services, build_services, watch_policies
 from autopilot.runtime.worker import build_worker
+from temporalio.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +72,22 @@ class Running:
 
 
 @asynccontextmanager
-async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240) -> AsyncIterator[Running]:
+async def running_stack(
+    settings: Settings, *, ui: bool = True, seed: int = 240
+) -> AsyncIterator[Running]:
     async with AsyncExitStack() as stack:
         urls: dict[str, str] = {}
         if not settings.crm_url:  # the reference CRM, on loopback, for the CRM connector
             crm_port = free_port()
-            crm = uvicorn.Server(uvicorn.Config(create_crm_app(), host="127.0.0.1", port=crm_port,
-                                                log_level="warning", lifespan="off"))
+            crm = uvicorn.Server(
+                uvicorn.Config(
+                    create_crm_app(),
+                    host="127.0.0.1",
+                    port=crm_port,
+                    log_level="warning",
+                    lifespan="off",
+                )
+            )
             crm_task = asyncio.create_task(crm.serve())
             stack.push_async_callback(_stop_server, crm, crm_task)
             while not crm.started:
@@ -91,7 +99,9 @@ async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240)
             recorded = settings.data_dir / CRM_URL_FILE
             recorded.parent.mkdir(parents=True, exist_ok=True)
             recorded.write_text(settings.crm_url + "\n")
-            stack.callback(recorded.unlink, missing_ok=True)  # gone with the CRM (its data is in memory)
+            stack.callback(
+                recorded.unlink, missing_ok=True
+            )  # gone with the CRM (its data is in memory)
         if settings.temporal_address:
             target = settings.temporal_address
         else:
@@ -105,7 +115,9 @@ async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240)
         services = build_services(settings)
         stack.callback(services.db.dispose)
         stack.callback(watch_policies(services.policy))
-        purge_decisions(services.db, retention_days=settings.decision_log_retention_days, now=services.clock())
+        purge_decisions(
+            services.db, retention_days=settings.decision_log_retention_days, now=services.clock()
+        )
         seeded = seed_portfolio(services.db, n=seed) if seed else 0
         ensure_shipped(settings)  # the knowledge base that ships with the product
         if not settings.smtp_host:
@@ -114,18 +126,32 @@ async def running_stack(settings: Settings, *, ui: bool = True, seed: int = 240)
             urls["smtp"] = f"smtp://127.0.0.1:{settings.smtp_port}"
         worker = build_worker(client, services, settings.task_queue)
         await stack.enter_async_context(worker)
-        ingest = Ingest(services.db, client, services.specs, task_queue=settings.task_queue,
-                        bundle_hash=services.policy.bundle_hash)
+        ingest = Ingest(
+            services.db,
+            client,
+            services.specs,
+            task_queue=settings.task_queue,
+            bundle_hash=services.policy.bundle_hash,
+        )
         app = create_app(services, ingest)
-        api = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port,
-                                            log_level="warning", lifespan="off"))
+        api = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=settings.api_host,
+                port=settings.api_port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
         api_task = asyncio.create_task(api.serve())
         while not api.started:
             if api_task.done():
                 api_task.result()  # surfaces the bind error
             await asyncio.sleep(0.02)
         base = f"http://{settings.api_host}:{settings.api_port}"
-        urls.update(api=base, api_docs=f"{base}/docs", inbox=f"{base}/inbox", manager=f"{base}/manager")
+        urls.update(
+            api=base, api_docs=f"{base}/docs", inbox=f"{base}/inbox", manager=f"{base}/manager"
+        )
         try:
             yield Running(settings, services, client, ingest, seeded, urls)
         finally:

@@ -7,18 +7,23 @@ guess (ToolOutcomeUnknown) rather than risk a second email."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from datetime import UTC, datetime
-
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from typing import Any
 
 from autopilot.runtime.contracts.tool import ToolCall, ToolResult
 from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.tool_calls import ToolCallRecord
-from autopilot.tools.registry import Registry, SmtpConfig, ToolContext, ToolError, ToolNotGranted, ToolOutcomeUnknown
+from autopilot.tools.registry import (
+    Registry,
+    SmtpConfig,
+    ToolContext,
+    ToolError,
+    ToolNotGranted,
+    ToolOutcomeUnknown,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 
 def _reserve(engine: Engine, call: ToolCall) -> ToolResult | None:
@@ -27,16 +32,27 @@ def _reserve(engine: Engine, call: ToolCall) -> ToolResult | None:
         with transaction(engine) as session:
             row = session.get(ToolCallRecord, call.idempotency_key)
             if row is not None and row.status == "done":
-                return ToolResult(tool=row.tool, idempotency_key=row.idempotency_key,
-                                  status="done", output=row.output, replayed=True)
+                return ToolResult(
+                    tool=row.tool,
+                    idempotency_key=row.idempotency_key,
+                    status="done",
+                    output=row.output,
+                    replayed=True,
+                )
             if row is not None and row.status == "started":
                 raise ToolOutcomeUnknown(
                     f"an earlier attempt of {call.idempotency_key} started and never finished"
                 )
             if row is None:
-                session.add(ToolCallRecord(idempotency_key=call.idempotency_key, tool=call.tool,
-                                           args=call.args, status="started",
-                                           started_at=datetime.now(UTC)))
+                session.add(
+                    ToolCallRecord(
+                        idempotency_key=call.idempotency_key,
+                        tool=call.tool,
+                        args=call.args,
+                        status="started",
+                        started_at=datetime.now(UTC),
+                    )
+                )
             else:  # failed before any effect: try again
                 row.status, row.attempts, row.error = "started", row.attempts + 1, None
                 session.add(row)
@@ -45,7 +61,9 @@ def _reserve(engine: Engine, call: ToolCall) -> ToolResult | None:
     return None
 
 
-def _close(engine: Engine, key: str, *, status: str, output: dict | None = None, error: str | None = None) -> None:
+def _close(
+    engine: Engine, key: str, *, status: str, output: dict | None = None, error: str | None = None
+) -> None:
     with transaction(engine) as session:
         row = session.get(ToolCallRecord, key)
         assert row is not None
@@ -54,17 +72,33 @@ def _close(engine: Engine, key: str, *, status: str, output: dict | None = None,
         session.add(row)
 
 
-def execute_once(engine: Engine, registry: Registry, call: ToolCall, smtp: SmtpConfig | None,
-                 settings: Any = None, limits: PolicyLimits | None = None) -> ToolResult:
+def execute_once(
+    engine: Engine,
+    registry: Registry,
+    call: ToolCall,
+    smtp: SmtpConfig | None,
+    settings: Any = None,
+    limits: PolicyLimits | None = None,
+) -> ToolResult:
     if call.tool not in call.granted:
         raise ToolNotGranted(f"tool '{call.tool}' is not granted to this agent")
     tool_def = registry.get(call.tool)
-    ctx = ToolContext(idempotency_key=call.idempotency_key, dry_run=call.dry_run, smtp=smtp, db=engine,
-                      settings=settings, limits=limits)
+    ctx = ToolContext(
+        idempotency_key=call.idempotency_key,
+        dry_run=call.dry_run,
+        smtp=smtp,
+        db=engine,
+        settings=settings,
+        limits=limits,
+    )
     if call.dry_run or tool_def.effect == "read":
         output = registry.call(call.tool, call.args, ctx)
-        return ToolResult(tool=call.tool, idempotency_key=call.idempotency_key,
-                          status="dry_run" if call.dry_run else "done", output=output)
+        return ToolResult(
+            tool=call.tool,
+            idempotency_key=call.idempotency_key,
+            status="dry_run" if call.dry_run else "done",
+            output=output,
+        )
     stored = _reserve(engine, call)
     if stored is not None:
         return stored
@@ -76,4 +110,6 @@ def execute_once(engine: Engine, registry: Registry, call: ToolCall, smtp: SmtpC
         _close(engine, call.idempotency_key, status="failed", error=str(err)[:500])
         raise
     _close(engine, call.idempotency_key, status="done", output=output)
-    return ToolResult(tool=call.tool, idempotency_key=call.idempotency_key, status="done", output=output)
+    return ToolResult(
+        tool=call.tool, idempotency_key=call.idempotency_key, status="done", output=output
+    )

@@ -7,35 +7,44 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlmodel import Session, col, select
-
+from autopilot.runtime.accounts.snapshot import get_snapshot
+from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.audit import AuditEvent
+from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.contracts.policy import ActorIn
 from autopilot.runtime.contracts.tool import ToolCall
 from autopilot.runtime.execution.executor import execute_once
 from autopilot.runtime.policy.gate import gate_action
-from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.services import Services
-from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.store import audit
-from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.tool_calls import ToolCallRecord
 from autopilot.tools.registry import ToolContext, ToolError
+from sqlmodel import Session, col, select
 
 
 class RollbackError(ValueError):
     pass
 
 
-async def rollback(svc: Services, workflow_id: str, *, actor: str, dry_run: bool = False) -> dict[str, Any]:
+async def rollback(
+    svc: Services, workflow_id: str, *, actor: str, dry_run: bool = False
+) -> dict[str, Any]:
     with Session(svc.db) as session:
-        actions = session.exec(select(ActionRecord).where(ActionRecord.workflow_id == workflow_id,
-                                                          ActionRecord.status == "executed")
-                               .order_by(col(ActionRecord.updated_at).desc(), col(ActionRecord.run_key).desc())).all()
-        calls = {c.idempotency_key: c for c in session.exec(
-            select(ToolCallRecord).where(col(ToolCallRecord.idempotency_key).in_([a.run_key for a in actions])))}
+        actions = session.exec(
+            select(ActionRecord)
+            .where(ActionRecord.workflow_id == workflow_id, ActionRecord.status == "executed")
+            .order_by(col(ActionRecord.updated_at).desc(), col(ActionRecord.run_key).desc())
+        ).all()
+        calls = {
+            c.idempotency_key: c
+            for c in session.exec(
+                select(ToolCallRecord).where(
+                    col(ToolCallRecord.idempotency_key).in_([a.run_key for a in actions])
+                )
+            )
+        }
     if not actions:
         raise RollbackError(f"run {workflow_id} has no executed actions")
     steps: list[dict[str, Any]] = []
@@ -45,23 +54,46 @@ async def rollback(svc: Services, workflow_id: str, *, actor: str, dry_run: bool
         step: dict[str, Any] = {"action": action.run_key, "tool": action.tool}
         if tool.compensate is None:
             step["status"] = "irreversible" if tool.irreversible else "no_compensation"
-            step["detail"] = ("the effect cannot be undone (it was delivered)" if tool.irreversible
-                              else "the tool declares no compensating tool")
+            step["detail"] = (
+                "the effect cannot be undone (it was delivered)"
+                if tool.irreversible
+                else "the tool declares no compensating tool"
+            )
             steps.append(step)
             continue
         undo = (call.output if call else {}).get("undo")
         if not undo:
-            steps.append({**step, "status": "failed", "detail": "the tool's result carries no undo arguments"})
+            steps.append(
+                {
+                    **step,
+                    "status": "failed",
+                    "detail": "the tool's result carries no undo arguments",
+                }
+            )
             continue
         step["compensate"] = tool.compensate
-        steps.append(step | await _compensate(svc, action, tool.compensate, undo, actor=actor, dry_run=dry_run))
-    return {"workflow_id": workflow_id, "dry_run": dry_run, "steps": steps,
-            "undone": sum(s["status"] in ("compensated", "would_compensate") for s in steps),
-            "irreversible": sum(s["status"] == "irreversible" for s in steps)}
+        steps.append(
+            step
+            | await _compensate(svc, action, tool.compensate, undo, actor=actor, dry_run=dry_run)
+        )
+    return {
+        "workflow_id": workflow_id,
+        "dry_run": dry_run,
+        "steps": steps,
+        "undone": sum(s["status"] in ("compensated", "would_compensate") for s in steps),
+        "irreversible": sum(s["status"] == "irreversible" for s in steps),
+    }
 
 
-async def _compensate(svc: Services, action: ActionRecord, name: str, args: dict[str, Any], *, actor: str,
-                      dry_run: bool) -> dict[str, Any]:
+async def _compensate(
+    svc: Services,
+    action: ActionRecord,
+    name: str,
+    args: dict[str, Any],
+    *,
+    actor: str,
+    dry_run: bool,
+) -> dict[str, Any]:
     key = f"{action.run_key}/compensate"
     spec = svc.specs.get(action.agent)
     with Session(svc.db) as session:
@@ -70,33 +102,94 @@ async def _compensate(svc: Services, action: ActionRecord, name: str, args: dict
         return {"status": "failed", "detail": "the agent spec or the account is gone"}
     if dry_run:
         try:
-            preview = await asyncio.to_thread(svc.tools.call, name, args, ToolContext(
-                idempotency_key=key, dry_run=True, smtp=svc.smtp, db=svc.db, settings=svc.settings))
+            preview = await asyncio.to_thread(
+                svc.tools.call,
+                name,
+                args,
+                ToolContext(
+                    idempotency_key=key,
+                    dry_run=True,
+                    smtp=svc.smtp,
+                    db=svc.db,
+                    settings=svc.settings,
+                ),
+            )
         except ToolError as err:
             return {"status": "failed", "detail": str(err)}
         return {"status": "would_compensate", "preview": preview}
     # The compensation is granted with the tool it undoes, and judged by the policy like any action.
     granted = spec.model_copy(update={"tools": [*spec.tools, name]})
-    proposed = ProposedAction(tool=name, args=args, reason=f"rollback of {action.run_key} by {actor}",
-                              expected_cost=0.0, expected_uplift=0.0, category="operational")
-    decision = await gate_action(svc, run_key=key, action=proposed, account=account, spec=granted,
-                                 actor=ActorIn(type="user", id=actor), pinned_bundle=None)
-    common = {"workflow_id": action.workflow_id, "run_key": key, "bundle_hash": decision.bundle_hash,
-              "spec_hash": spec_hash(spec)}
+    proposed = ProposedAction(
+        tool=name,
+        args=args,
+        reason=f"rollback of {action.run_key} by {actor}",
+        expected_cost=0.0,
+        expected_uplift=0.0,
+        category="operational",
+    )
+    decision = await gate_action(
+        svc,
+        run_key=key,
+        action=proposed,
+        account=account,
+        spec=granted,
+        actor=ActorIn(type="user", id=actor),
+        pinned_bundle=None,
+    )
+    common = {
+        "workflow_id": action.workflow_id,
+        "run_key": key,
+        "bundle_hash": decision.bundle_hash,
+        "spec_hash": spec_hash(spec),
+    }
     if not decision.allow:
-        audit.append(svc.db, [AuditEvent(step="compensate", actor=actor, input_hash=decision.input_hash,
-                                         decision={"status": "denied", "codes": [v.code for v in decision.deny]},
-                                         **common)])
+        audit.append(
+            svc.db,
+            [
+                AuditEvent(
+                    step="compensate",
+                    actor=actor,
+                    input_hash=decision.input_hash,
+                    decision={"status": "denied", "codes": [v.code for v in decision.deny]},
+                    **common,
+                )
+            ],
+        )
         return {"status": "denied", "codes": [v.code for v in decision.deny]}
     try:
         # Tools block (SMTP, HTTP): off the event loop.
-        result = await asyncio.to_thread(execute_once, svc.db, svc.tools, ToolCall(
-            tool=name, args=args, idempotency_key=key, granted=[name]), svc.smtp, svc.settings)
+        result = await asyncio.to_thread(
+            execute_once,
+            svc.db,
+            svc.tools,
+            ToolCall(tool=name, args=args, idempotency_key=key, granted=[name]),
+            svc.smtp,
+            svc.settings,
+        )
     except ToolError as err:
-        audit.append(svc.db, [AuditEvent(step="compensate", actor=actor, input_hash=sha256_hex(args),
-                                         decision={"status": "failed", "error": str(err)[:300]}, **common)])
+        audit.append(
+            svc.db,
+            [
+                AuditEvent(
+                    step="compensate",
+                    actor=actor,
+                    input_hash=sha256_hex(args),
+                    decision={"status": "failed", "error": str(err)[:300]},
+                    **common,
+                )
+            ],
+        )
         return {"status": "failed", "detail": str(err)}
-    audit.append(svc.db, [AuditEvent(step="compensate", actor=actor, input_hash=sha256_hex(args),
-                                     decision={"status": "compensated", "tool": name, "output": result.output},
-                                     **common)])
+    audit.append(
+        svc.db,
+        [
+            AuditEvent(
+                step="compensate",
+                actor=actor,
+                input_hash=sha256_hex(args),
+                decision={"status": "compensated", "tool": name, "output": result.output},
+                **common,
+            )
+        ],
+    )
     return {"status": "compensated", "output": result.output}

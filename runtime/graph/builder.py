@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from autopilot.runtime.graph import nodes
+from autopilot.runtime.graph.state import RunState
 from langgraph.graph import END, START, StateGraph
 from temporalio.common import RetryPolicy
 
-from autopilot.runtime.graph import nodes
-from autopilot.runtime.graph.state import RunState
-
 GRAPH_NAME = "agent"
 
-_IO = {"execute_in": "activity", "start_to_close_timeout": timedelta(seconds=30),
-       "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)}
+_IO = {
+    "execute_in": "activity",
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10),
+}
 _PURE = {"execute_in": "workflow"}
 
 

@@ -7,34 +7,31 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel import select
-
-from langgraph.types import interrupt
-from temporalio.exceptions import ApplicationError
-
 from autopilot.runtime import services
+from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.agents import planner
+from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.contracts.account import AccountSnapshot, Assessment
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.approval import ApprovalDecision
 from autopilot.runtime.contracts.audit import AuditEvent
+from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.contracts.policy import ActorIn, Decision
 from autopilot.runtime.contracts.run import ActionOutcome
 from autopilot.runtime.contracts.tool import ToolCall
 from autopilot.runtime.execution.executor import execute_once
-from autopilot.runtime.policy.gate import Reservation, gate_action
-from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.graph.state import RunState, run_key
-from autopilot.runtime.contracts.hashing import sha256_hex
-from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.ledger.cbr import book_action_cost
+from autopilot.runtime.policy.gate import Reservation, gate_action
+from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.store import audit
-from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
-
+from langgraph.types import interrupt
+from sqlmodel import select
+from temporalio.exceptions import ApplicationError
 
 # --- activities --------------------------------------------------------------
 
@@ -42,7 +39,9 @@ from autopilot.tools.registry import ToolError
 def observe(state: RunState) -> dict[str, Any]:
     svc = services.current()
     with transaction(svc.db) as session:
-        snapshot = get_snapshot(session, account_id=state["run"]["account_id"], today=svc.clock().date())
+        snapshot = get_snapshot(
+            session, account_id=state["run"]["account_id"], today=svc.clock().date()
+        )
     if snapshot is None:
         raise ApplicationError(f"unknown account {state['run']['account_id']}", non_retryable=True)
     return {"account": snapshot.model_dump(mode="json")}
@@ -54,9 +53,17 @@ def plan(state: RunState) -> dict[str, Any]:
     account = AccountSnapshot.model_validate(state["account"])
     since = svc.clock() - timedelta(days=spec.limits.rejection_cooldown_days)
     with transaction(svc.db) as session:
-        rejected = {r.tool: r.rejection_reason or "" for r in session.exec(
-            select(ActionRecord).where(ActionRecord.account_id == account.id, ActionRecord.agent == spec.name,
-                                       ActionRecord.status == "rejected", ActionRecord.updated_at >= since))}
+        rejected = {
+            r.tool: r.rejection_reason or ""
+            for r in session.exec(
+                select(ActionRecord).where(
+                    ActionRecord.account_id == account.id,
+                    ActionRecord.agent == spec.name,
+                    ActionRecord.status == "rejected",
+                    ActionRecord.updated_at >= since,
+                )
+            )
+        }
     actions = planner.plan(spec, account, Assessment.model_validate(state["assessment"]), rejected)
     return {
         "actions": [a.model_dump(mode="json") for a in actions],
@@ -74,11 +81,20 @@ async def gate(state: RunState) -> dict[str, Any]:
     spec = svc.specs.get(run["agent"])
     key = run_key(state)
     if spec is None or spec_hash(spec) != run["spec_hash"]:
-        decision = Decision.fail_closed("policy.spec_mismatch", "the run pinned an agent spec this worker does not hold")
+        decision = Decision.fail_closed(
+            "policy.spec_mismatch", "the run pinned an agent spec this worker does not hold"
+        )
     else:
-        decision = await gate_action(svc, run_key=key, action=action, account=account, spec=spec,
-                                     actor=ActorIn(type="agent", id=run["agent"]), pinned_bundle=run["bundle_hash"],
-                                     reserve=Reservation(key=key, workflow_id=run["workflow_id"], agent=run["agent"]))
+        decision = await gate_action(
+            svc,
+            run_key=key,
+            action=action,
+            account=account,
+            spec=spec,
+            actor=ActorIn(type="agent", id=run["agent"]),
+            pinned_bundle=run["bundle_hash"],
+            reserve=Reservation(key=key, workflow_id=run["workflow_id"], agent=run["agent"]),
+        )
     return {"decision": decision.model_dump(mode="json"), "approval": None, "result": None}
 
 
@@ -87,9 +103,13 @@ def execute(state: RunState) -> dict[str, Any]:
     run = state["run"]
     action = ProposedAction.model_validate(state["actions"][state["index"]])
     spec = svc.specs[run["agent"]]
-    call = ToolCall(tool=action.tool, args=action.args, idempotency_key=run_key(state), granted=spec.tools)
+    call = ToolCall(
+        tool=action.tool, args=action.args, idempotency_key=run_key(state), granted=spec.tools
+    )
     try:
-        result = execute_once(svc.db, svc.tools, call, svc.smtp, svc.settings, read_limits(svc.policy))
+        result = execute_once(
+            svc.db, svc.tools, call, svc.smtp, svc.settings, read_limits(svc.policy)
+        )
     except ToolError as err:
         return {"result": {"status": "failed", "code": err.code, "error": str(err)[:500]}}
     return {"result": result.model_dump(mode="json")}
@@ -113,22 +133,57 @@ def record(state: RunState) -> dict[str, Any]:
     else:
         status = "executed"
     agent_actor = f"agent:{run['agent']}"
-    common = {"workflow_id": run["workflow_id"], "run_key": key,
-              "bundle_hash": decision.bundle_hash or run["bundle_hash"], "spec_hash": run["spec_hash"]}
+    common = {
+        "workflow_id": run["workflow_id"],
+        "run_key": key,
+        "bundle_hash": decision.bundle_hash or run["bundle_hash"],
+        "spec_hash": run["spec_hash"],
+    }
     steps = [
-        AuditEvent(step="plan", actor=agent_actor, input_hash=sha256_hex(state["assessment"]),
-                   decision={"action": action, "assessment": state["assessment"]}, **common),
-        AuditEvent(step="gate", actor="policy", input_hash=decision.input_hash,
-                   decision=decision.model_dump(mode="json", exclude={"bundle_hash", "input_hash"}), **common),
+        AuditEvent(
+            step="plan",
+            actor=agent_actor,
+            input_hash=sha256_hex(state["assessment"]),
+            decision={"action": action, "assessment": state["assessment"]},
+            **common,
+        ),
+        AuditEvent(
+            step="gate",
+            actor="policy",
+            input_hash=decision.input_hash,
+            decision=decision.model_dump(mode="json", exclude={"bundle_hash", "input_hash"}),
+            **common,
+        ),
     ]
     if approval is not None:
-        steps.append(AuditEvent(step="approve", actor=approval.get("actor", "unknown"),
-                                input_hash=approval.get("payload_hash", ""), decision=approval, **common))
+        steps.append(
+            AuditEvent(
+                step="approve",
+                actor=approval.get("actor", "unknown"),
+                input_hash=approval.get("payload_hash", ""),
+                decision=approval,
+                **common,
+            )
+        )
     if result is not None:
-        steps.append(AuditEvent(step="execute", actor=agent_actor, input_hash=sha256_hex(action["args"]),
-                                decision=result, **common))
-    steps.append(AuditEvent(step="record", actor=agent_actor, input_hash=sha256_hex(action),
-                            decision={"status": status}, **common))
+        steps.append(
+            AuditEvent(
+                step="execute",
+                actor=agent_actor,
+                input_hash=sha256_hex(action["args"]),
+                decision=result,
+                **common,
+            )
+        )
+    steps.append(
+        AuditEvent(
+            step="record",
+            actor=agent_actor,
+            input_hash=sha256_hex(action),
+            decision={"status": status},
+            **common,
+        )
+    )
     audit.append(svc.db, steps)
     final = ProposedAction.model_validate(action)  # the edited one, if an approver edited it
     with transaction(svc.db) as session:
@@ -144,13 +199,21 @@ def record(state: RunState) -> dict[str, Any]:
             if status == "executed":  # the cost ledger: booked once per action (unique key)
                 book_action_cost(session, row, at=svc.clock())
     outcome = ActionOutcome(
-        index=state["index"], tool=action["tool"], status=status,
-        codes=[v.code for v in decision.deny] + ([result["code"]] if result and "code" in result else []),
+        index=state["index"],
+        tool=action["tool"],
+        status=status,
+        codes=[v.code for v in decision.deny]
+        + ([result["code"]] if result and "code" in result else []),
         approval_id=approval.get("approval_id") if approval else None,
         output=result.get("output", {}) if result else {},
     )
-    return {"outcomes": [outcome.model_dump(mode="json")], "index": state["index"] + 1,
-            "decision": None, "approval": None, "result": None}
+    return {
+        "outcomes": [outcome.model_dump(mode="json")],
+        "index": state["index"] + 1,
+        "decision": None,
+        "approval": None,
+        "result": None,
+    }
 
 
 # --- workflow-side nodes -------------------------------------------------------
@@ -158,7 +221,9 @@ def record(state: RunState) -> dict[str, Any]:
 
 def assess(state: RunState) -> dict[str, Any]:
     account = AccountSnapshot.model_validate(state["account"])
-    assessment = Assessment(health=account.health, risk=account.churn_risk, reasons=account.health_reasons)
+    assessment = Assessment(
+        health=account.health, risk=account.churn_risk, reasons=account.health_reasons
+    )
     return {"assessment": assessment.model_dump(mode="json")}
 
 
@@ -167,10 +232,16 @@ def approve(state: RunState) -> dict[str, Any]:
     run = state["run"]
     action = ProposedAction.model_validate(state["actions"][state["index"]])
     request = approval_request(
-        approval_id=approval_id_for(run_key(state)), workflow_id=run["workflow_id"], agent=run["agent"],
-        account_id=run["account_id"], bundle_hash=run["bundle_hash"], spec_hash=run["spec_hash"],
-        action=action, decision=Decision.model_validate(state["decision"]),
-        risk=state["assessment"]["risk"], timeout_hours=state["limits"]["approval_timeout_hours"],
+        approval_id=approval_id_for(run_key(state)),
+        workflow_id=run["workflow_id"],
+        agent=run["agent"],
+        account_id=run["account_id"],
+        bundle_hash=run["bundle_hash"],
+        spec_hash=run["spec_hash"],
+        action=action,
+        decision=Decision.model_validate(state["decision"]),
+        risk=state["assessment"]["risk"],
+        timeout_hours=state["limits"]["approval_timeout_hours"],
         run_key=run_key(state),
     )
     answer = ApprovalDecision.model_validate(interrupt(request.model_dump(mode="json")))
@@ -182,10 +253,17 @@ def approve(state: RunState) -> dict[str, Any]:
             actions = list(state["actions"])
             actions[state["index"]] = edited.model_dump(mode="json")
             update = {"actions": actions, "decision": answer.decision}
-    if answer.approval_id != request.approval_id or (not update and answer.payload_hash != request.payload_hash):
+    if answer.approval_id != request.approval_id or (
+        not update and answer.payload_hash != request.payload_hash
+    ):
         # Not an answer to this exact action: fail closed.
-        answer = ApprovalDecision(approval_id=request.approval_id, payload_hash=request.payload_hash,
-                                  verdict="reject", actor="system", reason="answer did not match the action")
+        answer = ApprovalDecision(
+            approval_id=request.approval_id,
+            payload_hash=request.payload_hash,
+            verdict="reject",
+            actor="system",
+            reason="answer did not match the action",
+        )
         update = {}
     return {"approval": answer.model_dump(mode="json"), **update}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from autopilot.runtime.devstack.simulator import Portfolio
 from autopilot.runtime.health.features import WINDOW, compute
 from autopilot.runtime.health.model import HealthModel
@@ -25,7 +24,9 @@ def risk_matrix(model: HealthModel, p: Portfolio) -> np.ndarray:
     return out
 
 
-def report(risk: np.ndarray, p: Portfolio, threshold: float, *, max_lead: int = 90) -> dict[str, Any]:
+def report(
+    risk: np.ndarray, p: Portfolio, threshold: float, *, max_lead: int = 90
+) -> dict[str, Any]:
     over = np.nan_to_num(risk, nan=0.0) >= threshold
     alerted = over.any(axis=1)
     first = np.where(alerted, over.argmax(axis=1), -1)
@@ -34,8 +35,11 @@ def report(risk: np.ndarray, p: Portfolio, threshold: float, *, max_lead: int = 
     tp = alerted & churned & (lead > 0) & (lead <= max_lead)
     leads = lead[tp]
     return {
-        "threshold": round(float(threshold), 3), "accounts": int(p.n), "churned": int(churned.sum()),
-        "alerted": int(alerted.sum()), "true_positives": int(tp.sum()),
+        "threshold": round(float(threshold), 3),
+        "accounts": int(p.n),
+        "churned": int(churned.sum()),
+        "alerted": int(alerted.sum()),
+        "true_positives": int(tp.sum()),
         "precision": round(float(tp.sum() / max(alerted.sum(), 1)), 3),
         "recall": round(float(tp.sum() / max(churned.sum(), 1)), 3),
         "median_lead_days": float(np.median(leads)) if len(leads) else 0.0,

@@ -18,16 +18,25 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from pydantic import BaseModel
-
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.health.features import FEATURES, LABELS
+from pydantic import BaseModel
 
 SCALE = 10.0  # health points per unit of log-odds
 MIDPOINT = 50.0  # the health of an account at even odds
-PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 50,
-          "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "seed": 7,
-          "num_threads": 2, "deterministic": True}
+PARAMS = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "verbose": -1,
+    "seed": 7,
+    "num_threads": 2,
+    "deterministic": True,
+}
 
 
 def health_of(margin: float) -> float:
@@ -83,20 +92,42 @@ class HealthModel:
             margin = float(c.sum())
             health = health_of(margin)
             baseline = round(MIDPOINT - SCALE * c[-1], 2)
-            factors = [Factor(feature=f, label=LABELS[f], value=round(float(v), 4), contribution=round(-SCALE * p, 2))
-                       for f, v, p in zip(FEATURES, row, c[:-1], strict=True)]
+            factors = [
+                Factor(
+                    feature=f,
+                    label=LABELS[f],
+                    value=round(float(v), 4),
+                    contribution=round(-SCALE * p, 2),
+                )
+                for f, v, p in zip(FEATURES, row, c[:-1], strict=True)
+            ]
             raw = MIDPOINT - SCALE * margin
             if round(raw, 2) != health:  # bounded to 0-100: the cut is a factor of its own
-                factors.append(Factor(feature="bound", label="score bounded to 0-100", value=0.0,
-                                      contribution=round(health - raw, 2)))
+                factors.append(
+                    Factor(
+                        feature="bound",
+                        label="score bounded to 0-100",
+                        value=0.0,
+                        contribution=round(health - raw, 2),
+                    )
+                )
             factors.sort(key=lambda f: -abs(f.contribution))
             # Rounding each factor to the cent leaves a residue of a few cents: the largest
             # factor carries it, so baseline + contributions is the health exactly.
             residue = round(health - baseline - sum(f.contribution for f in factors), 2)
             if residue and factors:
-                factors[0] = factors[0].model_copy(update={"contribution": round(factors[0].contribution + residue, 2)})
-            out.append(Explanation(health=health, risk=risk_of(margin), baseline=baseline,
-                                   factors=factors, model_version=self.version))
+                factors[0] = factors[0].model_copy(
+                    update={"contribution": round(factors[0].contribution + residue, 2)}
+                )
+            out.append(
+                Explanation(
+                    health=health,
+                    risk=risk_of(margin),
+                    baseline=baseline,
+                    factors=factors,
+                    model_version=self.version,
+                )
+            )
         return out
 
     def save(self, folder: Path) -> Path:
@@ -116,24 +147,45 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("autopilot.runtime.health") / "models" / "default"))
 
 
-def train(x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray, horizon: int,
-          source: str, training_window: str, rounds: int = 250) -> HealthModel:
-    booster = lgb.train(PARAMS, lgb.Dataset(x, y, feature_name=list(FEATURES)), num_boost_round=rounds)
+def train(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    horizon: int,
+    source: str,
+    training_window: str,
+    rounds: int = 250,
+) -> HealthModel:
+    booster = lgb.train(
+        PARAMS, lgb.Dataset(x, y, feature_name=list(FEATURES)), num_boost_round=rounds
+    )
     p = np.asarray(booster.predict(x_val), dtype=float)
     version = f"health-{datetime.now(UTC):%Y%m%d}-{sha256_hex(booster.model_to_string())[:8]}"
     card = {
-        "version": version, "trained_at": datetime.now(UTC).isoformat(), "algorithm": "LightGBM binary (TreeSHAP)",
-        "features": [{"name": f, "meaning": LABELS[f]} for f in FEATURES], "horizon_days": horizon,
-        "label": f"churn within {horizon} days of the snapshot", "source": source,
-        "training_window": training_window, "samples": int(len(y)), "positives": int(y.sum()),
-        "validation": {"samples": int(len(y_val)), "auc": round(_auc(y_val, p), 4),
-                       "brier": round(float(np.mean((p - y_val) ** 2)), 4)},
-        "alert_threshold": 0.5, "score": f"health = {MIDPOINT:g} - {SCALE:g} * logit(risk), bounded 0-100",
+        "version": version,
+        "trained_at": datetime.now(UTC).isoformat(),
+        "algorithm": "LightGBM binary (TreeSHAP)",
+        "features": [{"name": f, "meaning": LABELS[f]} for f in FEATURES],
+        "horizon_days": horizon,
+        "label": f"churn within {horizon} days of the snapshot",
+        "source": source,
+        "training_window": training_window,
+        "samples": len(y),
+        "positives": int(y.sum()),
+        "validation": {
+            "samples": len(y_val),
+            "auc": round(_auc(y_val, p), 4),
+            "brier": round(float(np.mean((p - y_val) ** 2)), 4),
+        },
+        "alert_threshold": 0.5,
+        "score": f"health = {MIDPOINT:g} - {SCALE:g} * logit(risk), bounded 0-100",
         "intended_use": "rank accounts by churn risk and explain the drivers, so that agents and CSMs act early; "
-                        "a human reviews any significant decision it informs",
+        "a human reviews any significant decision it informs",
         "limits": "trained on the stated source; simulated data does not carry a real portfolio's seasonality, "
-                  "contract mix or data quality; retrain on your store's history (`autopilot model train`) and "
-                  "re-check the early-warning report before relying on it; not for decisions about individuals",
+        "contract mix or data quality; retrain on your store's history (`autopilot model train`) and "
+        "re-check the early-warning report before relying on it; not for decisions about individuals",
     }
     return HealthModel(booster=booster, card=card)
 
@@ -150,16 +202,37 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def model_card_markdown(card: dict[str, Any]) -> str:
-    lines = [f"# Model card: {card['version']}", "",
-             f"- Algorithm: {card['algorithm']}", f"- Trained: {card['trained_at']}",
-             f"- Source: {card['source']}", f"- Training window: {card['training_window']}",
-             f"- Label: {card['label']}", f"- Samples: {card['samples']} ({card['positives']} positive)",
-             f"- Validation: AUC {card['validation']['auc']}, Brier {card['validation']['brier']} "
-             f"on {card['validation']['samples']} samples",
-             f"- Score: {card['score']}", f"- Alert threshold (churn risk): {card['alert_threshold']}"]
+    lines = [
+        f"# Model card: {card['version']}",
+        "",
+        f"- Algorithm: {card['algorithm']}",
+        f"- Trained: {card['trained_at']}",
+        f"- Source: {card['source']}",
+        f"- Training window: {card['training_window']}",
+        f"- Label: {card['label']}",
+        f"- Samples: {card['samples']} ({card['positives']} positive)",
+        (
+            f"- Validation: AUC {card['validation']['auc']}, Brier {card['validation']['brier']} "
+            f"on {card['validation']['samples']} samples"
+        ),
+        f"- Score: {card['score']}",
+        f"- Alert threshold (churn risk): {card['alert_threshold']}",
+    ]
     if ew := card.get("early_warning"):
-        lines.append(f"- Early warning on held-out accounts: median lead time {ew['median_lead_days']} days, "
-                     f"precision {ew['precision']}, recall {ew['recall']} ({ew['accounts']} accounts)")
-    lines += ["", "## Features", *[f"- `{f['name']}`: {f['meaning']}" for f in card["features"]],
-              "", "## Intended use", card["intended_use"], "", "## Limits", card["limits"], ""]
+        lines.append(
+            f"- Early warning on held-out accounts: median lead time {ew['median_lead_days']} days, "
+            f"precision {ew['precision']}, recall {ew['recall']} ({ew['accounts']} accounts)"
+        )
+    lines += [
+        "",
+        "## Features",
+        *[f"- `{f['name']}`: {f['meaning']}" for f in card["features"]],
+        "",
+        "## Intended use",
+        card["intended_use"],
+        "",
+        "## Limits",
+        card["limits"],
+        "",
+    ]
     return "\n".join(lines)

@@ -37,7 +37,9 @@ def client(settings: Settings) -> Any:
 
     if settings.chroma_url:
         u = urlparse(settings.chroma_url)
-        return chromadb.HttpClient(host=u.hostname or "localhost", port=u.port or 8000, ssl=u.scheme == "https")
+        return chromadb.HttpClient(
+            host=u.hostname or "localhost", port=u.port or 8000, ssl=u.scheme == "https"
+        )
     path = settings.data_dir / "chroma"
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path))
@@ -45,7 +47,8 @@ def client(settings: Settings) -> Any:
 
 def collection(settings: Settings) -> Any:
     return client(settings).get_or_create_collection(
-        COLLECTION, embedding_function=MiniLMEmbeddingFunction(), metadata={"hnsw:space": "cosine"})
+        COLLECTION, embedding_function=MiniLMEmbeddingFunction(), metadata={"hnsw:space": "cosine"}
+    )
 
 
 def chunk_file(path: Path, root: Path) -> list[Chunk]:
@@ -77,19 +80,35 @@ def chunk_file(path: Path, root: Path) -> list[Chunk]:
             current = f"{current}\n\n{para}".strip()
         parts.append(current)
         for i, part in enumerate(parts):
-            text = f"{title} — {heading}\n{part}" if heading and heading != title else f"{title}\n{part}"
-            chunks.append(Chunk(id=sha256_hex([source, heading, i])[:24], text=text, source=source, heading=heading))
+            text = (
+                f"{title} — {heading}\n{part}"
+                if heading and heading != title
+                else f"{title}\n{part}"
+            )
+            chunks.append(
+                Chunk(
+                    id=sha256_hex([source, heading, i])[:24],
+                    text=text,
+                    source=source,
+                    heading=heading,
+                )
+            )
     return chunks
 
 
 def ingest(settings: Settings, folder: Path) -> dict[str, int]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".md", ".txt") and p.is_file())
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in (".md", ".txt") and p.is_file()
+    )
     if not files:
         raise ValueError(f"no .md or .txt files under {folder}")
     chunks = [c for f in files for c in chunk_file(f, folder)]
     col = collection(settings)
-    col.upsert(ids=[c.id for c in chunks], documents=[c.text for c in chunks],
-               metadatas=[{"source": c.source, "heading": c.heading} for c in chunks])
+    col.upsert(
+        ids=[c.id for c in chunks],
+        documents=[c.text for c in chunks],
+        metadatas=[{"source": c.source, "heading": c.heading} for c in chunks],
+    )
     return {"files": len(files), "chunks": len(chunks)}
 
 
@@ -103,8 +122,17 @@ def ensure_shipped(settings: Settings) -> int:
 
 def search(settings: Settings, query: str, k: int = 3) -> list[dict[str, Any]]:
     res = collection(settings).query(query_texts=[query], n_results=k)
-    return [{"text": doc, "source": meta["source"], "heading": meta["heading"], "score": round(1 - float(dist), 4)}
-            for doc, meta, dist in zip(res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)]
+    return [
+        {
+            "text": doc,
+            "source": meta["source"],
+            "heading": meta["heading"],
+            "score": round(1 - float(dist), 4),
+        }
+        for doc, meta, dist in zip(
+            res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
+        )
+    ]
 
 
 def recall_at(settings: Settings, labelled: list[dict[str, str]], k: int = 3) -> dict[str, Any]:
@@ -115,4 +143,10 @@ def recall_at(settings: Settings, labelled: list[dict[str, str]], k: int = 3) ->
             hits += 1
         else:
             misses.append(item["query"])
-    return {"k": k, "queries": len(labelled), "hits": hits, "recall": round(hits / len(labelled), 3), "misses": misses}
+    return {
+        "k": k,
+        "queries": len(labelled),
+        "hits": hits,
+        "recall": round(hits / len(labelled), 3),
+        "misses": misses,
+    }

@@ -8,11 +8,10 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any, Literal
 
-from sqlmodel import Session, select
-
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.customer import COST_KINDS, CostEntry
+from sqlmodel import Session, select
 
 Slice = Literal["segment", "agent", "playbook", "account"]
 # An agent's action books its cost under the kind it is (a discount is revenue given up).
@@ -20,25 +19,45 @@ KIND_BY_TOOL = {"send_offer": "discount"}
 
 
 def book_action_cost(session: Session, action: ActionRecord, *, at: datetime) -> None:
-    if session.exec(select(CostEntry.id).where(CostEntry.action_key == action.run_key)).first() is not None:
+    if (
+        session.exec(select(CostEntry.id).where(CostEntry.action_key == action.run_key)).first()
+        is not None
+    ):
         return
     account = session.get(Account, action.account_id)
     org_id = account.org_id if account else "demo"
     kind = KIND_BY_TOOL.get(action.tool, "csm_labour" if action.high_touch else "education")
-    session.add(CostEntry(org_id=org_id, account_id=action.account_id, kind=kind, amount=action.expected_cost,
-                          agent=action.agent, playbook=action.agent, action_key=action.run_key, at=at,
-                          note=f"{action.tool} executed"))
+    session.add(
+        CostEntry(
+            org_id=org_id,
+            account_id=action.account_id,
+            kind=kind,
+            amount=action.expected_cost,
+            agent=action.agent,
+            playbook=action.agent,
+            action_key=action.run_key,
+            at=at,
+            note=f"{action.tool} executed",
+        )
+    )
 
 
 def retained(account: Account, until: date) -> bool:
-    return account.status != "churned" or (account.churned_at is not None and account.churned_at > until)
+    return account.status != "churned" or (
+        account.churned_at is not None and account.churned_at > until
+    )
 
 
-def cbr(session: Session, *, org_id: str, by: Slice, since: datetime, until: datetime) -> list[dict[str, Any]]:
+def cbr(
+    session: Session, *, org_id: str, by: Slice, since: datetime, until: datetime
+) -> list[dict[str, Any]]:
     """One row per slice: cost by kind, total, retained ARR, CbR, accounts."""
     accounts = {a.id: a for a in session.exec(select(Account).where(Account.org_id == org_id))}
-    entries = session.exec(select(CostEntry).where(CostEntry.org_id == org_id, CostEntry.at >= since,
-                                                   CostEntry.at < until)).all()
+    entries = session.exec(
+        select(CostEntry).where(
+            CostEntry.org_id == org_id, CostEntry.at >= since, CostEntry.at < until
+        )
+    ).all()
     cost: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COST_KINDS, 0.0))
     members: dict[str, set[str]] = defaultdict(set)
     for e in entries:
@@ -56,9 +75,17 @@ def cbr(session: Session, *, org_id: str, by: Slice, since: datetime, until: dat
         kept = [accounts[a] for a in members[key] if a in accounts and retained(accounts[a], end)]
         arr = sum(a.arr for a in kept)
         total = sum(cost[key].values())
-        rows.append({by: key, "cost": {k: round(v, 2) for k, v in cost[key].items()}, "total_cost": round(total, 2),
-                     "retained_arr": round(arr, 2), "cbr": round(total / arr, 4) if arr else None,
-                     "accounts": len(members[key]), "retained_accounts": len(kept)})
+        rows.append(
+            {
+                by: key,
+                "cost": {k: round(v, 2) for k, v in cost[key].items()},
+                "total_cost": round(total, 2),
+                "retained_arr": round(arr, 2),
+                "cbr": round(total / arr, 4) if arr else None,
+                "accounts": len(members[key]),
+                "retained_accounts": len(kept),
+            }
+        )
     return rows
 
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, func, or_
-from sqlmodel import Session, col, select
-
 from autopilot.runtime.contracts.policy import LedgerIn
 from autopilot.runtime.optimizer.solver import Limits
 from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.actions import ActionRecord
+from sqlalchemy import ColumnElement, and_, case, func, or_
+from sqlmodel import Session, col, select
 
 IN_FLIGHT = ("allowed", "pending")
 
@@ -26,28 +25,46 @@ def quarter_start(now: datetime) -> datetime:
 
 def _counted(now: datetime, exclude_key: str | None) -> ColumnElement[bool]:
     """Executed this quarter, or reserved by an action in flight (not the one being gated)."""
-    counted = or_(and_(col(ActionRecord.status) == "executed", col(ActionRecord.updated_at) >= quarter_start(now)),
-                  col(ActionRecord.status).in_(IN_FLIGHT))
+    counted = or_(
+        and_(
+            col(ActionRecord.status) == "executed",
+            col(ActionRecord.updated_at) >= quarter_start(now),
+        ),
+        col(ActionRecord.status).in_(IN_FLIGHT),
+    )
     return and_(counted, col(ActionRecord.run_key) != exclude_key) if exclude_key else counted
 
 
-def ledger(session: Session, *, account_id: str, segment: str, now: datetime,
-           exclude_key: str | None = None) -> LedgerIn:
+def ledger(
+    session: Session,
+    *,
+    account_id: str,
+    segment: str,
+    now: datetime,
+    exclude_key: str | None = None,
+) -> LedgerIn:
     """The policy's ledger input; `exclude_key` is the action being gated (an edit
     replaces its own reservation, it does not add to it)."""
     counted = _counted(now, exclude_key)
     account_spend, high_touch, discount = session.exec(
-        select(func.coalesce(func.sum(ActionRecord.expected_cost), 0.0),
-               # A sum over a CASE, not over the boolean: Postgres has no sum(boolean).
-               func.coalesce(func.sum(case((col(ActionRecord.high_touch), 1), else_=0)), 0),
-               func.coalesce(func.sum(ActionRecord.discount_pct), 0.0))
-        .where(ActionRecord.account_id == account_id, counted)
+        select(
+            func.coalesce(func.sum(ActionRecord.expected_cost), 0.0),
+            # A sum over a CASE, not over the boolean: Postgres has no sum(boolean).
+            func.coalesce(func.sum(case((col(ActionRecord.high_touch), 1), else_=0)), 0),
+            func.coalesce(func.sum(ActionRecord.discount_pct), 0.0),
+        ).where(ActionRecord.account_id == account_id, counted)
     ).one()
     segment_spend = session.exec(
-        select(func.coalesce(func.sum(ActionRecord.expected_cost), 0.0)).where(ActionRecord.segment == segment, counted)
+        select(func.coalesce(func.sum(ActionRecord.expected_cost), 0.0)).where(
+            ActionRecord.segment == segment, counted
+        )
     ).one()
-    return LedgerIn(account_spend_quarter=float(account_spend), segment_spend_quarter=float(segment_spend),
-                    high_touch_contacts_quarter=int(high_touch), active_discount_pct=min(100.0, float(discount)))
+    return LedgerIn(
+        account_spend_quarter=float(account_spend),
+        segment_spend_quarter=float(segment_spend),
+        high_touch_contacts_quarter=int(high_touch),
+        active_discount_pct=min(100.0, float(discount)),
+    )
 
 
 def segment_spend(session: Session, *, account_ids: list[str], now: datetime) -> dict[str, float]:
@@ -60,28 +77,52 @@ def segment_spend(session: Session, *, account_ids: list[str], now: datetime) ->
     return {segment: round(float(total or 0.0), 2) for segment, total in rows}
 
 
-def quarter_limits(session: Session, account: Account, limits: PolicyLimits, *, now: datetime) -> Limits:
+def quarter_limits(
+    session: Session, account: Account, limits: PolicyLimits, *, now: datetime
+) -> Limits:
     """What is left of the account's limits this quarter, for the optimizer: budget
     (the policy's share of ARR minus spend and reservations), high-touch contacts, and
     the contacts that may be written to (not opted out, not within the cool-down)."""
     spent = ledger(session, account_id=account.id, segment=account.segment, now=now)
     cooldown = now - timedelta(hours=limits.contact.cooldown_hours)
-    recent = set(session.exec(select(ActionRecord.recipient).where(
-        ActionRecord.account_id == account.id, col(ActionRecord.recipient).is_not(None),
-        or_(col(ActionRecord.status).in_(IN_FLIGHT),
-            and_(ActionRecord.status == "executed", col(ActionRecord.updated_at) >= cooldown)))).all())
-    reachable = session.exec(select(Contact.email).where(Contact.account_id == account.id,
-                                                         col(Contact.opted_out).is_(False))).all()
-    return Limits(budget=max(0.0, round(limits.account_budget(account.segment, account.arr)
-                                        - spent.account_spend_quarter, 2)),
-                  high_touch_left=max(0, limits.contact.high_touch_per_quarter - spent.high_touch_contacts_quarter),
-                  contacts_left=len([e for e in reachable if e not in recent]))
+    recent = set(
+        session.exec(
+            select(ActionRecord.recipient).where(
+                ActionRecord.account_id == account.id,
+                col(ActionRecord.recipient).is_not(None),
+                or_(
+                    col(ActionRecord.status).in_(IN_FLIGHT),
+                    and_(
+                        ActionRecord.status == "executed", col(ActionRecord.updated_at) >= cooldown
+                    ),
+                ),
+            )
+        ).all()
+    )
+    reachable = session.exec(
+        select(Contact.email).where(
+            Contact.account_id == account.id, col(Contact.opted_out).is_(False)
+        )
+    ).all()
+    return Limits(
+        budget=max(
+            0.0,
+            round(
+                limits.account_budget(account.segment, account.arr) - spent.account_spend_quarter, 2
+            ),
+        ),
+        high_touch_left=max(
+            0, limits.contact.high_touch_per_quarter - spent.high_touch_contacts_quarter
+        ),
+        contacts_left=len([e for e in reachable if e not in recent]),
+    )
 
 
 def hours_since_contact(session: Session, *, recipient: str, now: datetime) -> float | None:
     last = session.exec(
-        select(func.max(ActionRecord.updated_at)).where(ActionRecord.recipient == recipient,
-                                                       ActionRecord.status == "executed")
+        select(func.max(ActionRecord.updated_at)).where(
+            ActionRecord.recipient == recipient, ActionRecord.status == "executed"
+        )
     ).one()
     if last is None:
         return None

@@ -36,12 +36,26 @@ class CatalogueAction:
 
 @cache
 def load_catalogue() -> list[CatalogueAction]:
-    raw = json.loads((resources.files("autopilot.runtime.optimizer") / "catalogue.json").read_text())
-    return [CatalogueAction(name=a["name"], tool=a["tool"], channel=a["channel"], category=a["category"],
-                            fixed_cost=a.get("fixed_cost", 0.0), hours=a.get("hours", 0.0),
-                            discount_pct=a.get("discount_pct", 0.0), high_touch=a["high_touch"],
-                            contacts=a["contacts"], group=a.get("group"), retention=a["retention"],
-                            adoption=a["adoption"]) for a in raw["actions"]]
+    raw = json.loads(
+        (resources.files("autopilot.runtime.optimizer") / "catalogue.json").read_text()
+    )
+    return [
+        CatalogueAction(
+            name=a["name"],
+            tool=a["tool"],
+            channel=a["channel"],
+            category=a["category"],
+            fixed_cost=a.get("fixed_cost", 0.0),
+            hours=a.get("hours", 0.0),
+            discount_pct=a.get("discount_pct", 0.0),
+            high_touch=a["high_touch"],
+            contacts=a["contacts"],
+            group=a.get("group"),
+            retention=a["retention"],
+            adoption=a["adoption"],
+        )
+        for a in raw["actions"]
+    ]
 
 
 def entry(name: str) -> CatalogueAction:
@@ -57,6 +71,8 @@ def discount_entry(pct: float) -> CatalogueAction:
     return min(offers, key=lambda a: abs(a.discount_pct - pct))
 
 
-def cost_of(a: CatalogueAction, *, segment: str, arr: float, discount_pct: float | None = None) -> float:
+def cost_of(
+    a: CatalogueAction, *, segment: str, arr: float, discount_pct: float | None = None
+) -> float:
     pct = a.discount_pct if discount_pct is None else discount_pct
     return round(a.fixed_cost + a.hours * LEDGER_RATES["csm_hourly"][segment] + arr * pct / 100, 2)

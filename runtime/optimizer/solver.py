@@ -19,10 +19,9 @@ import math
 from typing import Any, Literal
 
 import numpy as np
+from autopilot.runtime.optimizer.catalogue import CatalogueAction, cost_of, load_catalogue
 from pydantic import BaseModel, Field
 from scipy.optimize import Bounds, LinearConstraint, milp
-
-from autopilot.runtime.optimizer.catalogue import CatalogueAction, cost_of, load_catalogue
 
 PRIOR_WEIGHT = 20.0  # the prior counts as this many observed accounts
 
@@ -73,17 +72,31 @@ def blend(prior: float, learned: tuple[float, int] | None) -> tuple[float, str]:
     return (n * value + PRIOR_WEIGHT * prior) / (n + PRIOR_WEIGHT), f"learned (n={n}) + prior"
 
 
-def options_for(goal: Goal, *, segment: str, arr: float, catalogue: list[CatalogueAction] | None = None,
-                learned: dict[str, tuple[float, int]] | None = None) -> tuple[list[Option], list[CatalogueAction]]:
+def options_for(
+    goal: Goal,
+    *,
+    segment: str,
+    arr: float,
+    catalogue: list[CatalogueAction] | None = None,
+    learned: dict[str, tuple[float, int]] | None = None,
+) -> tuple[list[Option], list[CatalogueAction]]:
     catalogue = [a for a in (catalogue or load_catalogue()) if a.effective]
     need = _need(goal)
     out = []
     for a in catalogue:
         prior = (a.retention if goal.kind == "retention" else a.adoption).get(segment, 0.0)
         effect, source = blend(prior, (learned or {}).get(a.name))
-        out.append(Option(name=a.name, tool=a.tool, cost=cost_of(a, segment=segment, arr=arr), effect=round(effect, 4),
-                          success_probability=round(_alone(goal, effect, need), 4), high_touch=a.high_touch,
-                          source=source))
+        out.append(
+            Option(
+                name=a.name,
+                tool=a.tool,
+                cost=cost_of(a, segment=segment, arr=arr),
+                effect=round(effect, 4),
+                success_probability=round(_alone(goal, effect, need), 4),
+                high_touch=a.high_touch,
+                source=source,
+            )
+        )
     return out, catalogue
 
 
@@ -106,17 +119,31 @@ def _alone(goal: Goal, effect: float, need: float) -> float:
     return min(1.0, effect / need)
 
 
-def optimize(goal: Goal, limits: Limits, *, segment: str, arr: float, alternatives: int = 2,
-             catalogue: list[CatalogueAction] | None = None,
-             learned: dict[str, tuple[float, int]] | None = None) -> Result:
+def optimize(
+    goal: Goal,
+    limits: Limits,
+    *,
+    segment: str,
+    arr: float,
+    alternatives: int = 2,
+    catalogue: list[CatalogueAction] | None = None,
+    learned: dict[str, tuple[float, int]] | None = None,
+) -> Result:
     options, cat = options_for(goal, segment=segment, arr=arr, catalogue=catalogue, learned=learned)
     n = len(options)
     cost = np.array([o.cost for o in options])
     weight = np.array([_weight(goal, o.effect) for o in options])
     need = _need(goal)
-    rows, lo, hi = [weight, cost, np.array([o.high_touch for o in options], dtype=float),
-                    np.array([a.contacts for a in cat], dtype=float)], \
-        [need - 1e-9, 0, 0, 0], [np.inf, limits.budget, limits.high_touch_left, limits.contacts_left]
+    rows, lo, hi = (
+        [
+            weight,
+            cost,
+            np.array([o.high_touch for o in options], dtype=float),
+            np.array([a.contacts for a in cat], dtype=float),
+        ],
+        [need - 1e-9, 0, 0, 0],
+        [np.inf, limits.budget, limits.high_touch_left, limits.contacts_left],
+    )
     for group in {a.group for a in cat if a.group}:  # at most one of a group (one discount)
         rows.append(np.array([a.group == group for a in cat], dtype=float))
         lo.append(0)
@@ -126,8 +153,12 @@ def optimize(goal: Goal, limits: Limits, *, segment: str, arr: float, alternativ
     for _ in range(1 + alternatives):
         a_rows = rows + [c for c, _ in cuts]
         a_hi = hi + [h for _, h in cuts]
-        res = milp(c=cost + 1e-6 * np.arange(n), integrality=np.ones(n), bounds=Bounds(0, 1),
-                   constraints=LinearConstraint(np.vstack(a_rows), lo + [-np.inf] * len(cuts), a_hi))
+        res = milp(
+            c=cost + 1e-6 * np.arange(n),
+            integrality=np.ones(n),
+            bounds=Bounds(0, 1),
+            constraints=LinearConstraint(np.vstack(a_rows), lo + [-np.inf] * len(cuts), a_hi),
+        )
         if res.x is None:
             break
         chosen = np.flatnonzero(res.x > 0.5)
@@ -136,8 +167,12 @@ def optimize(goal: Goal, limits: Limits, *, segment: str, arr: float, alternativ
         cut[chosen] = 1
         cuts.append((cut, len(chosen) - 1))  # the next plan differs in at least one action
     if not plans:  # no plan reaches the goal: the most effect the limits allow, flagged
-        res = milp(c=-weight, integrality=np.ones(n), bounds=Bounds(0, 1),
-                   constraints=LinearConstraint(np.vstack(rows[1:]), lo[1:], hi[1:]))
+        res = milp(
+            c=-weight,
+            integrality=np.ones(n),
+            bounds=Bounds(0, 1),
+            constraints=LinearConstraint(np.vstack(rows[1:]), lo[1:], hi[1:]),
+        )
         chosen = np.flatnonzero(res.x > 0.5) if res.x is not None else np.array([], dtype=int)
         plans.append(_plan(goal, options, chosen, feasible=False))
     return Result(goal=goal, limits=limits, best=plans[0], alternatives=plans[1:], options=options)
@@ -151,9 +186,18 @@ def _plan(goal: Goal, options: list[Option], chosen: np.ndarray, *, feasible: bo
         success = expected  # the renewal probability with the plan
     else:
         expected = min(1.0, goal.current + sum(o.effect for o in picked))
-        success = 1.0 if expected >= goal.target - 1e-9 else (expected - goal.current) / max(_need(goal), 1e-9)
-    return Plan(feasible=feasible, actions=picked, total_cost=round(sum(o.cost for o in picked), 2),
-                expected=round(expected, 4), success_probability=round(min(1.0, success), 4))
+        success = (
+            1.0
+            if expected >= goal.target - 1e-9
+            else (expected - goal.current) / max(_need(goal), 1e-9)
+        )
+    return Plan(
+        feasible=feasible,
+        actions=picked,
+        total_cost=round(sum(o.cost for o in picked), 2),
+        expected=round(expected, 4),
+        success_probability=round(min(1.0, success), 4),
+    )
 
 
 def learn_uplift(outcomes: list[dict[str, Any]], *, segment: str) -> dict[str, tuple[float, int]]:

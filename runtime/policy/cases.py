@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
-
 from autopilot.runtime.contracts.policy import Decision
 from autopilot.runtime.policy.engine import PolicyEngine, decide_raw
+from pydantic import BaseModel, ConfigDict
 
 
 class Expect(BaseModel):
@@ -98,7 +97,9 @@ def run_case(engine: PolicyEngine, case: Case, bases: dict[str, Any]) -> CaseRes
     if exp.obligations is not None:
         got = Counter(o.get("type") for o in decision.obligations)
         if got != Counter(exp.obligations):
-            result.problems.append(f"obligations {dict(got)}, expected {dict(Counter(exp.obligations))}")
+            result.problems.append(
+                f"obligations {dict(got)}, expected {dict(Counter(exp.obligations))}"
+            )
     for role, hours in exp.sla.items():
         slas = {a.sla_hours for a in decision.approval if a.role == role}
         if slas != {hours}:

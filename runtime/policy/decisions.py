@@ -8,14 +8,13 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+from autopilot.runtime.contracts.policy import Decision
+from autopilot.runtime.policy.engine import PolicyEngine, decide_raw
+from autopilot.runtime.store.actions import PolicyDecisionRecord
 from pydantic import BaseModel
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-
-from autopilot.runtime.contracts.policy import Decision
-from autopilot.runtime.policy.engine import PolicyEngine, decide_raw
-from autopilot.runtime.store.actions import PolicyDecisionRecord
 
 
 class DecisionPublic(BaseModel):
@@ -43,15 +42,31 @@ def parse_since(text: str) -> timedelta:
 def _public(row: PolicyDecisionRecord) -> DecisionPublic:
     assert row.id is not None
     return DecisionPublic(
-        id=row.id, run_key=row.run_key, account_id=row.account_id, agent=row.agent, outcome=row.outcome,
-        codes=row.codes.split(), roles=sorted({a["role"] for a in row.result.get("approval", [])}),
-        input_hash=row.input_hash, bundle_hash=row.bundle_hash, latency_ms=row.latency_ms, decided_at=row.decided_at,
+        id=row.id,
+        run_key=row.run_key,
+        account_id=row.account_id,
+        agent=row.agent,
+        outcome=row.outcome,
+        codes=row.codes.split(),
+        roles=sorted({a["role"] for a in row.result.get("approval", [])}),
+        input_hash=row.input_hash,
+        bundle_hash=row.bundle_hash,
+        latency_ms=row.latency_ms,
+        decided_at=row.decided_at,
     )
 
 
-def query(session: Session, *, account_id: str | None = None, agent: str | None = None,
-          code: str | None = None, outcome: str | None = None, since: datetime | None = None,
-          limit: int = 200, accounts: Any = None) -> list[DecisionPublic]:
+def query(
+    session: Session,
+    *,
+    account_id: str | None = None,
+    agent: str | None = None,
+    code: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    limit: int = 200,
+    accounts: Any = None,
+) -> list[DecisionPublic]:
     """`accounts`: a subquery of the account ids the reader may see (None: all)."""
     q = select(PolicyDecisionRecord).order_by(col(PolicyDecisionRecord.id).desc()).limit(limit)
     if accounts is not None:
@@ -72,8 +87,11 @@ def query(session: Session, *, account_id: str | None = None, agent: str | None 
 def purge(db: Engine, *, retention_days: int, now: datetime) -> int:
     """Delete decisions older than the retention; returns how many."""
     with Session(db) as session:
-        result = session.execute(delete(PolicyDecisionRecord).where(
-            col(PolicyDecisionRecord.decided_at) < now - timedelta(days=retention_days)))
+        result = session.execute(
+            delete(PolicyDecisionRecord).where(
+                col(PolicyDecisionRecord.decided_at) < now - timedelta(days=retention_days)
+            )
+        )
         session.commit()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -82,10 +100,15 @@ def _label(decision: Decision | dict[str, Any]) -> str:
     return decision.outcome if isinstance(decision, Decision) else str(decision.get("outcome"))
 
 
-def whatif(session: Session, candidate: PolicyEngine, *, since: datetime, examples: int = 3) -> dict[str, Any]:
+def whatif(
+    session: Session, candidate: PolicyEngine, *, since: datetime, examples: int = 3
+) -> dict[str, Any]:
     """Re-evaluate every logged decision since `since` with the candidate bundle."""
-    rows = session.exec(select(PolicyDecisionRecord).where(PolicyDecisionRecord.decided_at >= since)
-                        .order_by(col(PolicyDecisionRecord.id))).all()
+    rows = session.exec(
+        select(PolicyDecisionRecord)
+        .where(PolicyDecisionRecord.decided_at >= since)
+        .order_by(col(PolicyDecisionRecord.id))
+    ).all()
     transitions: Counter[str] = Counter()
     samples: dict[str, list[dict[str, Any]]] = {}
     changed = skipped = 0
@@ -103,9 +126,22 @@ def whatif(session: Session, candidate: PolicyEngine, *, since: datetime, exampl
             changed += 1
             bucket = samples.setdefault(key, [])
             if len(bucket) < examples:
-                bucket.append({"id": row.id, "run_key": row.run_key, "account_id": row.account_id,
-                               "codes_before": old_codes, "codes_after": new_codes,
-                               "roles_before": old_roles, "roles_after": new.roles})
-    return {"evaluated": len(rows) - skipped, "skipped": skipped, "changed": changed,
-            "bundle_hash": candidate.bundle_hash, "transitions": dict(sorted(transitions.items())),
-            "examples": samples}
+                bucket.append(
+                    {
+                        "id": row.id,
+                        "run_key": row.run_key,
+                        "account_id": row.account_id,
+                        "codes_before": old_codes,
+                        "codes_after": new_codes,
+                        "roles_before": old_roles,
+                        "roles_after": new.roles,
+                    }
+                )
+    return {
+        "evaluated": len(rows) - skipped,
+        "skipped": skipped,
+        "changed": changed,
+        "bundle_hash": candidate.bundle_hash,
+        "transitions": dict(sorted(transitions.items())),
+        "examples": samples,
+    }

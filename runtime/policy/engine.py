@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
-from autopilot.runtime.contracts.policy import Decision, PolicyInput
 from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.runtime.contracts.policy import Decision, PolicyInput
+from pydantic import ValidationError
 
 UNAVAILABLE = "policy.unavailable"
 BUNDLE_MISMATCH = "policy.bundle_mismatch"
@@ -37,7 +36,9 @@ class PolicyEngine(Protocol):
         ...
 
 
-def decide(engine: PolicyEngine, policy_input: PolicyInput, *, pinned_bundle: str | None = None) -> Decision:
+def decide(
+    engine: PolicyEngine, policy_input: PolicyInput, *, pinned_bundle: str | None = None
+) -> Decision:
     return engine.evaluate(policy_input.model_dump(mode="json"), pinned_bundle=pinned_bundle)
 
 
@@ -48,26 +49,43 @@ def decide_raw(engine: PolicyEngine, payload: Any, *, pinned_bundle: str | None 
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "<input>"
-        return Decision.fail_closed(INPUT_INVALID, f"{field}: {first['msg']}",
-                                    bundle_hash=engine.bundle_hash, input_hash=sha256_hex(payload))
+        return Decision.fail_closed(
+            INPUT_INVALID,
+            f"{field}: {first['msg']}",
+            bundle_hash=engine.bundle_hash,
+            input_hash=sha256_hex(payload),
+        )
     return decide(engine, policy_input, pinned_bundle=pinned_bundle)
 
 
 def parse_decision(raw: Any, *, bundle_hash: str, input_hash: str) -> Decision:
     """The same contract check for every backend: anything malformed is a deny."""
     if not isinstance(raw, dict):
-        return Decision.fail_closed(UNAVAILABLE, "policy decision is undefined",
-                                    bundle_hash=bundle_hash, input_hash=input_hash)
+        return Decision.fail_closed(
+            UNAVAILABLE,
+            "policy decision is undefined",
+            bundle_hash=bundle_hash,
+            input_hash=input_hash,
+        )
     try:
         # Strict: "yes" is not a boolean here, and nothing is coerced into an allow.
         decision = Decision.model_validate_json(
-            json.dumps({**raw, "bundle_hash": bundle_hash, "input_hash": input_hash}), strict=True)
+            json.dumps({**raw, "bundle_hash": bundle_hash, "input_hash": input_hash}), strict=True
+        )
     except ValidationError as err:
-        return Decision.fail_closed(UNAVAILABLE, f"policy decision is malformed: {err.error_count()} error(s)",
-                                    bundle_hash=bundle_hash, input_hash=input_hash)
+        return Decision.fail_closed(
+            UNAVAILABLE,
+            f"policy decision is malformed: {err.error_count()} error(s)",
+            bundle_hash=bundle_hash,
+            input_hash=input_hash,
+        )
     if decision.allow == bool(decision.deny) or (decision.require_approval and not decision.allow):
-        return Decision.fail_closed(UNAVAILABLE, "policy decision contradicts itself",
-                                    bundle_hash=bundle_hash, input_hash=input_hash)
+        return Decision.fail_closed(
+            UNAVAILABLE,
+            "policy decision contradicts itself",
+            bundle_hash=bundle_hash,
+            input_hash=input_hash,
+        )
     # Sets come back in engine order; sort so both backends give identical decisions.
     decision.deny.sort(key=lambda v: (v.code, v.msg))
     decision.approval.sort(key=lambda a: (a.role, a.reason))

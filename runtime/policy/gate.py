@@ -10,10 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
-
 from autopilot.runtime.contracts.account import AccountSnapshot
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.agent_spec import AgentSpec
@@ -32,10 +28,22 @@ from autopilot.runtime.services import Services
 from autopilot.runtime.store.actions import ActionRecord, LedgerVersion, PolicyDecisionRecord
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
 
 
-def policy_input(svc: Services, session: Session, *, action: ProposedAction, account: AccountSnapshot,
-                 spec: AgentSpec, actor: ActorIn, now: datetime, exclude_key: str | None = None) -> PolicyInput:
+def policy_input(
+    svc: Services,
+    session: Session,
+    *,
+    action: ProposedAction,
+    account: AccountSnapshot,
+    spec: AgentSpec,
+    actor: ActorIn,
+    now: datetime,
+    exclude_key: str | None = None,
+) -> PolicyInput:
     try:
         tool = svc.tools.get(action.tool)
         kind, significant = tool.kind, tool.significant
@@ -44,39 +52,74 @@ def policy_input(svc: Services, session: Session, *, action: ProposedAction, acc
     recipient = None
     to = action.args.get("to")
     contact = next((c for c in account.contacts if c.email == to), None)
-    if contact is None and (audience := action.args.get("audience")):  # an in-app message: its audience's contact
-        roles = ("champion", "admin", "executive_sponsor", "end_user") if audience == "all" else (audience,)
+    if contact is None and (
+        audience := action.args.get("audience")
+    ):  # an in-app message: its audience's contact
+        roles = (
+            ("champion", "admin", "executive_sponsor", "end_user")
+            if audience == "all"
+            else (audience,)
+        )
         contact = next((c for r in roles for c in account.contacts if c.role == r), None)
     if contact is not None:
         recipient = RecipientIn(
-            id=contact.id, email=contact.email, role=contact.role, opted_out=contact.opted_out,
+            id=contact.id,
+            email=contact.email,
+            role=contact.role,
+            opted_out=contact.opted_out,
             notice_on_record=contact.notice_at is not None,
             local_hour=now.astimezone(ZoneInfo(contact.timezone)).hour,
             hours_since_last_contact=hours_since_contact(session, recipient=contact.email, now=now),
         )
     return PolicyInput(
         action=ActionIn(
-            tool=action.tool, kind=kind, category=action.category, args=action.args,  # type: ignore[arg-type]
-            discount_pct=action.discount_pct, expected_cost=action.expected_cost, high_touch=action.high_touch,
-            hours=action.hours, significant=significant, contract_change=action.contract_change,
-            data_region=svc.settings.tool_regions.get(action.tool, "local"), recipient=recipient,
+            tool=action.tool,
+            kind=kind,
+            category=action.category,
+            args=action.args,  # type: ignore[arg-type]
+            discount_pct=action.discount_pct,
+            expected_cost=action.expected_cost,
+            high_touch=action.high_touch,
+            hours=action.hours,
+            significant=significant,
+            contract_change=action.contract_change,
+            data_region=svc.settings.tool_regions.get(action.tool, "local"),
+            recipient=recipient,
         ),
-        account=AccountIn(id=account.id, segment=account.segment, region=account.region, arr=account.arr,
-                          annual_cost_to_serve=account.annual_cost_to_serve, p1_open=account.p1_open),
+        account=AccountIn(
+            id=account.id,
+            segment=account.segment,
+            region=account.region,
+            arr=account.arr,
+            annual_cost_to_serve=account.annual_cost_to_serve,
+            p1_open=account.p1_open,
+        ),
         agent=AgentIn(name=spec.name, tools=spec.tools),
         actor=actor,
-        ledger=ledger(session, account_id=account.id, segment=account.segment, now=now, exclude_key=exclude_key),
+        ledger=ledger(
+            session,
+            account_id=account.id,
+            segment=account.segment,
+            now=now,
+            exclude_key=exclude_key,
+        ),
     )
 
 
-async def evaluate(svc: Services, inp: PolicyInput, *, pinned_bundle: str | None) -> tuple[Decision, float]:
+async def evaluate(
+    svc: Services, inp: PolicyInput, *, pinned_bundle: str | None
+) -> tuple[Decision, float]:
     """Decide within the timeout; returns (decision, latency in ms). A timeout is a deny."""
     started = time.perf_counter()
     try:
         decision = await asyncio.wait_for(
-            asyncio.to_thread(decide, svc.policy, inp, pinned_bundle=pinned_bundle), timeout=svc.policy_timeout_s)
+            asyncio.to_thread(decide, svc.policy, inp, pinned_bundle=pinned_bundle),
+            timeout=svc.policy_timeout_s,
+        )
     except TimeoutError:
-        decision = Decision.fail_closed(UNAVAILABLE, f"policy evaluation took over {svc.policy_timeout_s}s")
+        decision = Decision.fail_closed(
+            UNAVAILABLE, f"policy evaluation took over {svc.policy_timeout_s}s"
+        )
     return decision, (time.perf_counter() - started) * 1000
 
 
@@ -95,9 +138,17 @@ CONTENDED = "ledger.contended"
 ATTEMPTS = 8
 
 
-async def gate_action(svc: Services, *, run_key: str, action: ProposedAction, account: AccountSnapshot,
-                      spec: AgentSpec, actor: ActorIn, pinned_bundle: str | None,
-                      reserve: Reservation | None = None) -> Decision:
+async def gate_action(
+    svc: Services,
+    *,
+    run_key: str,
+    action: ProposedAction,
+    account: AccountSnapshot,
+    spec: AgentSpec,
+    actor: ActorIn,
+    pinned_bundle: str | None,
+    reserve: Reservation | None = None,
+) -> Decision:
     """Decide one action. With `reserve`, an allowed or approval-bound action reserves
     its cost, contact and discount in the ledger; if another gate reserved from the same
     budget meanwhile, the decision is taken again on the new ledger (optimistic, so the
@@ -107,18 +158,38 @@ async def gate_action(svc: Services, *, run_key: str, action: ProposedAction, ac
         now = svc.clock()
         with transaction(svc.db) as session:
             version = _version(session, scope)
-            inp = policy_input(svc, session, action=action, account=account, spec=spec, actor=actor, now=now,
-                               exclude_key=reserve.key if reserve else None)
+            inp = policy_input(
+                svc,
+                session,
+                action=action,
+                account=account,
+                spec=spec,
+                actor=actor,
+                now=now,
+                exclude_key=reserve.key if reserve else None,
+            )
         decision, latency_ms = await evaluate(svc, inp, pinned_bundle=pinned_bundle)
         if reserve is None or _commit(svc, scope, version, reserve, action, account, decision, now):
             break
     else:
-        decision = Decision.fail_closed(CONTENDED, f"the ledger changed under {ATTEMPTS} attempts to gate this action",
-                                        bundle_hash=decision.bundle_hash, input_hash=decision.input_hash)
+        decision = Decision.fail_closed(
+            CONTENDED,
+            f"the ledger changed under {ATTEMPTS} attempts to gate this action",
+            bundle_hash=decision.bundle_hash,
+            input_hash=decision.input_hash,
+        )
         if reserve is not None:
             _commit(svc, scope, None, reserve, action, account, decision, svc.clock())
-    log_decision(svc, run_key=run_key, agent=spec.name, account_id=account.id, payload=inp,
-                 decision=decision, latency_ms=latency_ms, now=now)
+    log_decision(
+        svc,
+        run_key=run_key,
+        agent=spec.name,
+        account_id=account.id,
+        payload=inp,
+        decision=decision,
+        latency_ms=latency_ms,
+        now=now,
+    )
     return decision
 
 
@@ -130,26 +201,47 @@ def _version(session: Session, scope: str) -> int:
     return row.version if row else 0
 
 
-def _commit(svc: Services, scope: str, version: int | None, reserve: Reservation, action: ProposedAction,
-            account: AccountSnapshot, decision: Decision, now: datetime) -> bool:
+def _commit(
+    svc: Services,
+    scope: str,
+    version: int | None,
+    reserve: Reservation,
+    action: ProposedAction,
+    account: AccountSnapshot,
+    decision: Decision,
+    now: datetime,
+) -> bool:
     """Write the action's ledger row; a reservation only if the scope's version is still
     `version` (None: no reservation, the row records a denial). False: lost the race."""
     try:
         with transaction(svc.db) as session:
             if decision.outcome != "deny" and version is not None:
-                bumped = session.execute(update(LedgerVersion).where(
-                    col(LedgerVersion.scope) == scope, col(LedgerVersion.version) == version)
-                    .values(version=version + 1)).rowcount
+                bumped = session.execute(
+                    update(LedgerVersion)
+                    .where(col(LedgerVersion.scope) == scope, col(LedgerVersion.version) == version)
+                    .values(version=version + 1)
+                ).rowcount
                 if not bumped:
                     if version != 0 or session.get(LedgerVersion, scope) is not None:
                         session.rollback()
                         return False
-                    session.add(LedgerVersion(scope=scope, version=1))  # first reservation of the scope
+                    session.add(
+                        LedgerVersion(scope=scope, version=1)
+                    )  # first reservation of the scope
             status = STATUS[decision.outcome]
             record = session.get(ActionRecord, reserve.key) or ActionRecord(
-                run_key=reserve.key, workflow_id=reserve.workflow_id, agent=reserve.agent, account_id=account.id,
-                segment=account.segment, tool=action.tool, payload={}, payload_hash="", status=status,
-                created_at=now, updated_at=now)
+                run_key=reserve.key,
+                workflow_id=reserve.workflow_id,
+                agent=reserve.agent,
+                account_id=account.id,
+                segment=account.segment,
+                tool=action.tool,
+                payload={},
+                payload_hash="",
+                status=status,
+                created_at=now,
+                updated_at=now,
+            )
             record.tool, record.payload = action.tool, action.model_dump(mode="json")
             record.payload_hash, record.expected_cost = action.payload_hash, action.expected_cost
             record.discount_pct, record.high_touch = action.discount_pct, action.high_touch
@@ -161,15 +253,31 @@ def _commit(svc: Services, scope: str, version: int | None, reserve: Reservation
     return True
 
 
-def log_decision(svc: Services, *, run_key: str, agent: str, account_id: str, payload: PolicyInput | None,
-                 decision: Decision, latency_ms: float, now: datetime) -> None:
+def log_decision(
+    svc: Services,
+    *,
+    run_key: str,
+    agent: str,
+    account_id: str,
+    payload: PolicyInput | None,
+    decision: Decision,
+    latency_ms: float,
+    now: datetime,
+) -> None:
     with transaction(svc.db) as session:
-        session.add(PolicyDecisionRecord(
-            run_key=run_key, account_id=account_id, agent=agent,
-            input=payload.model_dump(mode="json") if payload else {},
-            input_hash=decision.input_hash, bundle_hash=decision.bundle_hash,
-            result=decision.model_dump(mode="json"), outcome=decision.outcome,
-            # Space-padded so that a query by code matches whole codes only.
-            codes=f" {' '.join(sorted({v.code for v in decision.deny}))} ",
-            latency_ms=latency_ms, decided_at=now,
-        ))
+        session.add(
+            PolicyDecisionRecord(
+                run_key=run_key,
+                account_id=account_id,
+                agent=agent,
+                input=payload.model_dump(mode="json") if payload else {},
+                input_hash=decision.input_hash,
+                bundle_hash=decision.bundle_hash,
+                result=decision.model_dump(mode="json"),
+                outcome=decision.outcome,
+                # Space-padded so that a query by code matches whole codes only.
+                codes=f" {' '.join(sorted({v.code for v in decision.deny}))} ",
+                latency_ms=latency_ms,
+                decided_at=now,
+            )
+        )

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from autopilot.runtime.policy.engine import PolicyEngine, PolicyLoadError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class _Limits(BaseModel):

@@ -13,23 +13,35 @@ from typing import Any
 from urllib.parse import urlparse
 
 import requests
-from opa_client.opa import OpaClient
-
-from autopilot.runtime.contracts.policy import Decision
 from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.runtime.contracts.policy import Decision
 from autopilot.runtime.policy.bundle import compute_bundle_hash
-from autopilot.runtime.policy.engine import BUNDLE_MISMATCH, UNAVAILABLE, PolicyLoadError, parse_decision
+from autopilot.runtime.policy.engine import (
+    BUNDLE_MISMATCH,
+    UNAVAILABLE,
+    PolicyLoadError,
+    parse_decision,
+)
+from opa_client.opa import OpaClient
 
 
 class OpaEngine:
-    def __init__(self, url: str, folder: Path, *, timeout_s: float = 1.0, token: str | None = None) -> None:
+    def __init__(
+        self, url: str, folder: Path, *, timeout_s: float = 1.0, token: str | None = None
+    ) -> None:
         parts = urlparse(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"OPA_URL must be http(s)://host[:port], not {url!r}")
         self.url = url
         self.folder = folder
-        self._client = OpaClient(host=parts.hostname, port=parts.port or (443 if parts.scheme == "https" else 8181),
-                                 ssl=parts.scheme == "https", timeout=timeout_s, retries=0, token=token)
+        self._client = OpaClient(
+            host=parts.hostname,
+            port=parts.port or (443 if parts.scheme == "https" else 8181),
+            ssl=parts.scheme == "https",
+            timeout=timeout_s,
+            retries=0,
+            token=token,
+        )
         self._hash = compute_bundle_hash(folder)
 
     @property
@@ -46,19 +58,34 @@ class OpaEngine:
         try:
             response = self._client.query_rule(input_data={}, package_path=package, rule_name=name)
         except (requests.RequestException, ValueError) as err:
-            raise PolicyLoadError(f"OPA at {self.url}: cannot read data/{path}: {type(err).__name__}") from err
+            raise PolicyLoadError(
+                f"OPA at {self.url}: cannot read data/{path}: {type(err).__name__}"
+            ) from err
         return response.get("result") if isinstance(response, dict) else None
 
     def evaluate(self, payload: dict[str, Any], *, pinned_bundle: str | None = None) -> Decision:
         input_hash = sha256_hex(payload)
         if pinned_bundle and pinned_bundle != self._hash:
-            return Decision.fail_closed(BUNDLE_MISMATCH, f"the run pinned policy bundle {pinned_bundle}",
-                                        bundle_hash=self._hash, input_hash=input_hash)
+            return Decision.fail_closed(
+                BUNDLE_MISMATCH,
+                f"the run pinned policy bundle {pinned_bundle}",
+                bundle_hash=self._hash,
+                input_hash=input_hash,
+            )
         try:
-            response = self._client.query_rule(input_data=payload, package_path="autopilot", rule_name="decision")
+            response = self._client.query_rule(
+                input_data=payload, package_path="autopilot", rule_name="decision"
+            )
         except (requests.RequestException, ValueError) as err:
-            return Decision.fail_closed(UNAVAILABLE, f"OPA at {self.url} failed: {type(err).__name__}",
-                                        bundle_hash=self._hash, input_hash=input_hash)
+            return Decision.fail_closed(
+                UNAVAILABLE,
+                f"OPA at {self.url} failed: {type(err).__name__}",
+                bundle_hash=self._hash,
+                input_hash=input_hash,
+            )
         # An undefined decision comes back without "result": parse_decision denies it.
-        return parse_decision(response.get("result") if isinstance(response, dict) else None,
-                              bundle_hash=self._hash, input_hash=input_hash)
+        return parse_decision(
+            response.get("result") if isinstance(response, dict) else None,
+            bundle_hash=self._hash,
+            input_hash=input_hash,
+        )

@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import regopy
-
-from autopilot.runtime.contracts.policy import Decision
 from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.runtime.contracts.policy import Decision
 from autopilot.runtime.policy.bundle import bundle_data, bundle_files, compute_bundle_hash
-from autopilot.runtime.policy.engine import BUNDLE_MISMATCH, UNAVAILABLE, PolicyLoadError, parse_decision
+from autopilot.runtime.policy.engine import (
+    BUNDLE_MISMATCH,
+    UNAVAILABLE,
+    PolicyLoadError,
+    parse_decision,
+)
 
 QUERY = "x = data.autopilot.decision"
 
@@ -110,21 +114,32 @@ class RegoEngine:
         compiled = self._bundles.get(pinned_bundle or self._current.hash)
         if compiled is None:
             return Decision.fail_closed(
-                BUNDLE_MISMATCH, f"the run pinned policy bundle {pinned_bundle}, which this worker does not hold",
-                bundle_hash=self._current.hash, input_hash=input_hash)
+                BUNDLE_MISMATCH,
+                f"the run pinned policy bundle {pinned_bundle}, which this worker does not hold",
+                bundle_hash=self._current.hash,
+                input_hash=input_hash,
+            )
         interp = self._pool.get()
         try:
             interp.set_input(payload)
             output = interp.query_bundle(compiled.bundle)
         except (regopy.RegoError, ValueError) as err:
             # ValueError: regopy reports some evaluation errors as a non-JSON output.
-            return Decision.fail_closed(UNAVAILABLE, f"policy evaluation failed: {str(err)[:200]}",
-                                        bundle_hash=compiled.hash, input_hash=input_hash)
+            return Decision.fail_closed(
+                UNAVAILABLE,
+                f"policy evaluation failed: {str(err)[:200]}",
+                bundle_hash=compiled.hash,
+                input_hash=input_hash,
+            )
         finally:
             self._pool.put(interp)
         # Never str() a failed output (segfaults in regopy): check ok() first.
         if not output.ok() or not output.results:
-            return Decision.fail_closed(UNAVAILABLE, "policy evaluation returned an error",
-                                        bundle_hash=compiled.hash, input_hash=input_hash)
+            return Decision.fail_closed(
+                UNAVAILABLE,
+                "policy evaluation returned an error",
+                bundle_hash=compiled.hash,
+                input_hash=input_hash,
+            )
         bindings = output.results[0].__dict__.get("bindings") or {}
         return parse_decision(bindings.get("x"), bundle_hash=compiled.hash, input_hash=input_hash)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import JSON, Column
-from sqlmodel import Field, Session, SQLModel, col, select
-
+from sqlmodel import Field, Session, SQLModel, select
 
 
 class Account(SQLModel, table=True):
@@ -16,7 +15,9 @@ class Account(SQLModel, table=True):
     segment: str = Field(index=True)
     region: str
     arr: float
-    annual_cost_to_serve: float = 0.0  # gross-margin input: cloud, support and success cost per year
+    annual_cost_to_serve: float = (
+        0.0  # gross-margin input: cloud, support and success cost per year
+    )
     seats_purchased: int
     seats_used: int
     active_users_30d: int

@@ -28,8 +28,12 @@ class Approval(SQLModel, table=True):
     # role -> roles that may also decide it (grows when its SLA passes: escalation)
     deciders: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     reasons: list = Field(sa_column=Column(JSON, nullable=False))
-    decision: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # the gate's
-    status: str = Field(default="pending", index=True)  # pending|approved|rejected|expired|superseded
+    decision: dict = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )  # the gate's
+    status: str = Field(
+        default="pending", index=True
+    )  # pending|approved|rejected|expired|superseded
     assigned_to: str | None = Field(default=None, index=True)
     created_at: datetime = Field(index=True)
     due_at: datetime

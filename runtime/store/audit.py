@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from autopilot.runtime.contracts.audit import AuditEvent
+from autopilot.runtime.contracts.hashing import sha256_hex
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
-
-from autopilot.runtime.contracts.audit import AuditEvent
-from autopilot.runtime.contracts.hashing import sha256_hex
 
 GENESIS = "0" * 64
 # SQLite serialises writers anyway; the lock keeps the read-last/insert pair atomic
@@ -54,7 +53,9 @@ def append(engine: Engine, events: list[AuditEvent]) -> int:
     with _chain_lock, Session(engine) as session:
         if engine.dialect.name == "postgresql":
             session.connection().exec_driver_sql("LOCK TABLE auditentry IN EXCLUSIVE MODE")
-        last = session.exec(select(AuditEntry).order_by(col(AuditEntry.seq).desc()).limit(1)).first()
+        last = session.exec(
+            select(AuditEntry).order_by(col(AuditEntry.seq).desc()).limit(1)
+        ).first()
         prev = last.hash if last else GENESIS
         for ev in events:
             exists = session.exec(

@@ -6,14 +6,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# Import every table module so that create_all sees them.
+from autopilot.runtime.store import (  # noqa: F401  (every table registers with the metadata)
+    accounts,
+    actions,
+    approvals,
+    audit,
+    customer,
+    events,
+    mail,
+    mcp,
+    outbox,
+    tool_calls,
+    users,
+)
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
-
-# Import every table module so that create_all sees them.
-from autopilot.runtime.store import (  # noqa: F401  (every table registers with the metadata)
-    accounts, actions, approvals, audit, customer, events, mail, mcp, outbox, tool_calls, users,
-)
 
 
 def make_engine(url: str) -> Engine:

@@ -6,25 +6,30 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from autopilot.runtime import services
+from autopilot.runtime.accounts.snapshot import get_snapshot
+from autopilot.runtime.agents.planner import apply_edit
+from autopilot.runtime.agents.specs import spec_hash
+from autopilot.runtime.approvals.notify import notify_escalation
+from autopilot.runtime.contracts.action import ProposedAction
+from autopilot.runtime.contracts.approval import (
+    ApprovalEdit,
+    ApprovalOutcome,
+    ApprovalRequest,
+    ApprovalVote,
+)
+from autopilot.runtime.contracts.policy import ActorIn, Decision, RequiredApproval
+from autopilot.runtime.graph.requests import approval_id_for, approval_request
+from autopilot.runtime.policy.gate import Reservation, gate_action
+from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.store.approvals import Approval
+from autopilot.runtime.store.approvals import ApprovalVote as VoteRow
+from autopilot.runtime.store.db import transaction
+from autopilot.tools.registry import ToolError
 from pydantic import BaseModel
 from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
-
-from autopilot.runtime import services
-from autopilot.runtime.contracts.action import ProposedAction
-from autopilot.runtime.contracts.approval import ApprovalEdit, ApprovalOutcome, ApprovalRequest, ApprovalVote
-from autopilot.runtime.contracts.policy import ActorIn, Decision, RequiredApproval
-from autopilot.runtime.policy.gate import Reservation, gate_action
-from autopilot.runtime.graph.requests import approval_id_for, approval_request
-from autopilot.runtime.approvals.notify import notify_escalation
-from autopilot.runtime.agents.planner import apply_edit
-from autopilot.runtime.agents.specs import spec_hash
-from autopilot.runtime.accounts.snapshot import get_snapshot
-from autopilot.runtime.store.accounts import Account
-from autopilot.runtime.store.approvals import Approval, ApprovalVote as VoteRow
-from autopilot.runtime.store.db import transaction
-from autopilot.tools.registry import ToolError
 
 
 class CloseInput(BaseModel):
@@ -69,16 +74,29 @@ class ApprovalActivities:
             if session.get(Approval, request.approval_id) is not None:
                 return
             account = session.get(Account, request.account_id)
-            session.add(Approval(
-                id=request.approval_id, org_id=account.org_id if account else "demo",
-                workflow_id=request.workflow_id, run_key=request.approval_id, agent=request.agent,
-                account_id=request.account_id, segment=account.segment if account else "",
-                tool=request.action.get("tool", ""), action=request.action, payload_hash=request.payload_hash,
-                value=float(request.action.get("expected_cost", 0.0)), risk=request.risk,
-                roles=request.roles, deciders={r: [r] for r in request.roles}, reasons=request.reasons,
-                decision=request.decision, created_at=now, due_at=now + timedelta(hours=request.timeout_hours),
-                edited_from=request.edited_from,
-            ))
+            session.add(
+                Approval(
+                    id=request.approval_id,
+                    org_id=account.org_id if account else "demo",
+                    workflow_id=request.workflow_id,
+                    run_key=request.approval_id,
+                    agent=request.agent,
+                    account_id=request.account_id,
+                    segment=account.segment if account else "",
+                    tool=request.action.get("tool", ""),
+                    action=request.action,
+                    payload_hash=request.payload_hash,
+                    value=float(request.action.get("expected_cost", 0.0)),
+                    risk=request.risk,
+                    roles=request.roles,
+                    deciders={r: [r] for r in request.roles},
+                    reasons=request.reasons,
+                    decision=request.decision,
+                    created_at=now,
+                    due_at=now + timedelta(hours=request.timeout_hours),
+                    edited_from=request.edited_from,
+                )
+            )
             if request.edited_from:
                 old = session.get(Approval, request.edited_from)
                 if old is not None and old.status == "pending":
@@ -94,10 +112,19 @@ class ApprovalActivities:
             row = session.get(Approval, vote.approval_id)
             if row is None:
                 raise ApplicationError(f"no approval {vote.approval_id}", non_retryable=True)
-            votes = {v.role: v for v in session.exec(select(VoteRow).where(VoteRow.approval_id == row.id))}
+            votes = {
+                v.role: v
+                for v in session.exec(select(VoteRow).where(VoteRow.approval_id == row.id))
+            }
             if vote.role not in votes:
-                votes[vote.role] = VoteRow(approval_id=row.id, role=vote.role, verdict=vote.verdict,
-                                           actor=vote.actor, reason=vote.reason, at=_utc(vote.decided_at))
+                votes[vote.role] = VoteRow(
+                    approval_id=row.id,
+                    role=vote.role,
+                    verdict=vote.verdict,
+                    actor=vote.actor,
+                    reason=vote.reason,
+                    at=_utc(vote.decided_at),
+                )
                 session.add(votes[vote.role])
             remaining = [r for r in row.roles if r not in votes]
             if row.status == "pending" and (vote.verdict == "reject" or not remaining):
@@ -105,8 +132,12 @@ class ApprovalActivities:
                 row.decided_by, row.decided_at = vote.actor, _utc(vote.decided_at)
                 row.decision_reason = vote.reason
                 session.add(row)
-            return ApprovalOutcome(approval_id=row.id, status=row.status,  # type: ignore[arg-type]
-                                   actor=vote.actor, remaining_roles=remaining)
+            return ApprovalOutcome(
+                approval_id=row.id,
+                status=row.status,  # type: ignore[arg-type]
+                actor=vote.actor,
+                remaining_roles=remaining,
+            )
 
     @activity.defn(name="close_approval")
     def close_approval(self, close: CloseInput) -> None:
@@ -114,7 +145,11 @@ class ApprovalActivities:
         with transaction(svc.db) as session:
             row = session.get(Approval, close.approval_id)
             if row is not None and row.status == "pending":
-                row.status, row.decided_by, row.decided_at = close.status, close.actor, _utc(close.at)
+                row.status, row.decided_by, row.decided_at = (
+                    close.status,
+                    close.actor,
+                    _utc(close.at),
+                )
                 row.decision_reason = close.reason
                 session.add(row)
 
@@ -141,30 +176,60 @@ class ApprovalActivities:
         req, edit = inp.request, inp.edit
         spec = svc.specs.get(req.agent)
         if spec is None or spec_hash(spec) != req.spec_hash:
-            raise ApplicationError("the agent spec changed since this run started", non_retryable=True)
+            raise ApplicationError(
+                "the agent spec changed since this run started", non_retryable=True
+            )
         with transaction(svc.db) as session:
             account = get_snapshot(session, account_id=req.account_id, today=svc.clock().date())
         if account is None:
             raise ApplicationError(f"unknown account {req.account_id}", non_retryable=True)
         try:
-            action = apply_edit(svc.tools, ProposedAction.model_validate(req.action), edit.args, account)
+            action = apply_edit(
+                svc.tools, ProposedAction.model_validate(req.action), edit.args, account
+            )
         except (ToolError, ValueError) as err:
-            raise ApplicationError(f"edit refused: {err}", type="EditInvalid", non_retryable=True) from err
+            raise ApplicationError(
+                f"edit refused: {err}", type="EditInvalid", non_retryable=True
+            ) from err
         edit_key = f"{req.approval_id}/edit/{action.payload_hash[:12]}"
         # The edited action replaces the original's reservation in the ledger.
-        reserve = Reservation(key=req.run_key, workflow_id=req.workflow_id, agent=req.agent) if req.run_key else None
-        decision = await gate_action(svc, run_key=edit_key, action=action, account=account, spec=spec,
-                                     actor=ActorIn(type="user", id=edit.actor), pinned_bundle=req.bundle_hash,
-                                     reserve=reserve)
-        result = EditResult(action=action.model_dump(mode="json"), payload_hash=action.payload_hash,
-                            decision=decision.model_dump(mode="json"), codes=[v.code for v in decision.deny])
+        reserve = (
+            Reservation(key=req.run_key, workflow_id=req.workflow_id, agent=req.agent)
+            if req.run_key
+            else None
+        )
+        decision = await gate_action(
+            svc,
+            run_key=edit_key,
+            action=action,
+            account=account,
+            spec=spec,
+            actor=ActorIn(type="user", id=edit.actor),
+            pinned_bundle=req.bundle_hash,
+            reserve=reserve,
+        )
+        result = EditResult(
+            action=action.model_dump(mode="json"),
+            payload_hash=action.payload_hash,
+            decision=decision.model_dump(mode="json"),
+            codes=[v.code for v in decision.deny],
+        )
         if not decision.allow:
             return result
         result.request = approval_request(
-            approval_id=approval_id_for(edit_key), workflow_id=req.workflow_id, agent=req.agent,
-            account_id=req.account_id, bundle_hash=req.bundle_hash, spec_hash=req.spec_hash, action=action,
-            decision=_needs_a_human(decision), risk=req.risk, timeout_hours=req.timeout_hours,
-            edited_from=req.approval_id, run_key=req.run_key)
+            approval_id=approval_id_for(edit_key),
+            workflow_id=req.workflow_id,
+            agent=req.agent,
+            account_id=req.account_id,
+            bundle_hash=req.bundle_hash,
+            spec_hash=req.spec_hash,
+            action=action,
+            decision=_needs_a_human(decision),
+            risk=req.risk,
+            timeout_hours=req.timeout_hours,
+            edited_from=req.approval_id,
+            run_key=req.run_key,
+        )
         return result
 
 
@@ -173,6 +238,15 @@ def _needs_a_human(decision: Decision) -> Decision:
     it run on its own: the edit itself is not an approval."""
     if decision.approval:
         return decision
-    return decision.model_copy(update={"require_approval": True, "approval": [
-        RequiredApproval(role="csm", reason="a person edited the action: confirm the edited version", sla_hours=24)]})
-
+    return decision.model_copy(
+        update={
+            "require_approval": True,
+            "approval": [
+                RequiredApproval(
+                    role="csm",
+                    reason="a person edited the action: confirm the edited version",
+                    sla_hours=24,
+                )
+            ],
+        }
+    )

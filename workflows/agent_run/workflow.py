@@ -14,11 +14,6 @@ from temporalio.common import RetryPolicy
 
 # Pydantic contracts and langgraph are pure and loaded once, not per run.
 with workflow.unsafe.imports_passed_through():
-    from langgraph.checkpoint.memory import InMemorySaver
-    from langgraph.types import Command
-    from temporalio.langgraph import graph
-
-    from autopilot.workflows.agent_run.activities import ApprovalActivities, CloseInput, EditInput, EscalateInput
     from autopilot.runtime.contracts.approval import (
         ApprovalDecision,
         ApprovalEdit,
@@ -26,11 +21,27 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRequest,
         ApprovalVote,
     )
-    from autopilot.runtime.contracts.run import ActionOutcome, AgentRunInput, AgentRunResult, EventSignal
+    from autopilot.runtime.contracts.run import (
+        ActionOutcome,
+        AgentRunInput,
+        AgentRunResult,
+        EventSignal,
+    )
     from autopilot.runtime.graph.builder import GRAPH_NAME
+    from autopilot.workflows.agent_run.activities import (
+        ApprovalActivities,
+        CloseInput,
+        EditInput,
+        EscalateInput,
+    )
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+    from temporalio.langgraph import graph
 
-_ACTIVITY = {"start_to_close_timeout": timedelta(seconds=30),
-             "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10)}
+_ACTIVITY = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10),
+}
 
 
 @dataclass
@@ -45,7 +56,11 @@ class _Item:
     busy: bool = False  # an edit is being gated: no votes meanwhile
 
     def deciders(self, role: str) -> set[str]:
-        extra = {self.request.escalate_to[role]} if role in self.escalated and role in self.request.escalate_to else set()
+        extra = (
+            {self.request.escalate_to[role]}
+            if role in self.escalated and role in self.request.escalate_to
+            else set()
+        )
         return {role} | extra
 
 
@@ -76,7 +91,9 @@ class AgentRunWorkflow:
 
     async def _open(self, request: ApprovalRequest, root: str) -> None:
         self._items[request.approval_id] = _Item(request=request, root=root, opened=workflow.now())
-        await workflow.execute_activity_method(ApprovalActivities.open_approval, request, **_ACTIVITY)
+        await workflow.execute_activity_method(
+            ApprovalActivities.open_approval, request, **_ACTIVITY
+        )
 
     async def _await_answer(self, request: ApprovalRequest) -> ApprovalDecision:
         root = request.approval_id
@@ -85,12 +102,17 @@ class AgentRunWorkflow:
         while root not in self._answers:
             current = next(i for i in self._items.values() if i.root == root)
             now = workflow.now()
-            due = [current.opened + timedelta(hours=h) for r, h in current.request.slas.items()
-                   if r not in current.votes and r not in current.escalated]
+            due = [
+                current.opened + timedelta(hours=h)
+                for r, h in current.request.slas.items()
+                if r not in current.votes and r not in current.escalated
+            ]
             wake = min([final_at, *due])
             try:
-                await workflow.wait_condition(lambda: root in self._answers or self._changed(root, current),
-                                              timeout=max(timedelta(0), wake - now))
+                await workflow.wait_condition(
+                    lambda: root in self._answers or self._changed(root, current),  # noqa: B023 - awaited here
+                    timeout=max(timedelta(0), wake - now),
+                )
             except TimeoutError:
                 pass
             if root in self._answers:
@@ -115,21 +137,35 @@ class AgentRunWorkflow:
                 target = item.request.escalate_to.get(role)
                 await workflow.execute_activity_method(
                     ApprovalActivities.escalate,
-                    EscalateInput(approval_id=item.request.approval_id, role=role, to=target), **_ACTIVITY)
+                    EscalateInput(approval_id=item.request.approval_id, role=role, to=target),
+                    **_ACTIVITY,
+                )
 
     async def _expire(self, root: str) -> None:
         item = next(i for i in self._items.values() if i.root == root)
         # Not clearly approved in time: rejected (fail closed).
         self._answers[root] = ApprovalDecision(
-            approval_id=root, payload_hash=item.request.payload_hash, verdict="reject",
-            actor="system:timeout", reason="approval timed out", decided_at=workflow.now(),
+            approval_id=root,
+            payload_hash=item.request.payload_hash,
+            verdict="reject",
+            actor="system:timeout",
+            reason="approval timed out",
+            decided_at=workflow.now(),
             action=item.request.action if item.request.edited_from else None,
-            decision=item.request.decision if item.request.edited_from else None)
+            decision=item.request.decision if item.request.edited_from else None,
+        )
         del self._items[item.request.approval_id]
         await workflow.execute_activity_method(
             ApprovalActivities.close_approval,
-            CloseInput(approval_id=item.request.approval_id, status="expired", actor="system:timeout",
-                       reason="approval timed out", at=workflow.now()), **_ACTIVITY)
+            CloseInput(
+                approval_id=item.request.approval_id,
+                status="expired",
+                actor="system:timeout",
+                reason="approval timed out",
+                at=workflow.now(),
+            ),
+            **_ACTIVITY,
+        )
 
     @workflow.signal(name="event")
     def event(self, signal: EventSignal) -> None:
@@ -143,15 +179,23 @@ class AgentRunWorkflow:
         vote = vote.model_copy(update={"decided_at": vote.decided_at or workflow.now()})
         # Claimed before awaiting, so a concurrent second vote for the role is refused.
         item.votes[vote.role] = vote
-        outcome = await workflow.execute_activity_method(ApprovalActivities.record_vote, vote, **_ACTIVITY)
+        outcome = await workflow.execute_activity_method(
+            ApprovalActivities.record_vote, vote, **_ACTIVITY
+        )
         remaining = [r for r in item.request.roles if r not in item.votes]
         if vote.verdict == "reject" or not remaining:
             self._items.pop(vote.approval_id, None)
             edited = item.request.edited_from is not None
             self._answers[item.root] = ApprovalDecision(
-                approval_id=item.root, payload_hash=item.request.payload_hash, verdict=vote.verdict,
-                actor=vote.actor, reason=vote.reason, decided_at=vote.decided_at,
-                action=item.request.action if edited else None, decision=item.request.decision if edited else None)
+                approval_id=item.root,
+                payload_hash=item.request.payload_hash,
+                verdict=vote.verdict,
+                actor=vote.actor,
+                reason=vote.reason,
+                decided_at=vote.decided_at,
+                action=item.request.action if edited else None,
+                decision=item.request.decision if edited else None,
+            )
         return outcome
 
     @decide.validator
@@ -162,7 +206,9 @@ class AgentRunWorkflow:
         if vote.role in item.votes:
             raise ValueError(f"role '{vote.role}' already decided {vote.approval_id}")
         if any(v.actor == vote.actor for v in item.votes.values()):
-            raise ValueError(f"{vote.actor} already decided {vote.approval_id}: a second person must")
+            raise ValueError(
+                f"{vote.actor} already decided {vote.approval_id}: a second person must"
+            )
 
     def _open_item(self, approval_id: str, payload_hash: str) -> _Item:
         item = self._items.get(approval_id)
@@ -182,7 +228,10 @@ class AgentRunWorkflow:
         item.busy = True
         try:
             result = await workflow.execute_activity_method(
-                ApprovalActivities.regate_edit, EditInput(request=item.request, edit=edit), **_ACTIVITY)
+                ApprovalActivities.regate_edit,
+                EditInput(request=item.request, edit=edit),
+                **_ACTIVITY,
+            )
         finally:
             item.busy = False
         del self._items[edit.approval_id]
@@ -190,18 +239,39 @@ class AgentRunWorkflow:
             if workflow.patched("close-denied-edit"):  # histories from before this keep replaying
                 await workflow.execute_activity_method(
                     ApprovalActivities.close_approval,
-                    CloseInput(approval_id=edit.approval_id, status="denied", actor=edit.actor,
-                               reason="the edited action was denied by policy: " + ", ".join(result.codes),
-                               at=workflow.now()), **_ACTIVITY)
+                    CloseInput(
+                        approval_id=edit.approval_id,
+                        status="denied",
+                        actor=edit.actor,
+                        reason="the edited action was denied by policy: " + ", ".join(result.codes),
+                        at=workflow.now(),
+                    ),
+                    **_ACTIVITY,
+                )
             self._answers[item.root] = ApprovalDecision(
-                approval_id=item.root, payload_hash=result.payload_hash, verdict="reject", actor=edit.actor,
-                reason="the edited action was denied by policy", decided_at=workflow.now(),
-                action=result.action, decision=result.decision)
-            return ApprovalOutcome(approval_id=edit.approval_id, status="superseded", actor=edit.actor,
-                                   codes=result.codes)
+                approval_id=item.root,
+                payload_hash=result.payload_hash,
+                verdict="reject",
+                actor=edit.actor,
+                reason="the edited action was denied by policy",
+                decided_at=workflow.now(),
+                action=result.action,
+                decision=result.decision,
+            )
+            return ApprovalOutcome(
+                approval_id=edit.approval_id,
+                status="superseded",
+                actor=edit.actor,
+                codes=result.codes,
+            )
         await self._open(result.request, item.root)
-        return ApprovalOutcome(approval_id=edit.approval_id, status="superseded", actor=edit.actor,
-                               remaining_roles=result.request.roles, new_approval_id=result.request.approval_id)
+        return ApprovalOutcome(
+            approval_id=edit.approval_id,
+            status="superseded",
+            actor=edit.actor,
+            remaining_roles=result.request.roles,
+            new_approval_id=result.request.approval_id,
+        )
 
     @edit.validator
     def _validate_edit(self, edit: ApprovalEdit) -> None:

@@ -2,10 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
-
 from autopilot.runtime.api.deps import CurrentUser, InboxDep
-from autopilot.runtime.contracts.approval import ApprovalOutcome
 from autopilot.runtime.approvals.models import (
     ApprovalDetail,
     ApprovalPublic,
@@ -18,6 +15,8 @@ from autopilot.runtime.approvals.models import (
     ReassignCreate,
 )
 from autopilot.runtime.approvals.service import InboxError
+from autopilot.runtime.contracts.approval import ApprovalOutcome
+from fastapi import APIRouter, HTTPException, Query, Response
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
@@ -27,20 +26,43 @@ def _http(err: InboxError) -> HTTPException:
 
 
 @router.get("", response_model=list[ApprovalPublic])
-async def list_approvals(user: CurrentUser, inbox: InboxDep, status: str | None = "pending", agent: str | None = None,
-                   account_id: str | None = None, segment: str | None = None, role: str | None = None,
-                   min_risk: float | None = None, min_value: float | None = None,
-                   older_than_hours: float | None = None, sort: Literal["age", "value", "risk"] = "age",
-                   limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)) -> Response:
+async def list_approvals(
+    user: CurrentUser,
+    inbox: InboxDep,
+    status: str | None = "pending",
+    agent: str | None = None,
+    account_id: str | None = None,
+    segment: str | None = None,
+    role: str | None = None,
+    min_risk: float | None = None,
+    min_value: float | None = None,
+    older_than_hours: float | None = None,
+    sort: Literal["age", "value", "risk"] = "age",
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> Response:
     """Approvals you may see (your book, or your organisation), pending by default.
     Paged: `limit` (default 50) and `offset`."""
     # Async on purpose: one indexed query of a page takes ~2 ms; run on the event loop it
     # avoids the worker-thread hops and GIL contention that made a busy inbox fall behind
     # (evals/bench/inbox.py: p99 at 200 req/s went from seconds to under 35 ms).
-    return Response(inbox.list_json(user, status=status or None, agent=agent, account_id=account_id,
-                                    segment=segment, role=role, min_risk=min_risk, min_value=min_value,
-                                    older_than_hours=older_than_hours, sort=sort, limit=limit, offset=offset),
-                    media_type="application/json")
+    return Response(
+        inbox.list_json(
+            user,
+            status=status or None,
+            agent=agent,
+            account_id=account_id,
+            segment=segment,
+            role=role,
+            min_risk=min_risk,
+            min_value=min_value,
+            older_than_hours=older_than_hours,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        ),
+        media_type="application/json",
+    )
 
 
 @router.post("/bulk")
@@ -60,7 +82,9 @@ def get_approval(approval_id: str, user: CurrentUser, inbox: InboxDep) -> Approv
 
 
 @router.post("/{approval_id}/decision")
-async def decide(approval_id: str, body: DecisionCreate, user: CurrentUser, inbox: InboxDep) -> ApprovalOutcome:
+async def decide(
+    approval_id: str, body: DecisionCreate, user: CurrentUser, inbox: InboxDep
+) -> ApprovalOutcome:
     try:
         return await inbox.decide(user, approval_id, body)
     except InboxError as err:
@@ -68,7 +92,9 @@ async def decide(approval_id: str, body: DecisionCreate, user: CurrentUser, inbo
 
 
 @router.post("/{approval_id}/edit")
-async def edit(approval_id: str, body: EditCreate, user: CurrentUser, inbox: InboxDep) -> ApprovalOutcome:
+async def edit(
+    approval_id: str, body: EditCreate, user: CurrentUser, inbox: InboxDep
+) -> ApprovalOutcome:
     """Change the action's arguments; the edited action goes through the policy again."""
     try:
         return await inbox.edit(user, approval_id, body)
@@ -77,7 +103,9 @@ async def edit(approval_id: str, body: EditCreate, user: CurrentUser, inbox: Inb
 
 
 @router.post("/{approval_id}/reassign")
-def reassign(approval_id: str, body: ReassignCreate, user: CurrentUser, inbox: InboxDep) -> ApprovalPublic:
+def reassign(
+    approval_id: str, body: ReassignCreate, user: CurrentUser, inbox: InboxDep
+) -> ApprovalPublic:
     try:
         return inbox.reassign(user, approval_id, body)
     except InboxError as err:
@@ -85,7 +113,9 @@ def reassign(approval_id: str, body: ReassignCreate, user: CurrentUser, inbox: I
 
 
 @router.post("/{approval_id}/comments", status_code=201)
-def comment(approval_id: str, body: CommentCreate, user: CurrentUser, inbox: InboxDep) -> CommentPublic:
+def comment(
+    approval_id: str, body: CommentCreate, user: CurrentUser, inbox: InboxDep
+) -> CommentPublic:
     try:
         return inbox.comment(user, approval_id, body)
     except InboxError as err:

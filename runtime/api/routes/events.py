@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel
-
+from autopilot.runtime.accounts.ingest import UnknownAccount
 from autopilot.runtime.api.deps import CurrentUser, IngestDep
 from autopilot.runtime.contracts.event import EventIn
-from autopilot.runtime.accounts.ingest import UnknownAccount
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -20,7 +19,15 @@ async def post_event(event: EventIn, user: CurrentUser, ingest: IngestDep) -> Ev
     try:
         stored = ingest.store([event], org_id=user.org_id)
     except UnknownAccount as err:
-        raise HTTPException(422, detail=[{"loc": ["body", "account_id"], "msg": str(err),
-                                          "type": "value_error.unknown_account"}]) from err
+        raise HTTPException(
+            422,
+            detail=[
+                {
+                    "loc": ["body", "account_id"],
+                    "msg": str(err),
+                    "type": "value_error.unknown_account",
+                }
+            ],
+        ) from err
     started = await ingest.dispatch(stored)
     return EventAccepted(event_id=stored[0].event_id, started=[s.workflow_id for s in started])

@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
-
-from autopilot.runtime.auth import users as auth
 from autopilot.runtime.api.deps import SESSION_COOKIE, InboxDep, OptionalUser, ServicesDep
 from autopilot.runtime.approvals.metrics import manager_view
 from autopilot.runtime.approvals.service import InboxError
+from autopilot.runtime.auth import users as auth
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -34,14 +33,23 @@ def login_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/login", response_class=HTMLResponse)
-def login(request: Request, svc: ServicesDep, email: str = Form(...), password: str = Form(...)) -> Response:
+def login(
+    request: Request, svc: ServicesDep, email: str = Form(...), password: str = Form(...)
+) -> Response:
     try:
-        sid, _ = auth.login(svc.db, email=email, password=password, hours=svc.settings.session_hours)
+        sid, _ = auth.login(
+            svc.db, email=email, password=password, hours=svc.settings.session_hours
+        )
     except auth.AuthError:
         return _page(request, "login.html", error="Wrong email or password.")
     response = RedirectResponse("/inbox", status_code=303)
-    response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict",
-                        max_age=int(svc.settings.session_hours * 3600))
+    response.set_cookie(
+        SESSION_COOKIE,
+        sid,
+        httponly=True,
+        samesite="strict",
+        max_age=int(svc.settings.session_hours * 3600),
+    )
     return response
 
 
@@ -55,14 +63,35 @@ def logout(request: Request, svc: ServicesDep) -> Response:
 
 
 @router.get("/inbox", response_class=HTMLResponse)
-def inbox_page(request: Request, user: OptionalUser, inbox: InboxDep, status: str = "pending",
-               segment: str | None = None, role: str | None = None, sort: str = "age") -> Response:
+def inbox_page(
+    request: Request,
+    user: OptionalUser,
+    inbox: InboxDep,
+    status: str = "pending",
+    segment: str | None = None,
+    role: str | None = None,
+    sort: str = "age",
+) -> Response:
     if user is None:
         return RedirectResponse("/login", status_code=303)
-    items = inbox.rows(user, status=status or None, segment=segment or None, role=role or None, sort=sort,
-                       limit=500)
-    return _page(request, "inbox.html", user=user, items=items, status=status, segment=segment or "",
-                 role=role or "", sort=sort)
+    items = inbox.rows(
+        user,
+        status=status or None,
+        segment=segment or None,
+        role=role or None,
+        sort=sort,
+        limit=500,
+    )
+    return _page(
+        request,
+        "inbox.html",
+        user=user,
+        items=items,
+        status=status,
+        segment=segment or "",
+        role=role or "",
+        sort=sort,
+    )
 
 
 @router.get("/inbox/{approval_id}/panel", response_class=HTMLResponse)
@@ -81,5 +110,9 @@ def manager_page(request: Request, user: OptionalUser, svc: ServicesDep) -> Resp
     if user is None:
         return RedirectResponse("/login", status_code=303)
     if not (user.roles & {"manager", "vp", "admin", "auditor", "finance"}):
-        raise HTTPException(403, detail="the manager view is for managers, finance, VPs, admins and auditors")
-    return _page(request, "manager.html", user=user, m=manager_view(svc, org_id=user.org_id, now=svc.clock()))
+        raise HTTPException(
+            403, detail="the manager view is for managers, finance, VPs, admins and auditors"
+        )
+    return _page(
+        request, "manager.html", user=user, m=manager_view(svc, org_id=user.org_id, now=svc.clock())
+    )
