@@ -19,47 +19,68 @@ RESCUE_LINE, HIGH_RISK_LINE = 50.0, 41.5
 
 def drop_events(db: Engine, account_id: str, *, severe: bool = False) -> list[dict[str, Any]]:
     """Live events that take a healthy account below the Churn Rescue line, crossing
-    it only with the last event: bad sentiment, a detractor's NPS, a (resolved) P1
-    outage and a failed payment, then a usage snapshot with fewer seats in use. How many seats
-    stay in use is found against the real Health 2.0 model (each try rolled back), so
-    a mild case lands between the two lines and a severe one below both."""
-    first = [
-        {"account_id": account_id, "type": "sentiment", "sentiment": -1.0},
-        {"account_id": account_id, "type": "nps", "score": 0},
-        # A P1 outage, already resolved: it weighs on the score, and no outage is open.
-        {"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
-        {"account_id": account_id, "type": "ticket_closed", "priority": "P1"},
-        {"account_id": account_id, "type": "payment_failed", "amount": 1200.0},
-    ]
-    if severe:  # and it gets worse
-        first += [
-            {"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
-            {"account_id": account_id, "type": "ticket_closed", "priority": "P1"},
-            {"account_id": account_id, "type": "payment_failed", "amount": 1200.0},
-            {"account_id": account_id, "type": "sentiment", "sentiment": -1.0},
-        ]
+    it only with the last event: bad sentiment, a detractor's NPS, (resolved) P1
+    outages and failed payments, then a usage snapshot with fewer seats in use. How
+    hard the account is hit and how many seats stay in use are found against the real
+    Health 2.0 model (each try rolled back), so a mild case lands between the two
+    lines and a severe one below both."""
     with Session(db) as session:
         account = session.get(Account, account_id)
         if account is None:
             raise LookupError(f"unknown account {account_id}")
         seats = account.seats_purchased
-    for used in sorted({round(seats * f / 40) for f in range(40, -1, -1)}, reverse=True):
-        last = {
-            "account_id": account_id,
-            "type": "usage_snapshot",
-            "active_users": 0,
-            "seats_used": used,
-        }
-        path = _health_path(db, account_id, [*first, last])
-        if path is None or min(path[:-1]) < RESCUE_LINE:
-            break
-        if path[-1] < (HIGH_RISK_LINE if severe else RESCUE_LINE) and (
-            severe or path[-1] >= HIGH_RISK_LINE
-        ):
-            return [*first, last]
+    target = HIGH_RISK_LINE if severe else RESCUE_LINE
+    for level in range(2 if severe else 0, 5):
+        first = _blows(account_id, level)
+        lo, hi = 0, seats  # the most seats still in use that lands below the target
+        if (path := _after(db, account_id, first, 0)) is None or min(path[:-1]) < RESCUE_LINE:
+            break  # the blows alone cross the line: a harder level only crosses earlier
+        if path[-1] >= target:
+            continue  # not even an empty account gets there: hit harder
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            end = _after(db, account_id, first, mid)
+            if end is not None and end[-1] < target:
+                lo = mid
+            else:
+                hi = mid - 1
+        end = _after(db, account_id, first, lo)
+        if end is not None and (severe or end[-1] >= HIGH_RISK_LINE):
+            return [*first, _usage(account_id, lo)]
     raise LookupError(
-        f"{account_id}: no usage drop lands its health where a {'severe' if severe else 'mild'} case must"
+        f"{account_id}: no drop lands its health where a {'severe' if severe else 'mild'} case must"
     )
+
+
+def _blows(account_id: str, level: int) -> list[dict[str, Any]]:
+    """Bad news, harder with each level: sentiment, NPS, resolved P1s, failed payments."""
+    events: list[dict[str, Any]] = [
+        {"account_id": account_id, "type": "sentiment", "sentiment": -1.0},
+        {"account_id": account_id, "type": "nps", "score": 0},
+    ]
+    for _ in range(level):
+        # A P1 outage, already resolved: it weighs on the score, and no outage is open.
+        events += [
+            {"account_id": account_id, "type": "ticket_opened", "priority": "P1"},
+            {"account_id": account_id, "type": "ticket_closed", "priority": "P1"},
+            {"account_id": account_id, "type": "payment_failed", "amount": 1200.0},
+        ]
+    return events
+
+
+def _usage(account_id: str, seats_used: int) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "type": "usage_snapshot",
+        "active_users": 0,
+        "seats_used": seats_used,
+    }
+
+
+def _after(
+    db: Engine, account_id: str, first: list[dict[str, Any]], seats_used: int
+) -> list[float] | None:
+    return _health_path(db, account_id, [*first, _usage(account_id, seats_used)])
 
 
 def _health_path(db: Engine, account_id: str, events: list[dict[str, Any]]) -> list[float] | None:

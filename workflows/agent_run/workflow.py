@@ -82,6 +82,8 @@ class AgentRunWorkflow:
             request = ApprovalRequest.model_validate(result["__interrupt__"][0].value)
             answer = await self._await_answer(request)
             result = await app.ainvoke(Command(resume=answer.model_dump(mode="json")), config)
+        # An Update still closing its item (a denied edit) finishes before the run does.
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return AgentRunResult(
             workflow_id=wf_id,
             outcomes=[ActionOutcome.model_validate(o) for o in result.get("outcomes", [])],
@@ -236,6 +238,17 @@ class AgentRunWorkflow:
             item.busy = False
         del self._items[edit.approval_id]
         if result.request is None:  # the edited action is denied: nothing will run, the item closes
+            self._answers[item.root] = ApprovalDecision(
+                approval_id=item.root,
+                payload_hash=result.payload_hash,
+                verdict="reject",
+                actor=edit.actor,
+                reason="the edited action was denied by policy",
+                decided_at=workflow.now(),
+                action=result.action,
+                decision=result.decision,
+            )
+            # The answer first: the run loop must not find the item gone and no answer.
             if workflow.patched("close-denied-edit"):  # histories from before this keep replaying
                 await workflow.execute_activity_method(
                     ApprovalActivities.close_approval,
@@ -248,16 +261,6 @@ class AgentRunWorkflow:
                     ),
                     **_ACTIVITY,
                 )
-            self._answers[item.root] = ApprovalDecision(
-                approval_id=item.root,
-                payload_hash=result.payload_hash,
-                verdict="reject",
-                actor=edit.actor,
-                reason="the edited action was denied by policy",
-                decided_at=workflow.now(),
-                action=result.action,
-                decision=result.decision,
-            )
             return ApprovalOutcome(
                 approval_id=edit.approval_id,
                 status="superseded",

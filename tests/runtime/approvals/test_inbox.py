@@ -118,6 +118,11 @@ async def test_edit_is_regated_and_may_need_a_higher_role_or_be_denied(stack: St
     result = await stack.run_result(wf_id)
     assert [o.status for o in result.outcomes] == ["executed", "denied"]
     assert len(stack.mails()) == 1  # the email only; no offer went out
+    # The denied edit closes its item with the gate's reason: nothing is left pending.
+    closed = next(a for a in stack.approval_rows() if a.id == edited["id"])
+    assert closed.status == "denied" and "discount.above_cap" in (closed.decision_reason or "")
+    listed = (await stack.http.get("/approvals", headers=stack.headers("maria"))).json()
+    assert [a for a in listed if a["account_id"] == account] == []
 
 
 async def test_bulk_reassign_comments_and_detail(stack: Stack) -> None:
