@@ -11,7 +11,7 @@ from autopilot.runtime import services
 from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.agents import planner
 from autopilot.runtime.agents.specs import spec_hash
-from autopilot.runtime.contracts.account import AccountSnapshot, Assessment
+from autopilot.runtime.contracts.account import Assessment
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.approval import ApprovalDecision
 from autopilot.runtime.contracts.audit import AuditEvent
@@ -21,7 +21,7 @@ from autopilot.runtime.contracts.run import ActionOutcome
 from autopilot.runtime.contracts.tool import ToolCall
 from autopilot.runtime.execution.executor import execute_once
 from autopilot.runtime.graph.requests import approval_id_for, approval_request
-from autopilot.runtime.graph.state import RunState, run_key
+from autopilot.runtime.graph.state import RunState, View
 from autopilot.runtime.ledger.cbr import book_action_cost
 from autopilot.runtime.policy.gate import Reservation, gate_action
 from autopilot.runtime.policy.limits import read_limits
@@ -38,33 +38,32 @@ from temporalio.exceptions import ApplicationError
 
 def observe(state: RunState) -> dict[str, Any]:
     svc = services.current()
+    run = View(state).run
     with transaction(svc.db) as session:
-        snapshot = get_snapshot(
-            session, account_id=state["run"]["account_id"], today=svc.clock().date()
-        )
+        snapshot = get_snapshot(session, account_id=run.account_id, today=svc.clock().date())
     if snapshot is None:
-        raise ApplicationError(f"unknown account {state['run']['account_id']}", non_retryable=True)
+        raise ApplicationError(f"unknown account {run.account_id}", non_retryable=True)
     return {"account": snapshot.model_dump(mode="json")}
 
 
 def plan(state: RunState) -> dict[str, Any]:
     svc = services.current()
-    spec = svc.specs[state["run"]["agent"]]
-    account = AccountSnapshot.model_validate(state["account"])
+    v = View(state)
+    spec = svc.specs[v.run.agent]
     since = svc.clock() - timedelta(days=spec.limits.rejection_cooldown_days)
     with transaction(svc.db) as session:
         rejected = {
             r.tool: r.rejection_reason or ""
             for r in session.exec(
                 select(ActionRecord).where(
-                    ActionRecord.account_id == account.id,
+                    ActionRecord.account_id == v.account.id,
                     ActionRecord.agent == spec.name,
                     ActionRecord.status == "rejected",
                     ActionRecord.updated_at >= since,
                 )
             )
         }
-    actions = planner.plan(spec, account, Assessment.model_validate(state["assessment"]), rejected)
+    actions = planner.plan(spec, v.account, v.assessment, rejected)
     return {
         "actions": [a.model_dump(mode="json") for a in actions],
         "rejected": rejected,
@@ -75,36 +74,33 @@ def plan(state: RunState) -> dict[str, Any]:
 
 async def gate(state: RunState) -> dict[str, Any]:
     svc = services.current()
-    run = state["run"]
-    action = ProposedAction.model_validate(state["actions"][state["index"]])
-    account = AccountSnapshot.model_validate(state["account"])
-    spec = svc.specs.get(run["agent"])
-    key = run_key(state)
-    if spec is None or spec_hash(spec) != run["spec_hash"]:
+    v = View(state)
+    run = v.run
+    spec = svc.specs.get(run.agent)
+    if spec is None or spec_hash(spec) != run.spec_hash:
         decision = Decision.fail_closed(
             "policy.spec_mismatch", "the run pinned an agent spec this worker does not hold"
         )
     else:
         decision = await gate_action(
             svc,
-            run_key=key,
-            action=action,
-            account=account,
+            run_key=v.key,
+            action=v.action,
+            account=v.account,
             spec=spec,
-            actor=ActorIn(type="agent", id=run["agent"]),
-            pinned_bundle=run["bundle_hash"],
-            reserve=Reservation(key=key, workflow_id=run["workflow_id"], agent=run["agent"]),
+            actor=ActorIn(type="agent", id=run.agent),
+            pinned_bundle=run.bundle_hash,
+            reserve=Reservation(key=v.key, workflow_id=run.workflow_id, agent=run.agent),
         )
     return {"decision": decision.model_dump(mode="json"), "approval": None, "result": None}
 
 
 def execute(state: RunState) -> dict[str, Any]:
     svc = services.current()
-    run = state["run"]
-    action = ProposedAction.model_validate(state["actions"][state["index"]])
-    spec = svc.specs[run["agent"]]
+    v = View(state)
+    spec = svc.specs[v.run.agent]
     call = ToolCall(
-        tool=action.tool, args=action.args, idempotency_key=run_key(state), granted=spec.tools
+        tool=v.action.tool, args=v.action.args, idempotency_key=v.key, granted=spec.tools
     )
     try:
         result = execute_once(
@@ -115,36 +111,40 @@ def execute(state: RunState) -> dict[str, Any]:
     return {"result": result.model_dump(mode="json")}
 
 
+def _status(
+    decision: Decision, approval: ApprovalDecision | None, result: dict[str, Any] | None
+) -> str:
+    if not decision.allow:
+        return "denied"
+    if approval is not None and approval.verdict != "approve":
+        return "rejected"
+    if result is None or result.get("status") == "failed":
+        return "failed"
+    return "executed"
+
+
 def record(state: RunState) -> dict[str, Any]:
     """Write the action's audit steps (one hash-chained entry each) and its final status."""
     svc = services.current()
-    run = state["run"]
-    key = run_key(state)
-    action = state["actions"][state["index"]]
-    decision = Decision.model_validate(state["decision"])
-    approval = state.get("approval")
-    result = state.get("result")
-    if not decision.allow:
-        status = "denied"
-    elif approval is not None and approval.get("verdict") != "approve":
-        status = "rejected"
-    elif result is None or result.get("status") == "failed":
-        status = "failed"
-    else:
-        status = "executed"
-    agent_actor = f"agent:{run['agent']}"
+    v = View(state)
+    run, decision, approval, result = v.run, v.decision, v.approval, v.result
+    final = v.action  # the edited one, if an approver edited it
+    action = final.model_dump(mode="json")
+    status = _status(decision, approval, result)
+    agent_actor = f"agent:{run.agent}"
     common = {
-        "workflow_id": run["workflow_id"],
-        "run_key": key,
-        "bundle_hash": decision.bundle_hash or run["bundle_hash"],
-        "spec_hash": run["spec_hash"],
+        "workflow_id": run.workflow_id,
+        "run_key": v.key,
+        "bundle_hash": decision.bundle_hash or run.bundle_hash,
+        "spec_hash": run.spec_hash,
     }
+    assessment = v.assessment.model_dump(mode="json")
     steps = [
         AuditEvent(
             step="plan",
             actor=agent_actor,
-            input_hash=sha256_hex(state["assessment"]),
-            decision={"action": action, "assessment": state["assessment"]},
+            input_hash=sha256_hex(assessment),
+            decision={"action": action, "assessment": assessment},
             **common,
         ),
         AuditEvent(
@@ -159,9 +159,9 @@ def record(state: RunState) -> dict[str, Any]:
         steps.append(
             AuditEvent(
                 step="approve",
-                actor=approval.get("actor", "unknown"),
-                input_hash=approval.get("payload_hash", ""),
-                decision=approval,
+                actor=approval.actor,
+                input_hash=approval.payload_hash,
+                decision=approval.model_dump(mode="json"),
                 **common,
             )
         )
@@ -170,7 +170,7 @@ def record(state: RunState) -> dict[str, Any]:
             AuditEvent(
                 step="execute",
                 actor=agent_actor,
-                input_hash=sha256_hex(action["args"]),
+                input_hash=sha256_hex(final.args),
                 decision=result,
                 **common,
             )
@@ -185,31 +185,30 @@ def record(state: RunState) -> dict[str, Any]:
         )
     )
     audit.append(svc.db, steps)
-    final = ProposedAction.model_validate(action)  # the edited one, if an approver edited it
     with transaction(svc.db) as session:
-        row = session.get(ActionRecord, key)
+        row = session.get(ActionRecord, v.key)
         if row is not None:
             row.status, row.updated_at = status, svc.clock()
-            row.payload, row.payload_hash = final.model_dump(mode="json"), final.payload_hash
+            row.payload, row.payload_hash = action, final.payload_hash
             row.expected_cost, row.discount_pct = final.expected_cost, final.discount_pct
             row.high_touch, row.recipient = final.high_touch, final.args.get("to")
             if approval is not None and status == "rejected":
-                row.rejection_reason = approval.get("reason") or None
+                row.rejection_reason = approval.reason or None
             session.add(row)
             if status == "executed":  # the cost ledger: booked once per action (unique key)
                 book_action_cost(session, row, at=svc.clock())
     outcome = ActionOutcome(
-        index=state["index"],
-        tool=action["tool"],
+        index=v.index,
+        tool=final.tool,
         status=status,
-        codes=[v.code for v in decision.deny]
+        codes=[d.code for d in decision.deny]
         + ([result["code"]] if result and "code" in result else []),
-        approval_id=approval.get("approval_id") if approval else None,
+        approval_id=approval.approval_id if approval else None,
         output=result.get("output", {}) if result else {},
     )
     return {
         "outcomes": [outcome.model_dump(mode="json")],
-        "index": state["index"] + 1,
+        "index": v.index + 1,
         "decision": None,
         "approval": None,
         "result": None,
@@ -220,7 +219,7 @@ def record(state: RunState) -> dict[str, Any]:
 
 
 def assess(state: RunState) -> dict[str, Any]:
-    account = AccountSnapshot.model_validate(state["account"])
+    account = View(state).account
     assessment = Assessment(
         health=account.health, risk=account.churn_risk, reasons=account.health_reasons
     )
@@ -229,20 +228,20 @@ def assess(state: RunState) -> dict[str, Any]:
 
 def approve(state: RunState) -> dict[str, Any]:
     """Pause for a human. Everything above `interrupt` re-runs on resume: keep it pure."""
-    run = state["run"]
-    action = ProposedAction.model_validate(state["actions"][state["index"]])
+    v = View(state)
+    run = v.run
     request = approval_request(
-        approval_id=approval_id_for(run_key(state)),
-        workflow_id=run["workflow_id"],
-        agent=run["agent"],
-        account_id=run["account_id"],
-        bundle_hash=run["bundle_hash"],
-        spec_hash=run["spec_hash"],
-        action=action,
-        decision=Decision.model_validate(state["decision"]),
-        risk=state["assessment"]["risk"],
-        timeout_hours=state["limits"]["approval_timeout_hours"],
-        run_key=run_key(state),
+        approval_id=approval_id_for(v.key),
+        workflow_id=run.workflow_id,
+        agent=run.agent,
+        account_id=run.account_id,
+        bundle_hash=run.bundle_hash,
+        spec_hash=run.spec_hash,
+        action=v.action,
+        decision=v.decision,
+        risk=v.assessment.risk,
+        timeout_hours=v.limits.approval_timeout_hours,
+        run_key=v.key,
     )
     answer = ApprovalDecision.model_validate(interrupt(request.model_dump(mode="json")))
     update: dict[str, Any] = {}
@@ -250,8 +249,8 @@ def approve(state: RunState) -> dict[str, Any]:
         # The approver edited the action: from here on the edited one (gated again) is the action.
         edited = ProposedAction.model_validate(answer.action)
         if edited.payload_hash == answer.payload_hash:
-            actions = list(state["actions"])
-            actions[state["index"]] = edited.model_dump(mode="json")
+            actions = [a.model_dump(mode="json") for a in v.actions]
+            actions[v.index] = edited.model_dump(mode="json")
             update = {"actions": actions, "decision": answer.decision}
     if answer.approval_id != request.approval_id or (
         not update and answer.payload_hash != request.payload_hash
@@ -273,13 +272,16 @@ def approve(state: RunState) -> dict[str, Any]:
 
 async def choose(state: RunState) -> str:
     """Next action, cheapest first (the planner sorted them), or the end of the run."""
-    return "gate" if state["index"] < len(state.get("actions", [])) else "__end__"
+    v = View(state)
+    return "gate" if v.index < len(v.actions) else "__end__"
 
 
 async def after_gate(state: RunState) -> str:
-    decision = Decision.model_validate(state["decision"])
-    return {"allow": "execute", "require_approval": "approve", "deny": "record"}[decision.outcome]
+    return {"allow": "execute", "require_approval": "approve", "deny": "record"}[
+        View(state).decision.outcome
+    ]
 
 
 async def after_approve(state: RunState) -> str:
-    return "execute" if (state.get("approval") or {}).get("verdict") == "approve" else "record"
+    approval = View(state).approval
+    return "execute" if approval is not None and approval.verdict == "approve" else "record"

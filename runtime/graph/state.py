@@ -1,13 +1,25 @@
-"""The agent graph's state: plain JSON values, so it crosses activity boundaries as is."""
+"""The agent graph's state, and its typed view.
+
+The state itself is plain JSON values (a TypedDict): LangGraph merges it and the
+Temporal plugin carries it across activity boundaries as JSON. Nodes do not read those
+dicts: `View` parses each part once into its contract model, typed."""
 
 from __future__ import annotations
 
 import operator
+from functools import cached_property
 from typing import Annotated, Any, TypedDict
+
+from autopilot.runtime.contracts.account import AccountSnapshot, Assessment
+from autopilot.runtime.contracts.action import ProposedAction
+from autopilot.runtime.contracts.agent_spec import Limits
+from autopilot.runtime.contracts.approval import ApprovalDecision
+from autopilot.runtime.contracts.policy import Decision
+from autopilot.runtime.contracts.run import AgentRunInput
 
 
 class RunState(TypedDict, total=False):
-    run: dict[str, Any]  # AgentRunInput + workflow_id
+    run: dict[str, Any]  # RunInfo
     account: dict[str, Any]  # AccountSnapshot
     assessment: dict[str, Any]  # Assessment
     limits: dict[str, Any]  # the agent's Limits
@@ -20,6 +32,66 @@ class RunState(TypedDict, total=False):
     outcomes: Annotated[list[dict[str, Any]], operator.add]  # ActionOutcome per action
 
 
-def run_key(state: RunState) -> str:
-    run = state["run"]
-    return f"{run['workflow_id']}/{run['event']['event_id']}/{state['index']}"
+class RunInfo(AgentRunInput):
+    workflow_id: str
+
+
+class View:
+    """Typed, parsed-once access to a RunState; a part the graph has not reached yet
+    raises KeyError (a node that reads it runs too early: a bug, not a state)."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    def _part(self, name: str) -> Any:
+        value = self.state.get(name)
+        if value is None:
+            raise KeyError(f"the run state has no {name} yet")
+        return value
+
+    @cached_property
+    def run(self) -> RunInfo:
+        return RunInfo.model_validate(self._part("run"))
+
+    @cached_property
+    def account(self) -> AccountSnapshot:
+        return AccountSnapshot.model_validate(self._part("account"))
+
+    @cached_property
+    def assessment(self) -> Assessment:
+        return Assessment.model_validate(self._part("assessment"))
+
+    @cached_property
+    def limits(self) -> Limits:
+        return Limits.model_validate(self._part("limits"))
+
+    @property
+    def index(self) -> int:
+        return int(self.state.get("index", 0))
+
+    @cached_property
+    def actions(self) -> list[ProposedAction]:
+        return [ProposedAction.model_validate(a) for a in self.state.get("actions", [])]
+
+    @property
+    def action(self) -> ProposedAction:
+        """The action on its way through gate → approve → execute → record."""
+        return self.actions[self.index]
+
+    @cached_property
+    def decision(self) -> Decision:
+        return Decision.model_validate(self._part("decision"))
+
+    @cached_property
+    def approval(self) -> ApprovalDecision | None:
+        raw = self.state.get("approval")
+        return ApprovalDecision.model_validate(raw) if raw is not None else None
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        return self.state.get("result")
+
+    @property
+    def key(self) -> str:
+        """The action's key: workflow id / trigger event / action index (idempotency, ledger)."""
+        return f"{self.run.workflow_id}/{self.run.event.event_id}/{self.index}"
