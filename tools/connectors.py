@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
-from autopilot.runtime.contracts.hashing import sha256_hex
-from autopilot.tools.registry import ToolContext, ToolError, tool
 from pydantic import BaseModel, Field
 from sqlmodel import Session
+
+from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.tools.registry import ToolContext, ToolError, tool
 
 
 def _id(prefix: str, ctx: ToolContext) -> str:

@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from autopilot.runtime.contracts.hashing import sha256_hex
-from autopilot.tools.registry import SmtpConfig, ToolContext, ToolError, tool
 from icalendar import Calendar, Event, vCalAddress
 from pydantic import BaseModel, Field
+
+from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.tools.registry import SmtpConfig, ToolContext, ToolError, tool
 
 
 class SendEmailArgs(BaseModel):

@@ -16,14 +16,22 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import jsonschema
-from autopilot.tools.registry import Registry, ToolArgsInvalid, ToolContext, ToolDef, ToolError
-from autopilot.tools.sandbox import SandboxPolicy, drop_cgroup, spawn_confined
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session, select
+
+from autopilot.tools.registry import (
+    Effect,
+    Registry,
+    ToolArgsInvalid,
+    ToolContext,
+    ToolDef,
+    ToolError,
+)
+from autopilot.tools.sandbox import SandboxPolicy, drop_cgroup, spawn_confined
 
 
 class McpArgs(BaseModel):
@@ -159,7 +167,7 @@ def register_imported(
                 result_model=McpResult,
                 description=t["description"],
                 scopes=tuple(scopes),
-                effect=effect,
+                effect=cast(Effect, effect),
                 cost=0.0,
                 kind="task",
                 significant=False,  # type: ignore[arg-type]

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
 
-from autopilot.runtime.policy.limits import PolicyLimits
 from pydantic import BaseModel
+
+from autopilot.runtime.policy.limits import PolicyLimits
 
 if TYPE_CHECKING:
     from autopilot.tools.sandbox import SandboxPolicy

@@ -172,10 +172,10 @@ def _limits(policy: SandboxPolicy, cgroup: Path | None):  # type: ignore[no-unty
         mem = policy.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_CPU, (policy.cpu_seconds, policy.cpu_seconds + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024 * 1024,) * 2)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024 * 1024, 16 * 1024 * 1024))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if cgroup is None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (policy.max_processes,) * 2)
+            resource.setrlimit(resource.RLIMIT_NPROC, (policy.max_processes, policy.max_processes))
 
     return apply
 

@@ -24,7 +24,7 @@ def _allowed(hosts: list[str]) -> set[tuple[str, int | None]]:
         try:
             ips = {ipaddress.ip_address(host).compressed}
         except ValueError:
-            ips = {info[4][0] for info in socket.getaddrinfo(host, None)}
+            ips = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
         out |= {(ip, int(port) if port else None) for ip in ips}
     return out
 

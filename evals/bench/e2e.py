@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlmodel import Session, select
+from temporalio.worker import Worker
+
 from autopilot.evals.bench.baseline import BareApprovalWorkflow, BareWorkflow, noop
 from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.api.app import create_app
@@ -33,8 +36,6 @@ from autopilot.runtime.devstack.temporal import connect, start_dev_server
 from autopilot.runtime.services import build_services
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.worker import build_worker
-from sqlmodel import Session, select
-from temporalio.worker import Worker
 
 AUTO_ACTIVITIES = 5  # observe, plan, gate, execute, record
 AFTER_APPROVAL_ACTIVITIES = 2  # execute, record
@@ -210,7 +211,7 @@ async def executed(db: Any, workflow_id: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--approvals", type=int, default=50)
     parser.add_argument(

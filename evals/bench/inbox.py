@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlmodel import Session, select
+from temporalio.worker import Worker
+
 from autopilot.evals.bench.baseline import BareApprovalWorkflow, noop
 from autopilot.evals.bench.e2e import (
     AFTER_APPROVAL_ACTIVITIES,
@@ -43,8 +46,6 @@ from autopilot.runtime.devstack.temporal import connect
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.approvals import Approval
 from autopilot.runtime.store.db import make_engine
-from sqlmodel import Session, select
-from temporalio.worker import Worker
 
 
 def add_pending(db: Any, n: int, *, seed: int = 11) -> int:
@@ -229,13 +230,13 @@ async def _approvals(settings: Settings, db: Any, base: str, n: int) -> dict[str
             await handle.execute_update("decide", "approve")
             await handle.result()
             bare.append((time.perf_counter() - t0) * 1000)
-    part = {"agent": summary(agent[2:]), "bare_temporal": summary(bare[2:])}
+    part: dict[str, Any] = {"agent": summary(agent[2:]), "bare_temporal": summary(bare[2:])}
     part["ratio_p95"] = round(part["agent"]["p95_ms"] / part["bare_temporal"]["p95_ms"], 2)
     return part
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pending", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=15)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.policy import PolicyInput
 from autopilot.runtime.policy.cases import case_input, load_cases
@@ -60,7 +61,7 @@ def stats(samples: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -73,7 +74,7 @@ def main() -> None:
     bundle = engine._current.bundle  # the very bundle the engine evaluates
 
     def raw(payload: dict[str, Any]) -> Any:
-        raw_interp.set_input(payload)
+        raw_interp.set_input(payload)  # pyright: ignore[reportArgumentType] - any JSON value
         out = raw_interp.query_bundle(bundle)
         assert out.ok()
         return out.results[0].__dict__["bindings"]["x"]

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # pyright: ignore[reportMissingImports] - the baseline only; not a dependency
+from sqlalchemy import insert
+from sqlmodel import Session, select
+
 from autopilot.evals.bench.e2e import pct
 from autopilot.runtime.accounts.fold import on_event
 from autopilot.runtime.config import Settings
@@ -31,8 +34,6 @@ from autopilot.runtime.health.scoring import current_model, rescore_all
 from autopilot.runtime.health.training import write_history
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import make_engine
-from sqlalchemy import insert
-from sqlmodel import Session, select
 
 TODAY = date(2026, 11, 24)
 
@@ -188,7 +189,7 @@ def bench(n: int, events: int, folder: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--out", type=Path, default=None)

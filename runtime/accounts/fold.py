@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlmodel import Session, select
+
 from autopilot.runtime.health.features import MODULES
 from autopilot.runtime.health.scoring import score
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountDay, AccountScore
-from sqlmodel import Session, select
 
 
 def fold(session: Session, account: Account, ev: dict[str, Any], at: datetime) -> None:

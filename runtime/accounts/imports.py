@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-from autopilot.runtime.store.accounts import Account, Contact
-from autopilot.runtime.store.customer import CustomFieldSchema
-from autopilot.runtime.store.db import transaction
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+
+from autopilot.runtime.store.accounts import Account, Contact
+from autopilot.runtime.store.customer import CustomFieldSchema
+from autopilot.runtime.store.db import transaction
 
 
 class AccountRow(BaseModel):

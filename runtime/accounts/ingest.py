@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+from temporalio.client import Client
+
 from autopilot.runtime.accounts.fold import fold, on_event
 from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.agents.specs import spec_hash
@@ -18,9 +22,6 @@ from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.events import Event
 from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
-from sqlalchemy.engine import Engine
-from sqlmodel import col, select
-from temporalio.client import Client
 
 
 class UnknownAccount(ValueError):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import date
 
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo, HealthReason
 from autopilot.runtime.health.scoring import current
 from autopilot.runtime.store.accounts import Account, Contact
-from sqlmodel import Session, col, select
 
 REASONS = 3  # the factors that pull the score down most, as the action's reasons
 

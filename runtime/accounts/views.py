@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.health.features import FEATURES
 from autopilot.runtime.health.scoring import current
 from autopilot.runtime.ledger.spend import quarter_limits
@@ -15,7 +17,6 @@ from autopilot.runtime.optimizer.uplift import learned_uplift
 from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import RiskAlert
-from sqlmodel import Session, col, select
 
 SEAT_SATURATION = 0.9
 ADOPTION_TARGET = 0.5  # share of modules in use over 30 days

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.hashing import sha256_hex
-from pydantic import ValidationError
 
 
 class SpecError(ValueError):

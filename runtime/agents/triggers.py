@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 import cel
+
 from autopilot.runtime.contracts.account import AccountSnapshot
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 

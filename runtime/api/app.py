@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
 from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.api.routes import accounts, approvals, decisions, events, health, web
 from autopilot.runtime.approvals.service import Inbox
 from autopilot.runtime.services import Services
-from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
 from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.approvals.access import Principal
 from autopilot.runtime.approvals.service import Inbox
 from autopilot.runtime.auth import users as auth
 from autopilot.runtime.services import Services
-from fastapi import Depends, HTTPException, Request
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 SESSION_COOKIE = "autopilot_session"
 

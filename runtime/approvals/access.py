@@ -4,12 +4,16 @@ roles that may decide each required approval."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from autopilot.runtime.store.accounts import Account
-from autopilot.runtime.store.approvals import Approval
 from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
+
+from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.store.approvals import Approval
+
+T = TypeVar("T")  # a query over accounts, or over their ids
 
 ROLES = ("csm", "manager", "finance", "legal", "vp", "admin", "auditor")
 DECIDING = {"csm", "manager", "finance", "legal", "vp"}
@@ -44,12 +48,12 @@ def approvals_visible_to(p: Principal, query: SelectOfScalar[Approval]) -> Selec
     if p.book_only:
         book = select(Account.id).where(Account.org_id == p.org_id, Account.owner_csm == p.user_id)
         query = query.where(
-            or_(col(Approval.account_id).in_(book), Approval.assigned_to == p.user_id)
+            or_(col(Approval.account_id).in_(book), col(Approval.assigned_to) == p.user_id)
         )
     return query
 
 
-def accounts_visible_to(p: Principal, query: SelectOfScalar[Account]) -> SelectOfScalar[Account]:
+def accounts_visible_to(p: Principal, query: SelectOfScalar[T]) -> SelectOfScalar[T]:
     query = query.where(Account.org_id == p.org_id)
     return query.where(Account.owner_csm == p.user_id) if p.book_only else query
 
@@ -66,7 +70,7 @@ def satisfies(user_roles: frozenset[str], role: str, deciders: list[str]) -> boo
     return False
 
 
-def role_to_cast(p: Principal, item: Approval, voted: set[str]) -> str | None:
+def role_to_cast(p: Principal, item: Approval | Any, voted: set[str]) -> str | None:
     """The required role still open that this person may decide: one they hold (or
     were escalated) first, so a manager fills 'manager' and leaves 'csm' to a CSM."""
     open_roles = [r for r in item.roles if r not in voted]

@@ -6,6 +6,8 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.ledger.cbr import cbr
 from autopilot.runtime.ledger.spend import quarter_start, segment_spend
 from autopilot.runtime.policy.limits import read_limits
@@ -13,7 +15,6 @@ from autopilot.runtime.services import Services
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.approvals import Approval
-from sqlmodel import Session, col, select
 
 AGE_BUCKETS = [(4, "< 4 h"), (24, "4–24 h"), (72, "1–3 days"), (float("inf"), "> 3 days")]
 

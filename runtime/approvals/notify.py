@@ -10,6 +10,8 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.approvals.access import (
     Principal,
     accounts_visible_to,
@@ -23,7 +25,6 @@ from autopilot.runtime.store.approvals import Approval, ApprovalVote
 from autopilot.runtime.store.customer import RiskAlert
 from autopilot.runtime.store.users import User
 from autopilot.tools.email import smtp_send
-from sqlmodel import Session, col, select
 
 log = logging.getLogger(__name__)
 

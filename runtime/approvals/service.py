@@ -9,6 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy import String, cast
+from sqlmodel import Session, col, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
 from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.accounts.views import account_view
 from autopilot.runtime.agents.planner import apply_edit
@@ -37,10 +42,6 @@ from autopilot.runtime.store.audit import AuditEntry
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.users import User
 from autopilot.tools.registry import ToolContext, ToolError
-from sqlalchemy import String, cast
-from sqlmodel import Session, col, select
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
 
 
 class InboxError(Exception):
@@ -72,7 +73,8 @@ LIST_COLUMNS = tuple(
 # For the JSON API the larger JSON columns pass through as stored text, undecoded.
 RAW_JSON = ("action", "reasons")
 LIST_COLUMNS_RAW = tuple(
-    cast(c, String).label(c.key) if c.key in RAW_JSON else c for c in LIST_COLUMNS
+    cast(c, String).label(c.key) if c.key in RAW_JSON else c  # type: ignore[attr-defined]
+    for c in LIST_COLUMNS
 )
 SORTS = {
     "age": col(Approval.created_at),
@@ -326,7 +328,7 @@ class Inbox:
         try:
             return await handle.execute_update(name, arg, result_type=ApprovalOutcome)
         except WorkflowUpdateFailedError as err:
-            raise Conflict(str(err.cause.message if err.cause else err)) from err
+            raise Conflict(str(getattr(err.cause, "message", None) or err)) from err
         except RPCError as err:
             raise Conflict(f"the run no longer accepts decisions: {err.message}") from err
 

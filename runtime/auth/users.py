@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
 from autopilot.runtime.approvals.access import ROLES, Principal
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.users import ApiToken, Organization, User, WebSession
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
 
 class AuthError(Exception):

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from sqlmodel import Session
+
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.config import get_settings
 from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.services import make_policy_engine
-from sqlmodel import Session
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 model_app = typer.Typer(no_args_is_help=True, help="Health 2.0: train, evaluate.")
@@ -224,6 +225,7 @@ def schema_cmd(file: Path, org: str = "demo", as_json: JsonOpt = False) -> None:
     import json as _json
 
     import jsonschema
+
     from autopilot.runtime.accounts.imports import set_custom_schema
 
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.config import get_settings
 

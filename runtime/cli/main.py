@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
+
 from autopilot.runtime.cli.accounts import accounts_app, metrics_app, model_app
 from autopilot.runtime.cli.kb import app as kb_app
 from autopilot.runtime.cli.mcp import app as mcp_app
@@ -18,7 +20,6 @@ from autopilot.runtime.cli.policy import app as policy_app
 from autopilot.runtime.cli.tools import app as tools_app
 from autopilot.runtime.cli.users import app as users_app
 from autopilot.runtime.config import get_settings
-from pydantic import ValidationError
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="CS Autopilot: policy-gated CS agents."
@@ -198,10 +199,11 @@ async def _inbox() -> Any:
 
 
 def _principal(user_id: str, as_json: bool) -> Any:
+    from sqlmodel import Session
+
     from autopilot.runtime.auth.users import principal
     from autopilot.runtime.store.db import make_engine
     from autopilot.runtime.store.users import User
-    from sqlmodel import Session
 
     with Session(make_engine(get_settings().db_url)) as session:
         user = session.get(User, user_id)

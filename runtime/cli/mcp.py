@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from sqlmodel import Session
+
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.config import get_settings
-from sqlmodel import Session
 
 app = typer.Typer(no_args_is_help=True, help="MCP: import servers' tools, serve ours.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]

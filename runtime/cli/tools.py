@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.config import get_settings
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.config import get_settings
-from sqlmodel import Session, col, select
 
 app = typer.Typer(no_args_is_help=True, help="Users, roles and API tokens.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]

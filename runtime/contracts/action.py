@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.contracts.policy import ActionCategory
-from pydantic import BaseModel, ConfigDict, Field
 
 
 class ProposedAction(BaseModel):
@@ -17,10 +18,10 @@ class ProposedAction(BaseModel):
     reason: str
     expected_cost: float = Field(ge=0, description="expected cost to serve, in account currency")
     expected_uplift: float = Field(ge=0, le=1, description="expected reduction of churn risk")
-    discount_pct: float = Field(0, ge=0, le=100)
+    discount_pct: float = Field(default=0, ge=0, le=100)
     category: ActionCategory = "rescue"
     high_touch: bool = False
-    hours: float = Field(0, ge=0)
+    hours: float = Field(default=0, ge=0)
     contract_change: bool = False
 
     @property

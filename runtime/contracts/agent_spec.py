@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_actions_per_run: int = Field(3, ge=1, le=10)
-    approval_timeout_hours: float = Field(72, gt=0)
-    max_discount_pct: float = Field(25, ge=0, le=100)
+    max_actions_per_run: int = Field(default=3, ge=1, le=10)
+    approval_timeout_hours: float = Field(default=72, gt=0)
+    max_discount_pct: float = Field(default=25, ge=0, le=100)
     rejection_cooldown_days: float = Field(
-        14, ge=0, description="a rejected tool is not re-proposed meanwhile"
+        default=14, ge=0, description="a rejected tool is not re-proposed meanwhile"
     )
 
 
@@ -25,10 +25,10 @@ class PlannerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["offline"] = "offline"
-    offer_min_arr: float = Field(50_000, ge=0)
-    high_risk: float = Field(0.7, ge=0, le=1)
-    discount_pct: float = Field(10, ge=0, le=100)
-    high_risk_discount_pct: float = Field(25, ge=0, le=100)
+    offer_min_arr: float = Field(default=50_000, ge=0)
+    high_risk: float = Field(default=0.7, ge=0, le=1)
+    discount_pct: float = Field(default=10, ge=0, le=100)
+    high_risk_discount_pct: float = Field(default=25, ge=0, le=100)
 
 
 class AgentSpec(BaseModel):

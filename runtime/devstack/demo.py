@@ -13,6 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.auth.users import DEMO_PASSWORD, issue_token
 from autopilot.runtime.config import Settings
 from autopilot.runtime.devstack.scenarios import drop_events, pick_accounts
@@ -21,7 +23,6 @@ from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.mail import ReceivedMail
 from autopilot.runtime.store.tool_calls import ToolCallRecord
-from sqlmodel import Session, col, select
 
 Say = Callable[[str], None]
 

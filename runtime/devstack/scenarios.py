@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.accounts.fold import on_event
 from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.customer import AccountScore
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
 
 # Health 2.0 of a churn-rescue case: below the Churn Rescue line (health 50, churn risk
 # 0.5); a mild case stays above the planner's high-risk mark (risk 0.7, health 41.5).

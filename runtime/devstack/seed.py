@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, time, timedelta
 
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
 from autopilot.runtime.auth.users import demo_user_id, seed_demo_users
 from autopilot.runtime.health.scoring import rescore_all
 from autopilot.runtime.health.training import seed_history
@@ -12,8 +15,6 @@ from autopilot.runtime.ledger.cbr import LEDGER_RATES
 from autopilot.runtime.store.accounts import Account, Contact, count_accounts
 from autopilot.runtime.store.customer import CostEntry
 from autopilot.runtime.store.db import transaction
-from sqlalchemy.engine import Engine
-from sqlmodel import select
 
 SEGMENTS = [  # segment, share, ARR range, seats range
     ("enterprise", 0.15, (250_000, 1_200_000), (300, 2_000)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from autopilot.runtime.health.features import MODULES, SIGNALS, WINDOW, Windows
 
 SEGMENTS = ("enterprise", "mid_market", "smb", "tech_touch")

@@ -8,9 +8,10 @@ from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from sqlalchemy.engine import Engine
+
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.mail import ReceivedMail
-from sqlalchemy.engine import Engine
 
 
 def _body(msg: Message) -> str:

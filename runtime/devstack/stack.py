@@ -18,6 +18,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import uvicorn
+from temporalio.client import Client
+
 from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.api.app import create_app
 from autopilot.runtime.config import Settings
@@ -29,7 +31,6 @@ from autopilot.runtime.kb.store import ensure_shipped
 from autopilot.runtime.policy.decisions import purge as purge_decisions
 from autopilot.runtime.services import Services, build_services, watch_policies
 from autopilot.runtime.worker import build_worker
-from temporalio.client import Client
 
 log = logging.getLogger(__name__)
 

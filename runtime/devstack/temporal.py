@@ -11,9 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autopilot.runtime.config import Settings
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+
+from autopilot.runtime.config import Settings
 
 
 def temporal_binary(name: str = "temporal") -> str:

@@ -10,6 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
 from autopilot.runtime.contracts.tool import ToolCall, ToolResult
 from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.runtime.store.db import transaction
@@ -22,8 +25,6 @@ from autopilot.tools.registry import (
     ToolNotGranted,
     ToolOutcomeUnknown,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 
 def _reserve(engine: Engine, call: ToolCall) -> ToolResult | None:

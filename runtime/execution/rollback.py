@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.contracts.action import ProposedAction
@@ -21,7 +23,6 @@ from autopilot.runtime.store import audit
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.tool_calls import ToolCallRecord
 from autopilot.tools.registry import ToolContext, ToolError
-from sqlmodel import Session, col, select
 
 
 class RollbackError(ValueError):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from autopilot.runtime.graph import nodes
-from autopilot.runtime.graph.state import RunState
 from langgraph.graph import END, START, StateGraph
 from temporalio.common import RetryPolicy
+
+from autopilot.runtime.graph import nodes
+from autopilot.runtime.graph.state import RunState
 
 GRAPH_NAME = "agent"
 

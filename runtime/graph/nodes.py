@@ -7,6 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from langgraph.types import interrupt
+from sqlmodel import select
+from temporalio.exceptions import ApplicationError
+
 from autopilot.runtime import services
 from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.agents import planner
@@ -29,9 +33,6 @@ from autopilot.runtime.store import audit
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
-from langgraph.types import interrupt
-from sqlmodel import select
-from temporalio.exceptions import ApplicationError
 
 # --- activities --------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from autopilot.runtime.devstack.simulator import Portfolio
 from autopilot.runtime.health.features import WINDOW, compute
 from autopilot.runtime.health.model import HealthModel

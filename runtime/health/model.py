@@ -18,9 +18,10 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+from pydantic import BaseModel
+
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.health.features import FEATURES, LABELS
-from pydantic import BaseModel
 
 SCALE = 10.0  # health points per unit of log-odds
 MIDPOINT = 50.0  # the health of an account at even odds

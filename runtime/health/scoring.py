@@ -9,13 +9,14 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
+from sqlalchemy import String, cast, delete, insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.health.features import FEATURES, SIGNALS, WINDOW, Windows, compute
 from autopilot.runtime.health.model import Explanation, Factor, HealthModel, default_model_dir
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountDay, AccountScore, RiskAlert
-from sqlalchemy import String, cast, delete, insert
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
 
 _lock = threading.Lock()
 _models: dict[str, HealthModel] = {}
@@ -110,7 +111,9 @@ def score(
             delete(AccountScore).where(col(AccountScore.account_id).in_(chunk))
         )
     # The full rescore's fast path stores risk and health; factors are computed on demand.
-    explanations: list[Explanation | None] = model.explain(x) if explain else [None] * len(accounts)
+    explanations: list[Explanation | None] = (
+        list(model.explain(x)) if explain else [None] * len(accounts)
+    )
     healths, risks = model.score(x) if not explain else (None, None)
     rows, alerts = [], []
     for i, account in enumerate(accounts):

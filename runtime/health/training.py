@@ -7,6 +7,10 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
 from autopilot.runtime.devstack.simulator import (
     Portfolio,
     _carry_forward,
@@ -17,9 +21,6 @@ from autopilot.runtime.health.features import SIGNALS, WINDOW
 from autopilot.runtime.health.model import HealthModel, train
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountDay
-from sqlalchemy import insert
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
 HORIZON = 45
 

@@ -8,10 +8,11 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any, Literal
 
+from sqlmodel import Session, select
+
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.customer import COST_KINDS, CostEntry
-from sqlmodel import Session, select
 
 Slice = Literal["segment", "agent", "playbook", "account"]
 # An agent's action books its cost under the kind it is (a discount is revenue given up).

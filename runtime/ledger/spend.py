@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import ColumnElement, and_, case, func, or_
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.contracts.policy import LedgerIn
 from autopilot.runtime.optimizer.solver import Limits
 from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.actions import ActionRecord
-from sqlalchemy import ColumnElement, and_, case, func, or_
-from sqlmodel import Session, col, select
 
 IN_FLIGHT = ("allowed", "pending")
 
@@ -93,7 +94,8 @@ def quarter_limits(
                 or_(
                     col(ActionRecord.status).in_(IN_FLIGHT),
                     and_(
-                        ActionRecord.status == "executed", col(ActionRecord.updated_at) >= cooldown
+                        col(ActionRecord.status) == "executed",
+                        col(ActionRecord.updated_at) >= cooldown,
                     ),
                 ),
             )

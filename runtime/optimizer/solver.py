@@ -19,9 +19,10 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from autopilot.runtime.optimizer.catalogue import CatalogueAction, cost_of, load_catalogue
 from pydantic import BaseModel, Field
 from scipy.optimize import Bounds, LinearConstraint, milp
+
+from autopilot.runtime.optimizer.catalogue import CatalogueAction, cost_of, load_catalogue
 
 PRIOR_WEIGHT = 20.0  # the prior counts as this many observed accounts
 
@@ -157,7 +158,7 @@ def optimize(
             c=cost + 1e-6 * np.arange(n),
             integrality=np.ones(n),
             bounds=Bounds(0, 1),
-            constraints=LinearConstraint(np.vstack(a_rows), lo + [-np.inf] * len(cuts), a_hi),
+            constraints=_constraint(np.vstack(a_rows), lo + [-np.inf] * len(cuts), a_hi),
         )
         if res.x is None:
             break
@@ -171,11 +172,16 @@ def optimize(
             c=-weight,
             integrality=np.ones(n),
             bounds=Bounds(0, 1),
-            constraints=LinearConstraint(np.vstack(rows[1:]), lo[1:], hi[1:]),
+            constraints=_constraint(np.vstack(rows[1:]), lo[1:], hi[1:]),
         )
         chosen = np.flatnonzero(res.x > 0.5) if res.x is not None else np.array([], dtype=int)
         plans.append(_plan(goal, options, chosen, feasible=False))
     return Result(goal=goal, limits=limits, best=plans[0], alternatives=plans[1:], options=options)
+
+
+def _constraint(a: np.ndarray, lo: list[float], hi: list[float]) -> LinearConstraint:
+    # Bounds per row; scipy's stubs type lb/ub as scalars, but arrays are its documented use.
+    return LinearConstraint(a, np.array(lo), np.array(hi))  # pyright: ignore[reportArgumentType]
 
 
 def _plan(goal: Goal, options: list[Option], chosen: np.ndarray, *, feasible: bool) -> Plan:

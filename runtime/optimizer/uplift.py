@@ -3,12 +3,13 @@ optimizer: which catalogue actions kept at-risk accounts of a segment."""
 
 from __future__ import annotations
 
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.optimizer.catalogue import CatalogueAction, load_catalogue
 from autopilot.runtime.optimizer.solver import learn_uplift
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.customer import RiskAlert
-from sqlmodel import Session, col, select
 
 
 def learned_uplift(session: Session, account: Account) -> dict[str, tuple[float, int]]:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict
+
 from autopilot.runtime.contracts.policy import Decision
 from autopilot.runtime.policy.engine import PolicyEngine, decide_raw
-from pydantic import BaseModel, ConfigDict
 
 
 class Expect(BaseModel):
@@ -103,7 +104,9 @@ def run_case(engine: PolicyEngine, case: Case, bases: dict[str, Any]) -> CaseRes
     for role, hours in exp.sla.items():
         slas = {a.sla_hours for a in decision.approval if a.role == role}
         if slas != {hours}:
-            result.problems.append(f"sla for {role} {sorted(slas)}, expected {hours}")
+            result.problems.append(
+                f"sla for {role} {sorted(slas, key=lambda s: (s is None, s or 0))}, expected {hours}"
+            )
     if exp.require_approval is not None and decision.require_approval != exp.require_approval:
         result.problems.append(f"require_approval {decision.require_approval}")
     return result

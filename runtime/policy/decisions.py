@@ -8,13 +8,14 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from autopilot.runtime.contracts.policy import Decision
-from autopilot.runtime.policy.engine import PolicyEngine, decide_raw
-from autopilot.runtime.store.actions import PolicyDecisionRecord
 from pydantic import BaseModel
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+
+from autopilot.runtime.contracts.policy import Decision
+from autopilot.runtime.policy.engine import PolicyEngine, decide_raw
+from autopilot.runtime.store.actions import PolicyDecisionRecord
 
 
 class DecisionPublic(BaseModel):

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.contracts.policy import Decision, PolicyInput
-from pydantic import ValidationError
 
 UNAVAILABLE = "policy.unavailable"
 BUNDLE_MISMATCH = "policy.bundle_mismatch"

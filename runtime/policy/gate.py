@@ -8,7 +8,12 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 from zoneinfo import ZoneInfo
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
 
 from autopilot.runtime.contracts.account import AccountSnapshot
 from autopilot.runtime.contracts.action import ProposedAction
@@ -16,6 +21,7 @@ from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.policy import (
     AccountIn,
     ActionIn,
+    ActionKind,
     ActorIn,
     AgentIn,
     Decision,
@@ -28,9 +34,6 @@ from autopilot.runtime.services import Services
 from autopilot.runtime.store.actions import ActionRecord, LedgerVersion, PolicyDecisionRecord
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
 
 
 def policy_input(
@@ -74,7 +77,7 @@ def policy_input(
     return PolicyInput(
         action=ActionIn(
             tool=action.tool,
-            kind=kind,
+            kind=cast(ActionKind, kind),
             category=action.category,
             args=action.args,  # type: ignore[arg-type]
             discount_pct=action.discount_pct,
@@ -220,7 +223,7 @@ def _commit(
                     update(LedgerVersion)
                     .where(col(LedgerVersion.scope) == scope, col(LedgerVersion.version) == version)
                     .values(version=version + 1)
-                ).rowcount
+                ).rowcount  # pyright: ignore[reportAttributeAccessIssue] - an UPDATE's CursorResult
                 if not bumped:
                     if version != 0 or session.get(LedgerVersion, scope) is not None:
                         session.rollback()

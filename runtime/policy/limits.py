@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import threading
 
-from autopilot.runtime.policy.engine import PolicyEngine, PolicyLoadError
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from autopilot.runtime.policy.engine import PolicyEngine, PolicyLoadError
 
 
 class _Limits(BaseModel):
@@ -58,7 +59,7 @@ def read_limits(engine: PolicyEngine) -> PolicyLimits:
             bundle_hash=engine.bundle_hash,
             budget=(engine.data("autopilot/budget/limits") or {}).get("segments", {}),
             discount=(engine.data("autopilot/discount/limits") or {}).get("segments", {}),
-            contact=engine.data("autopilot/contact/limits") or {},
+            contact=ContactLimits.model_validate(engine.data("autopilot/contact/limits") or {}),
         )
     except ValidationError as err:
         raise PolicyLoadError(f"the policy limits are malformed: {err.errors()[0]['loc']}") from err

@@ -13,6 +13,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import requests
+from opa_client.opa import OpaClient
+
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.contracts.policy import Decision
 from autopilot.runtime.policy.bundle import compute_bundle_hash
@@ -22,7 +24,6 @@ from autopilot.runtime.policy.engine import (
     PolicyLoadError,
     parse_decision,
 )
-from opa_client.opa import OpaClient
 
 
 class OpaEngine:

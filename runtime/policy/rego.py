@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import regopy
+
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.contracts.policy import Decision
 from autopilot.runtime.policy.bundle import bundle_data, bundle_files, compute_bundle_hash
@@ -34,7 +35,7 @@ class Compiled:
     data: dict[str, Any]  # the bundle's data documents, for the limits reader
 
 
-def _locate(err: regopy.RegoError) -> str:
+def _locate(err: Exception) -> str:
     """`file:line: message` from regopy's error tree (its positions are byte offsets)."""
     text = str(err)
     found = re.search(r"\(error \d+:([^|]+)\|(\d+)\|\d+\s+\(errormsg \d+:([^)]*)\)", text)
@@ -121,7 +122,7 @@ class RegoEngine:
             )
         interp = self._pool.get()
         try:
-            interp.set_input(payload)
+            interp.set_input(payload)  # pyright: ignore[reportArgumentType] - regopy takes any JSON value
             output = interp.query_bundle(compiled.bundle)
         except (regopy.RegoError, ValueError) as err:
             # ValueError: regopy reports some evaluation errors as a non-JSON output.

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from autopilot.runtime.contracts.audit import AuditEvent
-from autopilot.runtime.contracts.hashing import sha256_hex
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
+
+from autopilot.runtime.contracts.audit import AuditEvent
+from autopilot.runtime.contracts.hashing import sha256_hex
 
 GENESIS = "0" * 64
 # SQLite serialises writers anyway; the lock keeps the read-last/insert pair atomic

@@ -6,6 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine
+
 # Import every table module so that create_all sees them.
 from autopilot.runtime.store import (  # noqa: F401  (every table registers with the metadata)
     accounts,
@@ -20,9 +24,6 @@ from autopilot.runtime.store import (  # noqa: F401  (every table registers with
     tool_calls,
     users,
 )
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
 
 
 def make_engine(url: str) -> Engine:

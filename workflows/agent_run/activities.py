@@ -6,6 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
+from sqlmodel import select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
 from autopilot.runtime import services
 from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.agents.planner import apply_edit
@@ -26,10 +31,6 @@ from autopilot.runtime.store.approvals import Approval
 from autopilot.runtime.store.approvals import ApprovalVote as VoteRow
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
-from pydantic import BaseModel
-from sqlmodel import select
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 
 class CloseInput(BaseModel):

@@ -14,6 +14,11 @@ from temporalio.common import RetryPolicy
 
 # Pydantic contracts and langgraph are pure and loaded once, not per run.
 with workflow.unsafe.imports_passed_through():
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+    from temporalio.langgraph import graph
+
     from autopilot.runtime.contracts.approval import (
         ApprovalDecision,
         ApprovalEdit,
@@ -34,9 +39,6 @@ with workflow.unsafe.imports_passed_through():
         EditInput,
         EscalateInput,
     )
-    from langgraph.checkpoint.memory import InMemorySaver
-    from langgraph.types import Command
-    from temporalio.langgraph import graph
 
 _ACTIVITY = {
     "start_to_close_timeout": timedelta(seconds=30),
@@ -75,7 +77,7 @@ class AgentRunWorkflow:
     async def run(self, inp: AgentRunInput) -> AgentRunResult:
         wf_id = workflow.info().workflow_id
         app = graph(GRAPH_NAME).compile(checkpointer=InMemorySaver())
-        config = {"configurable": {"thread_id": wf_id}}
+        config: RunnableConfig = {"configurable": {"thread_id": wf_id}}
         state = {"run": {**inp.model_dump(mode="json"), "workflow_id": wf_id}, "outcomes": []}
         result = await app.ainvoke(state, config)
         while "__interrupt__" in result:

@@ -3,6 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from fastapi import APIRouter, HTTPException, Query
+from sqlmodel import Session, col, select
+
 from autopilot.runtime.accounts.views import account_view
 from autopilot.runtime.api.deps import CurrentUser, ServicesDep
 from autopilot.runtime.approvals.access import accounts_visible_to
@@ -10,8 +13,6 @@ from autopilot.runtime.ledger.cbr import cbr
 from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import RiskAlert
-from fastapi import APIRouter, HTTPException, Query
-from sqlmodel import Session, col, select
 
 router = APIRouter(tags=["accounts"])
 

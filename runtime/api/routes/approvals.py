@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from fastapi import APIRouter, HTTPException, Query, Response
+
 from autopilot.runtime.api.deps import CurrentUser, InboxDep
 from autopilot.runtime.approvals.models import (
     ApprovalDetail,
@@ -16,7 +18,6 @@ from autopilot.runtime.approvals.models import (
 )
 from autopilot.runtime.approvals.service import InboxError
 from autopilot.runtime.contracts.approval import ApprovalOutcome
-from fastapi import APIRouter, HTTPException, Query, Response
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 

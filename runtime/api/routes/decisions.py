@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from fastapi import APIRouter, Query
+from sqlmodel import Session, select
+
 from autopilot.runtime.api.deps import CurrentUser, DbDep
 from autopilot.runtime.approvals.access import accounts_visible_to
 from autopilot.runtime.policy.decisions import DecisionPublic, query
 from autopilot.runtime.store.accounts import Account
-from fastapi import APIRouter, Query
-from sqlmodel import Session, select
 
 router = APIRouter(prefix="/decisions", tags=["decisions"])
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
 from autopilot.runtime.accounts.ingest import UnknownAccount
 from autopilot.runtime.api.deps import CurrentUser, IngestDep
 from autopilot.runtime.contracts.event import EventIn
-from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel
 
 router = APIRouter(prefix="/events", tags=["events"])
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
 from autopilot.runtime.api.deps import SESSION_COOKIE, InboxDep, OptionalUser, ServicesDep
 from autopilot.runtime.approvals.metrics import manager_view
 from autopilot.runtime.approvals.service import InboxError
 from autopilot.runtime.auth import users as auth
-from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
