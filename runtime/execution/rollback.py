@@ -1,6 +1,7 @@
 """Roll back a run: the compensating tool of each executed action, newest first, each
 through the policy gate and audited. An irreversible effect (a delivered email) is
-reported as such; nothing pretends it away."""
+reported as such; nothing pretends it away. A compensation that would need an
+approval is refused (never executed): the rollback names the roles to ask."""
 
 from __future__ import annotations
 
@@ -143,6 +144,27 @@ async def _compensate(
         "bundle_hash": decision.bundle_hash,
         "spec_hash": spec_hash(spec),
     }
+    if decision.allow and decision.require_approval:
+        # A rollback is one person's command, not an approval: a compensation the policy
+        # wants a person (or several) to approve is refused with the roles it needs.
+        refused = {
+            "status": "needs_approval",
+            "roles": decision.roles,
+            "reasons": [f"{a.role}: {a.reason}" for a in decision.approval],
+        }
+        audit.append(
+            svc.db,
+            [
+                AuditEvent(
+                    step="compensate",
+                    actor=actor,
+                    input_hash=decision.input_hash,
+                    decision=refused,
+                    **common,
+                )
+            ],
+        )
+        return refused
     if not decision.allow:
         audit.append(
             svc.db,
