@@ -22,6 +22,7 @@ from autopilot.runtime.policy.opa import OpaEngine
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.db import make_engine
 from autopilot.tools import registry as default_registry
+from autopilot.tools.mcp_bridge import load_imported
 from autopilot.tools.registry import Registry, SmtpConfig
 
 
@@ -72,8 +73,6 @@ def build_services(
     db: Engine | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Services:
-    from autopilot.tools.mcp_bridge import load_imported
-
     db = db or make_engine(settings.db_url)
     default_registry.load_entry_points()  # third-party tools (sandboxed)
     load_imported(default_registry, db)  # MCP servers imported into this store (confined)

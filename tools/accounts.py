@@ -9,7 +9,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
+from autopilot.runtime.accounts.views import account_view
+from autopilot.runtime.config import get_settings
+from autopilot.runtime.health.scoring import current as current_health
+from autopilot.runtime.kb.store import ensure_shipped, search
+from autopilot.runtime.ledger.spend import quarter_limits
+from autopilot.runtime.optimizer.solver import Goal, optimize
+from autopilot.runtime.optimizer.uplift import learned_uplift
 from autopilot.runtime.policy.limits import PolicyLimits
+from autopilot.runtime.store.accounts import Account
 from autopilot.tools.registry import ToolContext, ToolError, tool
 
 
@@ -34,8 +42,6 @@ class AccountIntel(BaseModel):
 
 def _with_account(args: AccountArgs, ctx: ToolContext, fn: Any) -> Any:
     """`fn(session, account, now)` on the account the arguments name."""
-    from autopilot.runtime.store.accounts import Account
-
     if ctx.db is None:
         raise ToolError("no store configured for account tools")
     now = datetime.now(UTC)
@@ -53,8 +59,6 @@ def _limits(ctx: ToolContext) -> PolicyLimits:
 
 
 def _view(args: AccountArgs, ctx: ToolContext) -> dict[str, Any]:
-    from autopilot.runtime.accounts.views import account_view
-
     return _with_account(
         args, ctx, lambda s, a, now: account_view(s, a, _limits(ctx), today=now.date(), now=now)
     )
@@ -79,10 +83,6 @@ def account_signals(args: AccountArgs, ctx: ToolContext) -> AccountIntel:
 def optimizer_options(args: OptimizeArgs, ctx: ToolContext) -> AccountIntel:
     """The cheapest set of actions that reaches the goal within budget and contact limits,
     each option's marginal cost and success probability, and the runners-up."""
-    from autopilot.runtime.health.scoring import current as current_health
-    from autopilot.runtime.ledger.spend import quarter_limits
-    from autopilot.runtime.optimizer.solver import Goal, optimize
-    from autopilot.runtime.optimizer.uplift import learned_uplift
 
     def run(session: Session, account: Any, now: datetime) -> Any:
         if args.goal == "retention":
@@ -116,9 +116,6 @@ class KnowledgeHits(BaseModel):
 @tool(scopes=["kb:read"], effect="read", kind="read")
 def knowledge_search(args: KnowledgeArgs, ctx: ToolContext) -> KnowledgeHits:
     """Search the playbooks and help articles; the best passages with their source and heading."""
-    from autopilot.runtime.config import get_settings
-    from autopilot.runtime.kb.store import ensure_shipped, search
-
     settings = ctx.settings or get_settings()
     ensure_shipped(settings)  # an empty knowledge base starts with the shipped articles
     return KnowledgeHits(query=args.query, hits=search(settings, args.query, args.k))

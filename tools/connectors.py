@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.runtime.store.outbox import CsmTask, InAppMessage
 from autopilot.tools.registry import ToolContext, ToolError, tool
 
 
@@ -58,8 +59,6 @@ class CancelArgs(BaseModel):
 )
 def send_in_app_message(args: InAppArgs, ctx: ToolContext) -> Done:
     """Schedule an in-app message for an account's users (the app reads the outbox)."""
-    from autopilot.runtime.store.outbox import InAppMessage
-
     now = datetime.now(UTC)
     msg_id = _id("iam", ctx)
     preview = {
@@ -116,8 +115,6 @@ def _cancel(
 @tool(scopes=["in_app:send"], effect="write", kind="compensation", cost=0.0)
 def cancel_in_app_message(args: CancelArgs, ctx: ToolContext) -> Done:
     """Cancel a scheduled in-app message (one already delivered cannot be recalled)."""
-    from autopilot.runtime.store.outbox import InAppMessage
-
     return _cancel(ctx, InAppMessage, args.id, what="in-app message", final="delivered")
 
 
@@ -135,8 +132,6 @@ class TaskArgs(BaseModel):
 @tool(scopes=["task:create"], effect="write", kind="task", cost=0.0, compensate="cancel_csm_task")
 def create_csm_task(args: TaskArgs, ctx: ToolContext) -> Done:
     """Create a task for a CSM (a call to make, a follow-up)."""
-    from autopilot.runtime.store.outbox import CsmTask
-
     now = datetime.now(UTC)
     task_id = _id("task", ctx)
     preview = {
@@ -169,8 +164,6 @@ def create_csm_task(args: TaskArgs, ctx: ToolContext) -> Done:
 @tool(scopes=["task:create"], effect="write", kind="compensation", cost=0.0)
 def cancel_csm_task(args: CancelArgs, ctx: ToolContext) -> Done:
     """Cancel an open CSM task."""
-    from autopilot.runtime.store.outbox import CsmTask
-
     return _cancel(ctx, CsmTask, args.id, what="task", final="done")
 
 

@@ -23,6 +23,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session, select
 
+from autopilot.runtime.store.mcp import McpImport
 from autopilot.tools.registry import (
     Effect,
     Registry,
@@ -31,7 +32,7 @@ from autopilot.tools.registry import (
     ToolDef,
     ToolError,
 )
-from autopilot.tools.sandbox import SandboxPolicy, drop_cgroup, spawn_confined
+from autopilot.tools.sandbox import SandboxPolicy, ToolTimeout, drop_cgroup, spawn_confined
 
 
 class McpArgs(BaseModel):
@@ -55,8 +56,8 @@ async def _session_call(
     name: str = "",
     arguments: dict[str, Any] | None = None,
 ) -> Any:
-    from mcp import ClientSession, StdioServerParameters
-    from mcp.client.stdio import stdio_client
+    from mcp import ClientSession, StdioServerParameters  # noqa: PLC0415 - 0.7 s to import; only MCP calls need it
+    from mcp.client.stdio import stdio_client  # noqa: PLC0415 - 0.7 s to import; only MCP calls need it
 
     confined, cgroup = spawn_confined(argv, policy, read_only=read_only)
     raw = json.dumps(
@@ -86,8 +87,6 @@ async def _session_call(
                     return (await session.list_tools()).tools
                 return await session.call_tool(name, arguments or {})
     except TimeoutError:
-        from autopilot.tools.sandbox import ToolTimeout
-
         raise ToolTimeout(
             f"MCP server {argv[0]} did not answer within {policy.timeout_s:g} s"
         ) from None
@@ -184,8 +183,6 @@ def register_imported(
 
 def load_imported(registry: Registry, db: Any) -> list[str]:
     """The MCP servers imported into this store, registered at start-up."""
-    from autopilot.runtime.store.mcp import McpImport
-
     names: list[str] = []
     with Session(db) as s:
         for row in s.exec(select(McpImport)):
@@ -204,9 +201,9 @@ def load_imported(registry: Registry, db: Any) -> list[str]:
 
 
 def serve(registry: Registry, *, scopes: set[str], ctx_factory: Any) -> None:
-    import mcp_types as types
-    from mcp.server.lowlevel import Server
-    from mcp.server.stdio import stdio_server
+    import mcp_types as types  # noqa: PLC0415 - 0.7 s to import; only MCP calls need it
+    from mcp.server.lowlevel import Server  # noqa: PLC0415 - 0.7 s to import; only MCP calls need it
+    from mcp.server.stdio import stdio_server  # noqa: PLC0415 - 0.7 s to import; only MCP calls need it
 
     def visible() -> list[ToolDef]:
         return [t for t in registry.list() if set(t.scopes) <= scopes]

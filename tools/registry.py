@@ -11,14 +11,27 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
+from typing import Any, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel
 
-from autopilot.runtime.policy.limits import PolicyLimits
+from autopilot.tools.context import SmtpConfig, ToolContext
+from autopilot.tools.errors import ToolArgsInvalid, ToolError, ToolNotGranted, ToolOutcomeUnknown
+from autopilot.tools.sandbox import SandboxPolicy, run_sandboxed
 
-if TYPE_CHECKING:
-    from autopilot.tools.sandbox import SandboxPolicy
+__all__ = [  # the names tool authors import from here
+    "Effect",
+    "Registry",
+    "SmtpConfig",
+    "ToolArgsInvalid",
+    "ToolContext",
+    "ToolDef",
+    "ToolError",
+    "ToolNotGranted",
+    "ToolOutcomeUnknown",
+    "registry",
+    "tool",
+]
 
 log = logging.getLogger(__name__)
 Effect = Literal["read", "write", "external"]
@@ -28,52 +41,6 @@ _third_party: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "third_party", default=None
 )
 F = TypeVar("F", bound=Callable[..., BaseModel])
-
-
-class ToolError(Exception):
-    """A tool failed in a way a retry will not fix."""
-
-    code = "tool.failed"
-
-
-class ToolNotGranted(ToolError):
-    code = "tool.not_granted"
-
-
-class ToolArgsInvalid(ToolError):
-    code = "tool.args_invalid"
-
-
-class ToolOutcomeUnknown(ToolError):
-    """A previous attempt started the side effect and never recorded its end: we do not
-    repeat it (at most once), a human has to look."""
-
-    code = "tool.outcome_unknown"
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    host: str
-    port: int
-    mail_from: str
-    username: str = ""
-    password: str = ""
-    starttls: bool = False
-    ca_file: str = ""  # a private CA for the server's certificate (empty: the system's)
-
-
-@dataclass(frozen=True)
-class ToolContext:
-    idempotency_key: str
-    dry_run: bool
-    smtp: SmtpConfig | None = None
-    db: Any = (
-        None  # the store's engine: read tools over account data, the outbox and task connectors
-    )
-    settings: Any = (
-        None  # the runtime Settings (connector URLs); never secrets beyond what a tool needs
-    )
-    limits: PolicyLimits | None = None  # the active policy's limits (budget and contact caps)
 
 
 @dataclass(frozen=True)
@@ -146,8 +113,6 @@ class Registry:
         except ValueError as err:
             raise ToolArgsInvalid(f"{name}: {err}") from err
         if tool_def.sandbox is not None:
-            from autopilot.tools.sandbox import run_sandboxed
-
             payload = {
                 "args": parsed.model_dump(mode="json"),
                 "idempotency_key": ctx.idempotency_key,
@@ -195,7 +160,6 @@ def tool(
     A write or external tool names its compensating tool, or says it is irreversible."""
 
     def decorate(fn: F) -> F:
-        from autopilot.tools.sandbox import SandboxPolicy
 
         hints = get_type_hints(fn)
         params = list(inspect.signature(fn).parameters)

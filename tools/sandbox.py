@@ -9,6 +9,7 @@ same limits is the fallback, and the log says so."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -22,24 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autopilot.tools.registry import ToolError
+from autopilot.tools.errors import (
+    ToolArgsInvalid,
+    ToolError,
+    ToolResourceExceeded,
+    ToolSandboxViolation,
+    ToolTimeout,
+)
 
 log = logging.getLogger(__name__)
 PIDS_CGROUP = Path("/sys/fs/cgroup/pids")
-
-
-class ToolSandboxViolation(ToolError):
-    """The tool tried what its sandbox forbids (an undeclared host, a process exec)."""
-
-    code = "tool.sandbox_violation"
-
-
-class ToolResourceExceeded(ToolError):
-    code = "tool.resource_exceeded"
-
-
-class ToolTimeout(ToolError):
-    code = "tool.timeout"
 
 
 @dataclass(frozen=True)
@@ -54,8 +47,6 @@ class SandboxPolicy:
 
 def _code_roots(module: str) -> list[Path]:
     """The folders the child must see to import the tool and this package."""
-    import importlib.util
-
     roots: set[Path] = set()
     for name in (module, "autopilot.tools", "autopilot.runtime"):
         spec = importlib.util.find_spec(name)
@@ -68,8 +59,6 @@ def _code_roots(module: str) -> list[Path]:
 
 def _python_paths(module: str) -> list[str]:
     """sys.path entries that lead to the tool's module (for a module outside site-packages)."""
-    import importlib.util
-
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         return []
@@ -254,7 +243,5 @@ def run_sandboxed(
     if kind == "resource":
         raise ToolResourceExceeded(f"{module}.{function}: {message}")
     if kind == "args":
-        from autopilot.tools.registry import ToolArgsInvalid
-
         raise ToolArgsInvalid(f"{module}.{function}: {message}")
     raise ToolError(f"{module}.{function}: {message}")

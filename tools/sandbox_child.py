@@ -58,9 +58,9 @@ def main() -> None:
     sys.path[:0] = sys.argv[3:]  # where the tool's own package lives (-I ignores PYTHONPATH)
     payload = json.loads(sys.stdin.read())
     # Everything the tool needs is imported before the guard goes up.
-    from typing import get_type_hints
+    from typing import get_type_hints  # noqa: PLC0415 - the guard is installed before the tool's imports
 
-    from autopilot.tools.registry import ToolContext
+    from autopilot.tools.registry import ToolContext  # noqa: PLC0415 - the guard is installed before the tool's imports
 
     fn = getattr(importlib.import_module(module), function)
     hints = get_type_hints(fn)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.tools import registry
 
 
 class SpecError(ValueError):
@@ -61,8 +62,6 @@ def load_spec(path: Path) -> AgentSpec:
 
 def _check_grants(path: Path, root: Any, spec: AgentSpec) -> None:
     """Every granted tool exists, and its scopes are among the spec's (least privilege)."""
-    from autopilot.tools import registry
-
     for i, name in enumerate(spec.tools):
         if name not in registry.tools:
             raise SpecError(

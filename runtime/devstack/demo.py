@@ -19,6 +19,7 @@ from autopilot.runtime.auth.users import DEMO_PASSWORD, issue_token
 from autopilot.runtime.config import Settings
 from autopilot.runtime.devstack.scenarios import drop_events, pick_accounts
 from autopilot.runtime.devstack.stack import free_port, port_open, running_stack
+from autopilot.runtime.execution.rollback import rollback
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.mail import ReceivedMail
@@ -181,8 +182,6 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             r.raise_for_status()
         adoption_wf = f"agent:adoption:{smb_b}"
         await _finished(stack.client, adoption_wf)
-        from autopilot.runtime.execution.rollback import rollback
-
         undone = await rollback(stack.services, adoption_wf, actor="maria")
         for step in undone["steps"]:
             say(f"  rollback: {step['tool']} → {step['status']} ({step.get('compensate')})")

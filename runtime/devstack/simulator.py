@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autopilot.runtime.health.features import MODULES, SIGNALS, WINDOW, Windows
+from autopilot.runtime.health.features import MODULES, SIGNALS, WINDOW, Windows, compute
 
 SEGMENTS = ("enterprise", "mid_market", "smb", "tech_touch")
 SEGMENT_WEIGHTS = (0.15, 0.3, 0.35, 0.2)
@@ -156,8 +156,6 @@ def training_samples(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Snapshots every `every` days while an account is still a customer; label 1 when
     it churns within `horizon` days of the snapshot."""
-    from autopilot.runtime.health.features import compute
-
     xs, ys = [], []
     for day in range(WINDOW - 1, p.days, every):
         alive = (p.churn_day < 0) | (p.churn_day > day)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import String, cast, delete, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from autopilot.runtime.config import get_settings
 from autopilot.runtime.health.features import FEATURES, SIGNALS, WINDOW, Windows, compute
 from autopilot.runtime.health.model import Explanation, Factor, HealthModel, default_model_dir
 from autopilot.runtime.store.accounts import Account
@@ -25,14 +27,10 @@ _models: dict[str, HealthModel] = {}
 def current_model(folder: str | None = None) -> HealthModel:
     """The configured model (AUTOPILOT_HEALTH_MODEL_DIR, else the one shipped), loaded
     once per process."""
-    from autopilot.runtime.config import get_settings
-
     configured = get_settings().health_model_dir
     key = folder or str(configured or default_model_dir())
     with _lock:
         if key not in _models:
-            from pathlib import Path
-
             _models[key] = HealthModel.load(Path(key))
         return _models[key]
 

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load_file
 from scipy.special import erf
+from tokenizers import Tokenizer
 
 MAX_TOKENS = 256  # the model's max_seq_length
 LAYERS, HEADS, HIDDEN = 6, 12, 384
@@ -34,8 +36,6 @@ def model_dir() -> Path:
 def load_weights(path: Path) -> dict[str, np.ndarray]:
     """float32 tensors from a safetensors file: int8 matrices are multiplied back by their
     per-group scales; anything else (float32 biases, LayerNorm) is taken as it is."""
-    from safetensors.numpy import load_file
-
     raw = load_file(str(path))
     w: dict[str, np.ndarray] = {}
     for k, v in raw.items():
@@ -54,8 +54,6 @@ def load_weights(path: Path) -> dict[str, np.ndarray]:
 
 class MiniLM:
     def __init__(self, folder: Path | None = None) -> None:
-        from tokenizers import Tokenizer
-
         folder = folder or model_dir()
         self.w = load_weights(folder / "model.safetensors")
         self.tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
