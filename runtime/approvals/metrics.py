@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from autopilot.runtime.ledger.cbr import cbr
+from autopilot.runtime.ledger.cbr import cbr, period
 from autopilot.runtime.ledger.spend import quarter_start, segment_spend
 from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.services import Services
@@ -47,7 +47,7 @@ def manager_view(svc: Services, *, org_id: str, now: datetime) -> dict[str, Any]
     with Session(svc.db) as session:
         # The one ledger (spend and reservations) and the one CbR, as the gate and `metrics cbr` see them.
         spend = segment_spend(session, account_ids=list(accounts), now=now)
-        cbr_rows = cbr(session, org_id=org_id, by="segment", since=since, until=now)
+        cbr_rows = cbr(session, org_id=org_id, by="segment", since=since, until=period(now)[1])
     per_agent: dict[str, Counter[str]] = {}
     for a in actions:
         per_agent.setdefault(a.agent, Counter())[a.status] += 1

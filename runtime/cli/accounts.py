@@ -160,15 +160,14 @@ def show(account_id: str, as_json: JsonOpt = False) -> None:
 @metrics_app.command("cbr")
 def cbr_cmd(
     by: Literal["segment", "agent", "playbook", "account"] = "segment",
-    days: int = 90,
+    days: int | None = None,
     org: str = "demo",
     as_json: JsonOpt = False,
 ) -> None:
-    """Cost to retain = cost / retained ARR over the last DAYS days, by slice."""
-    from autopilot.runtime.ledger.cbr import cbr
+    """Cost to retain = cost / retained ARR this quarter so far (or the last DAYS days), by slice."""
+    from autopilot.runtime.ledger.cbr import cbr, period
 
-    until = datetime.now(UTC) + timedelta(seconds=1)
-    since = until - timedelta(days=days)
+    since, until = period(datetime.now(UTC), days)
     with Session(_db()) as session:
         rows = cbr(session, org_id=org, by=by, since=since, until=until)
     if as_json:
@@ -182,7 +181,7 @@ def cbr_cmd(
             }
         )
         finish(0)
-    console.print(f"cost to retain by {by}, last {days} days")
+    console.print(f"cost to retain by {by}, {f'last {days} days' if days else 'this quarter'}")
     console.print(f"{by:<16} {'cost':>12} {'retained ARR':>15} {'CbR':>8}  accounts")
     for r in rows:
         console.print(

@@ -5,7 +5,7 @@ agent or playbook."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from sqlmodel import Session, select
@@ -41,6 +41,15 @@ def book_action_cost(session: Session, action: ActionRecord, *, at: datetime) ->
             note=f"{action.tool} executed",
         )
     )
+
+
+def period(now: datetime, days: int | None = None) -> tuple[datetime, datetime]:
+    """The CbR period everyone reports by default: this quarter so far (or the last
+    `days` days), end exclusive, so the manager view, the API and the CLI agree."""
+    until = now + timedelta(seconds=1)
+    if days is not None:
+        return until - timedelta(days=days), until
+    return datetime(now.year, 3 * ((now.month - 1) // 3) + 1, 1, tzinfo=UTC), until
 
 
 def retained(account: Account, until: date) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_
 from sqlmodel import Session, col, select
 
 from autopilot.runtime.contracts.policy import LedgerIn
+from autopilot.runtime.ledger.cbr import period
 from autopilot.runtime.optimizer.solver import Limits
 from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.runtime.store.accounts import Account, Contact
@@ -21,7 +22,7 @@ IN_FLIGHT = ("allowed", "pending")
 
 
 def quarter_start(now: datetime) -> datetime:
-    return datetime(now.year, 3 * ((now.month - 1) // 3) + 1, 1, tzinfo=UTC)
+    return period(now)[0]
 
 
 def _counted(now: datetime, exclude_key: str | None) -> ColumnElement[bool]:

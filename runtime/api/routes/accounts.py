@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 from autopilot.runtime.accounts.views import account_view
 from autopilot.runtime.api.deps import CurrentUser, ServicesDep
 from autopilot.runtime.approvals.access import accounts_visible_to
-from autopilot.runtime.ledger.cbr import cbr
+from autopilot.runtime.ledger.cbr import cbr, period
 from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import RiskAlert
@@ -62,16 +62,15 @@ def get_cbr(
     user: CurrentUser,
     svc: ServicesDep,
     by: Literal["segment", "agent", "playbook", "account"] = "segment",
-    days: int = Query(90, ge=1, le=3650),
+    days: int | None = Query(None, ge=1, le=3650),
 ) -> dict[str, Any]:
     """Cost to retain = (CS labour + support + education + cloud + discount + incentives)
-    / retained ARR, over the last `days` days, by slice."""
+    / retained ARR, this quarter so far (or over the last `days` days), by slice."""
     if user.book_only:
         raise HTTPException(
             403, detail="cost to retain is for managers, finance, VPs, admins and auditors"
         )
-    until = svc.clock() + timedelta(seconds=1)
-    since = until - timedelta(days=days)
+    since, until = period(svc.clock(), days)
     with Session(svc.db) as session:
         rows = cbr(session, org_id=user.org_id, by=by, since=since, until=until)
     return {

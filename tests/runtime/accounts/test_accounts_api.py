@@ -101,3 +101,15 @@ async def test_early_warnings_reach_the_owner_and_nobody_else(stack: Stack) -> N
     mails = [m for m in stack.mails() if "early warning" in m.subject]
     assert {m.rcpt_to for m in mails} >= {f"{owner}@demo.example", "maria@demo.example"}
     assert any(account_id in m.body for m in mails if m.rcpt_to == f"{owner}@demo.example")
+
+
+async def test_the_manager_view_and_metrics_cbr_show_one_cbr(stack: Stack) -> None:
+    from autopilot.runtime.approvals.metrics import manager_view
+
+    account, = stack.pick("smb", max_arr=50_000)
+    wf, = await stack.post_events(drop_events(stack.db, account))
+    await stack.run_result(wf)
+    api = (await stack.http.get("/metrics/cbr", headers=stack.headers("maria"))).json()["rows"]
+    view = manager_view(stack.services, org_id="demo", now=stack.services.clock())
+    assert dict(view["cbr_by_segment"]) == {r["segment"]: r["cbr"] for r in api}
+    assert all(cbr is not None and cbr > 0 for _, cbr in view["cbr_by_segment"])

@@ -164,3 +164,33 @@ def test_uplift_is_learned_from_the_store_history(tmp_path) -> None:  # type: ig
     call = next(o for o in r.options if o.name == "csm_call")
     assert call.source == "learned (n=20) + prior" and call.effect != 0.12
     db.dispose()
+
+
+def test_the_planner_prices_its_actions_from_the_optimizers_catalogue() -> None:
+    from datetime import date
+
+    from autopilot.runtime.agents.planner import plan
+    from autopilot.runtime.agents.specs import load_specs
+    from autopilot.runtime.config import Settings
+    from autopilot.runtime.contracts.account import AccountSnapshot, Assessment, ContactInfo
+    from autopilot.runtime.optimizer.solver import options_for
+
+    account = AccountSnapshot(
+        id="acc-1", name="Acme", segment="mid_market", region="eu", arr=120_000, seats_purchased=80,
+        seats_used=30, active_users_30d=20, logins_30d=300, open_tickets=0, p1_open=0, nps=4,
+        sentiment=-0.5, payment_failures_90d=0, renewal_date=date(2027, 3, 1), owner_csm="dana",
+        health=30.0, churn_risk=0.8,
+        contacts=[ContactInfo(id="c1", name="Exec", email="exec@acme.example", role="executive_sponsor"),
+                  ContactInfo(id="c2", name="Champ", email="champ@acme.example", role="champion")])
+    assessment = Assessment(health=30.0, risk=0.8, reasons=[])
+    specs = load_specs(Settings().agents_path)
+    proposed = plan(specs["churn_rescue"], account, assessment) + plan(specs["adoption"], account, assessment)
+    options, _ = options_for(Goal(kind="retention", target=0.8, current=0.8), segment="mid_market", arr=120_000)
+    by_name = {o.name: o for o in options}
+    email = next(a for a in proposed if a.tool == "send_email")
+    assert email.expected_cost == by_name["education_email"].cost
+    offer = next(a for a in proposed if a.tool == "send_offer")
+    assert offer.expected_cost == by_name[f"discount_{offer.discount_pct:g}pct"].cost
+    assert offer.expected_uplift == by_name[f"discount_{offer.discount_pct:g}pct"].effect
+    guide = next(a for a in proposed if a.tool == "send_in_app_message")
+    assert guide.expected_cost == by_name["in_app_guide"].cost
