@@ -17,11 +17,11 @@ from temporalio import activity
 from autopilot.runtime.agents.specs import load_specs, spec_hash
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.agent_spec import AgentSpec
-from autopilot.runtime.policy.engine import PolicyEngine, PolicyLoadError
+from autopilot.runtime.policy.engine import PolicyEngine
 from autopilot.runtime.policy.opa import OpaEngine
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.db import make_engine
-from autopilot.tools import registry as default_registry
+from autopilot.tools.builtin import registry as default_registry
 from autopilot.tools.mcp_bridge import load_imported
 from autopilot.tools.registry import Registry, SmtpConfig
 
@@ -40,6 +40,7 @@ class Services:
     smtp: SmtpConfig | None
     policy_timeout_s: float = 2.0
     clock: Callable[[], datetime] = utc_now
+    policy_status: PolicyStatus | None = None  # set by the policy watcher's owner
 
     def spec_hashes(self) -> dict[str, str]:
         return {name: spec_hash(spec) for name, spec in self.specs.items()}
@@ -104,23 +105,43 @@ def current() -> Services:
     return _by_queue[activity.info().task_queue]
 
 
-def watch_policies(engine: PolicyEngine, *, interval_s: float = 2.0) -> Callable[[], None]:
-    """Reload the policies when their files change (atomic swap; a bad edit keeps the
-    running bundle and is logged). Returns a function that stops the watcher."""
+@dataclass
+class PolicyStatus:
+    """What `GET /health` says of the policy: the bundle in force, and the last edit that
+    was refused (until a good one loads)."""
+
+    bundle_hash: str
+    refused: str | None = None
+
+
+def watch_policies(
+    engine: PolicyEngine, status: PolicyStatus | None = None, *, interval_s: float = 2.0
+) -> Callable[[], None]:
+    """Reload the policies when their files change (atomic swap). A bad edit keeps the
+    running bundle and is reported once, loudly (log and `status`); the watcher survives
+    any error. Returns a function that stops the watcher."""
     stop = threading.Event()
     log = logging.getLogger(__name__)
+    status = status or PolicyStatus(bundle_hash=engine.bundle_hash)
 
     def loop() -> None:
-        current = engine.bundle_hash
         while not stop.wait(interval_s):
             try:
                 new = engine.reload()
-            except PolicyLoadError as err:
-                log.error("policy reload refused, keeping bundle %s: %s", current[:12], err)
+            except Exception as err:  # noqa: BLE001 - any failure keeps the running bundle
+                problem = f"{type(err).__name__}: {err}"
+                if problem != status.refused:
+                    log.error(
+                        "policy reload refused, keeping bundle %s: %s",
+                        status.bundle_hash[:12],
+                        problem,
+                    )
+                    status.refused = problem
                 continue
-            if new != current:
-                log.warning("policy bundle reloaded: %s -> %s", current[:12], new[:12])
-                current = new
+            status.refused = None
+            if new != status.bundle_hash:
+                log.warning("policy bundle reloaded: %s -> %s", status.bundle_hash[:12], new[:12])
+                status.bundle_hash = new
 
     threading.Thread(target=loop, name="policy-watcher", daemon=True).start()
     return stop.set

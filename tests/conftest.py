@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from datetime import UTC, date, datetime, time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +21,20 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from autopilot.runtime.devstack.scenarios import pick_accounts
 from autopilot.runtime import services as services_mod
+from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.api.app import create_app
 from autopilot.runtime.auth.users import issue_token
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.run import AgentRunResult
-from autopilot.runtime.accounts.ingest import Ingest
+from autopilot.runtime.devstack.scenarios import pick_accounts
 from autopilot.runtime.devstack.seed import seed_portfolio
-from autopilot.runtime.services import Services, build_services
 from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
+from autopilot.runtime.devstack.temporal import temporal_binary
+from autopilot.runtime.services import Services, build_services
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.approvals import Approval
 from autopilot.runtime.store.mail import ReceivedMail
-from autopilot.runtime.devstack.temporal import temporal_binary
 from autopilot.runtime.worker import build_worker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,8 +178,7 @@ def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path):  # type: i
         client = client or temporal_env.client
         task_queue = f"tq-{uuid.uuid4().hex[:10]}"
         worker: Worker = build_worker(client, services, task_queue, **(worker_kwargs or {}))
-        ingest = Ingest(services.db, client, services.specs, task_queue=task_queue,
-                        bundle_hash=services.policy.bundle_hash)
+        ingest = Ingest(services.db, client, services.specs, task_queue=task_queue, policy=services.policy)
         app = create_app(services, ingest)
         try:
             async with worker, httpx.AsyncClient(transport=httpx.ASGITransport(app=app),

@@ -1,8 +1,2 @@
-"""Built-in tools register themselves on import."""
-
-from autopilot.tools import accounts as _accounts  # noqa: F401
-from autopilot.tools import connectors as _connectors  # noqa: F401
-from autopilot.tools import email as _email  # noqa: F401
-from autopilot.tools.registry import registry
-
-__all__ = ["registry"]
+"""Tools: the registry (`registry.py`), their errors and context, the sandbox, the
+MCP bridge, and the built-in tools (`builtin.py` registers them)."""

@@ -83,7 +83,7 @@ async def bench(runs: int, approvals: int, data_dir: Path) -> dict[str, Any]:
             client,
             services.specs,
             task_queue=queue,
-            bundle_hash=services.policy.bundle_hash,
+            policy=services.policy,
         )
         app = create_app(services, ingest)
         admin = {"Authorization": f"Bearer {issue_token(services.db, user_id='adam')}"}

@@ -18,6 +18,7 @@ from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
 from autopilot.runtime.health.scoring import score
+from autopilot.runtime.policy.engine import PolicyEngine
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.events import Event
@@ -61,21 +62,22 @@ class Ingest:
         specs: dict[str, AgentSpec],
         *,
         task_queue: str,
-        bundle_hash: str,
+        policy: PolicyEngine,
     ) -> None:
-        self.db, self.client, self.task_queue, self.bundle_hash = (
-            db,
-            client,
-            task_queue,
-            bundle_hash,
-        )
+        self.db, self.client, self.task_queue = db, client, task_queue
+        # The bundle a run pins is read from the engine at dispatch, not at start-up:
+        # after a hot reload every entry point (API, CLI, sweep) pins the new one.
+        self.policy = policy
         self.specs = specs
         self.triggers = Triggers(specs)
         self.spec_hashes = {name: spec_hash(s) for name, s in specs.items()}
 
-    def store(self, events: list[EventIn], *, org_id: str | None = None) -> list[Stored]:
+    def store(
+        self, events: list[EventIn], *, org_id: str | None = None, owner: str | None = None
+    ) -> list[Stored]:
         """All or nothing: every event stored and folded in, or none. With `org_id`,
-        an account of another organisation is unknown (no existence leak). Live events
+        an account of another organisation is unknown (no existence leak); with `owner`,
+        so is an account outside that CSM's book. Live events
         are scored as they come and evaluate the triggers; history is folded in and its
         accounts rescored once, as of today."""
         now = datetime.now(UTC)
@@ -84,7 +86,11 @@ class Ingest:
         with transaction(self.db) as session:
             for i, ev in enumerate(events):
                 account = session.get(Account, ev.account_id)
-                if account is None or (org_id is not None and account.org_id != org_id):
+                if (
+                    account is None
+                    or (org_id is not None and account.org_id != org_id)
+                    or (owner is not None and account.owner_csm != owner)
+                ):
                     raise UnknownAccount(i, ev.account_id)
                 at = ev.occurred_at or now
                 at = at if at.tzinfo else at.replace(tzinfo=UTC)
@@ -135,7 +141,7 @@ class Ingest:
                         account_id=item.account_id,
                         event=signal,
                         spec_hash=self.spec_hashes[agent],
-                        bundle_hash=self.bundle_hash,
+                        bundle_hash=self.policy.bundle_hash,
                     ),
                     id=wf_id,
                     task_queue=self.task_queue,

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.hashing import sha256_hex
-from autopilot.tools import registry
+from autopilot.tools.builtin import registry
 
 
 class SpecError(ValueError):

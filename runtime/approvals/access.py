@@ -15,7 +15,10 @@ from autopilot.runtime.store.approvals import Approval
 
 T = TypeVar("T")  # a query over accounts, or over their ids
 
-ROLES = ("csm", "manager", "finance", "legal", "vp", "admin", "auditor")
+ROLES = ("csm", "manager", "finance", "legal", "vp", "admin", "auditor", "integration")
+# Who may feed account events (which can start agents that contact customers): data
+# integrations and the people who run CS; a CSM only for the book they own.
+FEEDERS = {"integration", "admin", "manager", "vp"}
 DECIDING = {"csm", "manager", "finance", "legal", "vp"}
 # A higher rank in the line (csm < manager < vp) may decide for a lower one;
 # finance and legal decide only their own (or whoever an escalation adds).
@@ -37,6 +40,15 @@ class Principal:
     @property
     def can_decide(self) -> bool:
         return bool(self.roles & DECIDING)
+
+    @property
+    def can_feed(self) -> bool:
+        """May post events for any account of the organisation."""
+        return bool(self.roles & FEEDERS)
+
+    def can_feed_book(self) -> bool:
+        """May post events for the accounts they own (a CSM)."""
+        return self.can_feed or "csm" in self.roles
 
     @property
     def can_manage(self) -> bool:

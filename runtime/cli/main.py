@@ -131,7 +131,7 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
     """Import a JSONL file of events: all lines or none (a bad line is reported with its number)."""
     from autopilot.runtime.accounts.ingest import Ingest, UnknownAccount
     from autopilot.runtime.agents.specs import load_specs
-    from autopilot.runtime.policy.bundle import compute_bundle_hash
+    from autopilot.runtime.services import make_policy_engine
 
     try:
         events = parse_jsonl(file)
@@ -146,7 +146,7 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
             client,
             load_specs(settings.agents_path),
             task_queue=settings.task_queue,
-            bundle_hash=compute_bundle_hash(settings.policies_path),
+            policy=make_policy_engine(settings),
         )
         try:
             stored = ingest.store(events)

@@ -35,16 +35,29 @@ def _engine(bundle: Path | None, as_json: bool) -> Any:
 
 @app.command()
 def check(bundle: BundleOpt = None, as_json: JsonOpt = False) -> None:
-    """Compile every package; a failure names the file and line."""
+    """Validate every data.json against its schema, compile every package and run the
+    policy's own cases; a failure names the file and line (or the case)."""
     from autopilot.runtime.policy.bundle import bundle_files
+    from autopilot.runtime.policy.cases import run_all
 
     folder = bundle or get_settings().policies_path
     engine = _engine(folder, as_json)
     modules = sorted(n for n in bundle_files(folder) if n.endswith(".rego"))
+    failed = [r for r in run_all(engine, folder) if not r.ok]
+    if failed:
+        first = failed[0]
+        fail(
+            f"{len(failed)} policy case(s) fail, first {first.case.source} {first.case.name}: "
+            f"{'; '.join(first.problems)}",
+            as_json=as_json,
+            code=1,
+        )
     if as_json:
         emit_json({"ok": True, "bundle_hash": engine.bundle_hash, "modules": modules})
     else:
-        console.print(f"ok: {len(modules)} modules compile; bundle {engine.bundle_hash[:12]}")
+        console.print(
+            f"ok: {len(modules)} modules compile, data valid, cases pass; bundle {engine.bundle_hash[:12]}"
+        )
     finish(0)
 
 

@@ -16,7 +16,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on 
 
 def _registry():  # type: ignore[no-untyped-def]
     from autopilot.runtime.store.db import make_engine
-    from autopilot.tools import registry
+    from autopilot.tools.builtin import registry
     from autopilot.tools.mcp_bridge import load_imported
 
     registry.load_entry_points()

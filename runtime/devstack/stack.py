@@ -29,7 +29,7 @@ from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
 from autopilot.runtime.devstack.temporal import connect, start_dev_server
 from autopilot.runtime.kb.store import ensure_shipped
 from autopilot.runtime.policy.decisions import purge as purge_decisions
-from autopilot.runtime.services import Services, build_services, watch_policies
+from autopilot.runtime.services import PolicyStatus, Services, build_services, watch_policies
 from autopilot.runtime.worker import build_worker
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ async def running_stack(
         urls["temporal"] = target
         services = build_services(settings)
         stack.callback(services.db.dispose)
-        stack.callback(watch_policies(services.policy))
+        services.policy_status = PolicyStatus(bundle_hash=services.policy.bundle_hash)
+        stack.callback(watch_policies(services.policy, services.policy_status))
         purge_decisions(
             services.db, retention_days=settings.decision_log_retention_days, now=services.clock()
         )
@@ -132,7 +133,7 @@ async def running_stack(
             client,
             services.specs,
             task_queue=settings.task_queue,
-            bundle_hash=services.policy.bundle_hash,
+            policy=services.policy,
         )
         app = create_app(services, ingest)
         api = uvicorn.Server(

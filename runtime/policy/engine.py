@@ -16,6 +16,7 @@ from autopilot.runtime.contracts.policy import Decision, PolicyInput
 UNAVAILABLE = "policy.unavailable"
 BUNDLE_MISMATCH = "policy.bundle_mismatch"
 INPUT_INVALID = "input.invalid"
+MAX_DECISION_BYTES = 64 * 1024
 
 
 class PolicyLoadError(RuntimeError):
@@ -68,11 +69,18 @@ def parse_decision(raw: Any, *, bundle_hash: str, input_hash: str) -> Decision:
             bundle_hash=bundle_hash,
             input_hash=input_hash,
         )
+    text = json.dumps({**raw, "bundle_hash": bundle_hash, "input_hash": input_hash})
+    if len(text) > MAX_DECISION_BYTES:
+        # A decision must fit a workflow payload and a log row: past the bound it is a deny.
+        return Decision.fail_closed(
+            UNAVAILABLE,
+            f"policy decision is {len(text)} bytes, over {MAX_DECISION_BYTES}",
+            bundle_hash=bundle_hash,
+            input_hash=input_hash,
+        )
     try:
         # Strict: "yes" is not a boolean here, and nothing is coerced into an allow.
-        decision = Decision.model_validate_json(
-            json.dumps({**raw, "bundle_hash": bundle_hash, "input_hash": input_hash}), strict=True
-        )
+        decision = Decision.model_validate_json(text, strict=True)
     except ValidationError as err:
         return Decision.fail_closed(
             UNAVAILABLE,

@@ -17,13 +17,14 @@ from opa_client.opa import OpaClient
 
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.contracts.policy import Decision
-from autopilot.runtime.policy.bundle import compute_bundle_hash
+from autopilot.runtime.policy.bundle import bundle_files, compute_bundle_hash
 from autopilot.runtime.policy.engine import (
     BUNDLE_MISMATCH,
     UNAVAILABLE,
     PolicyLoadError,
     parse_decision,
 )
+from autopilot.runtime.policy.schema import validate_data
 
 
 class OpaEngine:
@@ -43,6 +44,7 @@ class OpaEngine:
             retries=0,
             token=token,
         )
+        validate_data(bundle_files(folder))
         self._hash = compute_bundle_hash(folder)
 
     @property
@@ -50,6 +52,7 @@ class OpaEngine:
         return self._hash
 
     def reload(self) -> str:
+        validate_data(bundle_files(self.folder))  # a bad edit keeps the running bundle
         self._hash = compute_bundle_hash(self.folder)
         return self._hash
 

@@ -24,6 +24,7 @@ from autopilot.runtime.policy.engine import (
     PolicyLoadError,
     parse_decision,
 )
+from autopilot.runtime.policy.schema import validate_data
 
 QUERY = "x = data.autopilot.decision"
 
@@ -50,6 +51,7 @@ def interpreter() -> regopy.Interpreter:
 
 def compile_bundle(folder: Path) -> Compiled:
     files = bundle_files(folder)
+    validate_data(files)
     if not any(name.endswith(".rego") for name in files):
         raise PolicyLoadError(f"no .rego modules under {folder}")
     interp = interpreter()

@@ -12,12 +12,12 @@ import pytest
 import uvicorn
 from sqlmodel import Session, select
 
-from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.devstack.crm import create_crm_app
+from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.execution.rollback import rollback
 from autopilot.runtime.store.audit import AuditEntry
 from autopilot.runtime.store.outbox import CsmTask, InAppMessage
-from autopilot.tools import registry
+from autopilot.tools.builtin import registry
 from autopilot.tools.registry import ToolContext
 from tests.conftest import Stack, free_port, make_settings, wait_for
 from tests.loopback import webhook_server

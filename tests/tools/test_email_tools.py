@@ -10,14 +10,20 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from autopilot.runtime.contracts.tool import ToolCall
+from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
 from autopilot.runtime.execution.executor import execute_once
 from autopilot.runtime.store.db import make_engine
 from autopilot.runtime.store.mail import ReceivedMail
 from autopilot.runtime.store.tool_calls import ToolCallRecord
-from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
-from autopilot.tools import registry
+from autopilot.tools.builtin import registry
 from autopilot.tools.email import SendEmailArgs, send_email
-from autopilot.tools.registry import SmtpConfig, ToolArgsInvalid, ToolContext, ToolNotGranted, ToolOutcomeUnknown
+from autopilot.tools.registry import (
+    SmtpConfig,
+    ToolArgsInvalid,
+    ToolContext,
+    ToolNotGranted,
+    ToolOutcomeUnknown,
+)
 from tests.conftest import free_port
 
 ARGS = {"to": "champion@acme.example", "subject": "Hello", "body": "Can we help?"}
@@ -102,12 +108,13 @@ def test_meeting_request_and_its_cancellation(tmp_path: Path) -> None:
     """An iCalendar REQUEST over SMTP, then the compensating CANCEL for the same UID."""
     from datetime import UTC, datetime
 
+    from sqlmodel import Session, select
+
     from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
     from autopilot.runtime.store.db import make_engine
     from autopilot.runtime.store.mail import ReceivedMail
-    from autopilot.tools import registry
+    from autopilot.tools.builtin import registry
     from autopilot.tools.registry import SmtpConfig, ToolContext
-    from sqlmodel import Session, select
     from tests.conftest import free_port
 
     db = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
@@ -145,7 +152,7 @@ def test_starttls_and_auth_against_a_real_tls_server(tmp_path: Path) -> None:
     from aiosmtpd.smtp import AuthResult
 
     from autopilot.runtime.devstack.smtp_sink import StoreHandler
-    from autopilot.tools import registry
+    from autopilot.tools.builtin import registry
     from autopilot.tools.registry import SmtpConfig, ToolContext
     from tests.conftest import free_port
 

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
 from autopilot.runtime.store.db import make_engine
 from autopilot.runtime.store.mail import ReceivedMail
-from autopilot.tools import registry
+from autopilot.tools.builtin import registry
 from autopilot.tools.registry import SmtpConfig, ToolContext
 from tests.conftest import free_port
 

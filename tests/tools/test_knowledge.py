@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from autopilot.runtime.config import Settings
 from autopilot.runtime.kb.embed import minilm
 from autopilot.runtime.kb.store import (
@@ -24,9 +25,8 @@ from autopilot.runtime.kb.store import (
     search,
     shipped_dir,
 )
-from autopilot.tools import registry
+from autopilot.tools.builtin import registry
 from autopilot.tools.registry import ToolContext
-
 from tests.conftest import REPO, free_port
 from tests.runtime.test_cli import run_cli
 

@@ -40,7 +40,7 @@ def test_import_an_mcp_server_and_call_its_tools_confined(env: dict[str, str], t
     assert listed["calc.add"]["source"] == "mcp calc"
 
     from autopilot.runtime.config import Settings
-    from autopilot.tools import registry
+    from autopilot.tools.builtin import registry
 
     svc = build_services(Settings(data_dir=tmp_path, database_url=env["DATABASE_URL"]))
     assert "calc.add" in svc.tools.tools

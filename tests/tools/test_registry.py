@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from autopilot.tools import registry
+from autopilot.tools.builtin import registry
 from autopilot.tools.registry import ToolContext
 from tests.runtime.test_cli import run_cli
 

@@ -17,8 +17,15 @@ class EventAccepted(BaseModel):
 
 @router.post("", status_code=202)
 async def post_event(event: EventIn, user: CurrentUser, ingest: IngestDep) -> EventAccepted:
+    """Store one event and start the agents it triggers. Events can make agents contact
+    customers, so only roles that feed data may post them: integrations, admins,
+    managers and VPs for the organisation, a CSM for their own book."""
+    if not user.can_feed_book():
+        raise HTTPException(403, detail="this role may not post account events")
     try:
-        stored = ingest.store([event], org_id=user.org_id)
+        stored = ingest.store(
+            [event], org_id=user.org_id, owner=None if user.can_feed else user.user_id
+        )
     except UnknownAccount as err:
         raise HTTPException(
             422,
