@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 from sqlmodel import Session, col, select
 
-from autopilot.runtime.auth.users import DEMO_PASSWORD, issue_token
+from autopilot.runtime.auth.users import issue_token
 from autopilot.runtime.config import Settings
 from autopilot.runtime.devstack.scenarios import drop_events, pick_accounts
 from autopilot.runtime.devstack.stack import free_port, port_open, running_stack
+from autopilot.runtime.devstack.users import DEMO_PASSWORD
 from autopilot.runtime.execution.rollback import rollback
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from autopilot.runtime.auth.users import demo_user_id, seed_demo_users
+from autopilot.runtime.devstack.users import demo_user_id, seed_demo_users
 from autopilot.runtime.health.scoring import rescore_all
 from autopilot.runtime.health.training import seed_history
 from autopilot.runtime.ledger.cbr import LEDGER_RATES

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from autopilot.runtime.devstack.scenarios import drop_events
-from autopilot.runtime.auth.users import DEMO_USERS, demo_user_id
+from autopilot.runtime.devstack.users import DEMO_USERS, demo_user_id
 from autopilot.runtime.approvals.notify import send_digest
 from autopilot.runtime.devstack.seed import seed_portfolio
 from tests.conftest import NOW, Stack, make_settings, wait_for

@@ -124,7 +124,7 @@ async def test_an_api_started_run_pins_the_bundle_in_force_after_a_hot_reload(
 
 
 async def test_only_roles_that_feed_data_may_post_events(stack: Stack) -> None:
-    from autopilot.runtime.auth.users import demo_user_id
+    from autopilot.runtime.devstack.users import demo_user_id
 
     account, = stack.pick("smb", max_arr=50_000)
     owner = stack.owner(account)
