@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     crm_url: str = ""  # the CRM's HTTP JSON API (the reference CRM: `autopilot crm serve`)
     crm_token: str = ""
     session_hours: float = 12
+    # The address people use (e.g. https://cs.example.com): session cookies are Secure over
+    # https; empty = judged per request (scheme, or X-Forwarded-Proto behind a proxy).
+    public_url: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8400
     agents_dir: Path | None = None

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from autopilot.runtime.approvals.access import ROLES, Principal
 from autopilot.runtime.store.db import transaction
-from autopilot.runtime.store.users import ApiToken, Organization, User, WebSession
+from autopilot.runtime.store.users import ApiToken, LoginThrottle, Organization, User, WebSession
 
 
 class AuthError(Exception):
@@ -175,17 +175,40 @@ def from_token(session: Session, token: str, *, now: datetime | None = None) -> 
     return found
 
 
+FREE_FAILURES = 5  # wrong passwords before the lockout starts
+LOCKOUT = timedelta(seconds=30)  # doubles with every further failure, up to a day
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))  # verified for unknown emails: same timing
+
+
+class LockedOut(AuthError):
+    def __init__(self, until: datetime) -> None:
+        self.until = until
+        super().__init__("too many failed sign-ins: try again later")
+
+
 def login(db: Engine, *, email: str, password: str, hours: float) -> tuple[str, Principal]:
+    """A web session for the right email and password. Unknown emails cost the same
+    hash check as known ones (no enumeration by timing); repeated failures lock the
+    email out with back-off (LockedOut), whatever the password."""
+    now = datetime.now(UTC)
     with transaction(db) as session:
+        throttle = session.get(LoginThrottle, email) or LoginThrottle(email=email)
+        until = throttle.locked_until
+        if until is not None and (until if until.tzinfo else until.replace(tzinfo=UTC)) > now:
+            raise LockedOut(until)
         user = session.exec(select(User).where(User.email == email)).first()
-        if (
-            user is None
-            or not user.active
-            or not user.password_hash
-            or not verify_password(password, user.password_hash)
-        ):
-            raise AuthError("wrong email or password")
-        if needs_rehash(user.password_hash):
+        usable = user is not None and user.active and bool(user.password_hash)
+        ok = (
+            verify_password(password, user.password_hash if usable and user else _DUMMY_HASH)
+            and usable
+        )
+    if not ok or user is None:
+        _failed(db, email, now)
+        raise AuthError("wrong email or password")
+    with transaction(db) as session:
+        if (row := session.get(LoginThrottle, email)) is not None:
+            session.delete(row)
+        if user.password_hash and needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
             session.add(user)
         sid = secrets.token_urlsafe(32)
@@ -193,10 +216,20 @@ def login(db: Engine, *, email: str, password: str, hours: float) -> tuple[str, 
             WebSession(
                 session_hash=_hash_secret(sid),
                 user_id=user.id,
-                expires_at=datetime.now(UTC) + timedelta(hours=hours),
+                expires_at=now + timedelta(hours=hours),
             )
         )
         return sid, principal(user)
+
+
+def _failed(db: Engine, email: str, now: datetime) -> None:
+    with transaction(db) as session:
+        row = session.get(LoginThrottle, email) or LoginThrottle(email=email)
+        row.failures += 1
+        if row.failures >= FREE_FAILURES:
+            wait = min(LOCKOUT * 2 ** (row.failures - FREE_FAILURES), timedelta(days=1))
+            row.locked_until = now + wait
+        session.add(row)
 
 
 def from_session(session: Session, sid: str) -> Principal | None:

@@ -37,3 +37,12 @@ class WebSession(SQLModel, table=True):
     session_hash: str = Field(primary_key=True)
     user_id: str = Field(foreign_key="user.id", index=True)
     expires_at: datetime
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed sign-ins per email: past a few, the email is locked out for a doubling time
+    (even the right password waits), so guessing costs hours, not seconds."""
+
+    email: str = Field(primary_key=True)
+    failures: int = 0
+    locked_until: datetime | None = None

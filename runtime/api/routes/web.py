@@ -33,6 +33,13 @@ def login_page(request: Request) -> HTMLResponse:
     return _page(request, "login.html", error=None)
 
 
+def _https(request: Request, public_url: str) -> bool:
+    if public_url:
+        return public_url.startswith("https://")
+    proto = request.headers.get("x-forwarded-proto", request.url.scheme)
+    return proto.split(",")[0].strip() == "https"
+
+
 @router.post("/login", response_class=HTMLResponse)
 def login(
     request: Request, svc: ServicesDep, email: str = Form(...), password: str = Form(...)
@@ -41,6 +48,10 @@ def login(
         sid, _ = auth.login(
             svc.db, email=email, password=password, hours=svc.settings.session_hours
         )
+    except auth.LockedOut:
+        page = _page(request, "login.html", error="Too many failed sign-ins: try again in a while.")
+        page.status_code = 429
+        return page
     except auth.AuthError:
         return _page(request, "login.html", error="Wrong email or password.")
     response = RedirectResponse("/inbox", status_code=303)
@@ -49,6 +60,8 @@ def login(
         sid,
         httponly=True,
         samesite="strict",
+        # Secure whenever the page is served over HTTPS (directly or behind a TLS proxy).
+        secure=_https(request, svc.settings.public_url),
         max_age=int(svc.settings.session_hours * 3600),
     )
     return response
