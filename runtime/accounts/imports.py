@@ -9,9 +9,10 @@ import json
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -24,14 +25,16 @@ class AccountRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1)
+    name: str = Field(
+        min_length=1, max_length=200, pattern=r"^[^\r\n]*$"
+    )  # it reaches mail headers
     segment: Literal["enterprise", "mid_market", "smb", "tech_touch"]
     region: str = Field(min_length=2)
     tier: str = "standard"
-    arr: float = Field(ge=0)
-    annual_cost_to_serve: float = Field(0.0, ge=0)
-    seats_purchased: int = Field(ge=0)
-    seats_used: int = Field(0, ge=0)
+    arr: float = Field(ge=0, le=1e12, allow_inf_nan=False)
+    annual_cost_to_serve: float = Field(default=0.0, ge=0, le=1e12, allow_inf_nan=False)
+    seats_purchased: int = Field(ge=0, le=10_000_000)
+    seats_used: int = Field(default=0, ge=0, le=10_000_000)
     renewal_date: date
     owner_csm: str = Field(min_length=1)
     custom: dict[str, Any] = {}
@@ -50,6 +53,16 @@ class ContactRow(BaseModel):
     timezone: str = "UTC"
     opted_out: bool = False
     notice_at: datetime | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        # The gate computes the contact's local hour: an unknown zone would fail every gate.
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone '{zone}'") from None
+        return zone
 
 
 class ImportFailed(ValueError):
@@ -72,7 +85,9 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
             )
         return list(enumerate(data, 1))
     out = []
-    with path.open(newline="") as fh:
+    with path.open(
+        newline="", encoding="utf-8-sig"
+    ) as fh:  # a spreadsheet's BOM is not a column name
         for n, raw in enumerate(csv.DictReader(fh), 2):
             row: dict[str, Any] = {}
             for key, value in raw.items():

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import cel
 import yaml
 from pydantic import ValidationError
 
+from autopilot.runtime.contracts.account import AccountSnapshot
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.tools.builtin import registry
@@ -40,6 +43,7 @@ def load_spec(path: Path) -> AgentSpec:
     text = path.read_text()
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _no_duplicate_keys(root)
         data: Any = yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -57,7 +61,78 @@ def load_spec(path: Path) -> AgentSpec:
         field = ".".join(str(p) for p in loc) or "<root>"
         raise SpecError(path, _line_of(root, loc), field, first["msg"]) from None
     _check_grants(path, root, spec)
+    _check_trigger(path, root, spec)
     return spec
+
+
+def _no_duplicate_keys(node: yaml.Node | None) -> None:
+    """YAML keeps the last of two equal keys silently (a second `name:` renames the agent)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                raise yaml.MarkedYAMLError(
+                    problem=f"duplicate key '{key.value}'", problem_mark=key.start_mark
+                )
+            seen.add(key.value)
+            _no_duplicate_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _no_duplicate_keys(item)
+
+
+# A snapshot and an event with every field set: a trigger that cannot evaluate on them
+# names a field that does not exist, compares across types, or is not a condition.
+_SAMPLE_ACCOUNT = AccountSnapshot(
+    id="acc",
+    name="Sample",
+    segment="smb",
+    region="eu",
+    arr=1000.0,
+    seats_purchased=10,
+    seats_used=5,
+    active_users_30d=5,
+    logins_30d=50,
+    open_tickets=1,
+    p1_open=0,
+    nps=7,
+    sentiment=0.1,
+    payment_failures_90d=0,
+    renewal_date=date(2030, 1, 1),
+    owner_csm="csm",
+    health=50.0,
+    churn_risk=0.5,
+).as_cel(date(2029, 1, 1))
+_SAMPLE_EVENT = {
+    "type": "nps",
+    "account_id": "acc",
+    "occurred_at": "2029-01-01T00:00:00Z",
+    "active_users": 1,
+    "seats_used": 1,
+    "logins": 1,
+    "priority": "P1",
+    "score": 5,
+    "sentiment": 0.0,
+    "amount": 1.0,
+    "module": "core",
+    "seats": 1,
+}
+
+
+def _check_trigger(path: Path, root: Any, spec: AgentSpec) -> None:
+    try:
+        result = cel.compile(spec.trigger).execute(
+            {"account": _SAMPLE_ACCOUNT, "event": _SAMPLE_EVENT}
+        )
+    except KeyError as err:
+        problem = f"no field {err} in `account` or `event`"
+    except (TypeError, ValueError) as err:
+        problem = f"does not evaluate: {str(err).split('.')[0]}"
+    else:
+        if isinstance(result, bool):
+            return
+        problem = f"is a {type(result).__name__}, not a condition (true or false)"
+    raise SpecError(path, _line_of(root, ("trigger",)), "trigger", problem)
 
 
 def _check_grants(path: Path, root: Any, spec: AgentSpec) -> None:

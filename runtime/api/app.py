@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from autopilot.runtime.accounts.ingest import Ingest
@@ -28,6 +30,13 @@ def create_app(services: Services, ingest: Ingest) -> FastAPI:
     app.include_router(health.router)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The field and the problem, not the value: a NaN or an infinity cannot be echoed
+        # as JSON (that was a 500), and a refused value may be a secret.
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The payload field each event type must carry.
 REQUIRED_FIELD: dict[str, str | None] = {
@@ -42,26 +42,45 @@ EventType = Literal[
 Module = Literal["core", "reports", "automation", "integrations", "admin", "mobile"]
 
 
+MAX_COUNT = 10_000_000  # users, seats, logins a day: far above any account, far below int64
+
+
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     account_id: Annotated[str, Field(min_length=1, max_length=64)]
     type: EventType
+    # When it happened; without a time zone it is read as UTC. Absent: now. More than a
+    # day old: history (folded and scored, never a trigger). Years 2000-2100 only.
     occurred_at: datetime | None = None
     # Typed payload fields; which ones apply depends on `type`.
-    active_users: int | None = Field(None, ge=0)
-    seats_used: int | None = Field(None, ge=0)
-    logins: int | None = Field(None, ge=0)
+    active_users: int | None = Field(None, ge=0, le=MAX_COUNT)
+    seats_used: int | None = Field(None, ge=0, le=MAX_COUNT)
+    logins: int | None = Field(None, ge=0, le=MAX_COUNT)
     priority: Literal["P1", "P2", "P3", "P4"] | None = None
     score: int | None = Field(None, ge=0, le=10, description="NPS score 0-10")
-    sentiment: float | None = Field(None, ge=-1, le=1)
+    sentiment: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
     amount: float | None = Field(
-        None, ge=0, description="payment, invoice, or contract/expansion ARR"
+        None,
+        ge=0,
+        le=1e12,
+        allow_inf_nan=False,
+        description="payment, invoice, or contract/expansion ARR",
     )
     module: Module | None = None
     seats: int | None = Field(
-        None, ge=0, description="seats added by an expansion or bought in a contract"
+        None, ge=0, le=MAX_COUNT, description="seats added by an expansion or bought in a contract"
     )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc_in_range(cls, at: datetime | None) -> datetime | None:
+        if at is None:
+            return None
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        if not 2000 <= at.astimezone(UTC).year <= 2100:
+            raise ValueError("occurred_at must be between the years 2000 and 2100")
+        return at
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> EventIn:

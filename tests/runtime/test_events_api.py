@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -60,3 +61,38 @@ async def test_events_need_a_token(stack: Stack) -> None:
     assert r.status_code == 401
     with Session(stack.db) as s:
         assert s.exec(select(Event)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"occurred_at": "0001-01-01T00:00:00"}, "occurred_at"),
+        ({"type": "sentiment", "sentiment": float("nan")}, "sentiment"),
+        ({"type": "usage_snapshot", "active_users": 2**70}, "active_users"),
+        ({"type": "payment_failed", "amount": float("inf")}, "amount"),
+    ],
+)
+async def test_out_of_range_input_is_a_422_naming_the_field(stack: Stack, extra: dict[str, Any], field: str) -> None:
+    account, = stack.pick("smb", max_arr=50_000)
+    body = {"account_id": account, "type": "login", **extra}
+    r = await stack.http.post("/events", content=json.dumps(body, allow_nan=True),
+                              headers={**stack.headers("adam"), "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert any(field in ".".join(map(str, e["loc"])) for e in r.json()["detail"])
+
+
+async def test_a_naive_occurred_at_is_read_as_utc(stack: Stack) -> None:
+    account, = stack.pick("smb", max_arr=50_000)
+    r = await stack.http.post("/events", json={"account_id": account, "type": "login",
+                                               "occurred_at": "2026-01-05T10:00:00"}, headers=stack.headers("adam"))
+    assert r.status_code == 202, r.text
+    with Session(stack.db) as s:
+        row = s.get(Event, r.json()["event_id"])
+    assert row is not None and row.payload["occurred_at"].startswith("2026-01-05T10:00:00")
+
+
+@pytest.mark.parametrize("query", ["older_than_hours=1e300", "older_than_hours=nan", "older_than_hours=inf",
+                                   "offset=99999999999999999999", "min_risk=2"])
+async def test_out_of_range_list_parameters_are_a_422(stack: Stack, query: str) -> None:
+    r = await stack.http.get(f"/approvals?{query}", headers=stack.headers("maria"))
+    assert r.status_code == 422, r.text

@@ -35,12 +35,12 @@ async def list_approvals(
     account_id: str | None = None,
     segment: str | None = None,
     role: str | None = None,
-    min_risk: float | None = None,
-    min_value: float | None = None,
-    older_than_hours: float | None = None,
+    min_risk: float | None = Query(None, ge=0, le=1, allow_inf_nan=False),
+    min_value: float | None = Query(None, ge=0, le=1e15, allow_inf_nan=False),
+    older_than_hours: float | None = Query(None, ge=0, le=24 * 366 * 10, allow_inf_nan=False),
     sort: Literal["age", "value", "risk"] = "age",
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=10_000_000),
 ) -> Response:
     """Approvals you may see (your book, or your organisation), pending by default.
     Paged: `limit` (default 50) and `offset`."""

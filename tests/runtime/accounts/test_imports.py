@@ -63,3 +63,24 @@ def test_contacts_json_needs_known_accounts(db, tmp_path: Path) -> None:  # type
         assert s.exec(select(Contact).where(Contact.id == "c-1")).first() is None
     with pytest.raises(ImportFailed):  # another organisation's account is unknown
         import_file(db, f, kind="contacts", org_id="globex")
+
+
+def test_a_spreadsheet_bom_is_accepted(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "a.csv"
+    f.write_bytes(("\ufeff" + HEADER + "bom-1,Bom One,smb,eu,20000,25,2027-05-01,alice,retail,12\n").encode())
+    assert import_file(db, f, kind="accounts", org_id="demo") == 1
+
+
+def test_values_that_would_break_later_are_refused_at_import(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "a.csv"
+    f.write_text(HEADER + "inf-1,Inf,smb,eu,inf,25,2027-05-01,alice,retail,1\n"
+                          'crlf-1,"Two\r\nLines",smb,eu,100,25,2027-05-01,alice,retail,1\n')
+    with pytest.raises(ImportFailed) as info:
+        import_file(db, f, kind="accounts", org_id="demo")
+    assert {(e["row"], e["field"]) for e in info.value.errors} >= {(2, "arr"), (3, "name")}
+    c = tmp_path / "c.json"
+    c.write_text('[{"id": "c-9", "account_id": "acc-0001", "name": "Ana", "email": "ana@x.example",'
+                 ' "role": "champion", "timezone": "Mars/Olympus"}]')
+    with pytest.raises(ImportFailed) as info:
+        import_file(db, c, kind="contacts", org_id="demo")
+    assert {(e["row"], e["field"]) for e in info.value.errors} == {(1, "timezone")}

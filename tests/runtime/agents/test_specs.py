@@ -24,6 +24,10 @@ def test_shipped_agents_load() -> None:
         ("goal: bring", "gaol: bring", "gaol", 9),
         ("name: churn_rescue", "name: Churn Rescue!", "name", 2),
         ("  && account.health < 50.0", "  && account.health <", "trigger", 6),
+        # Triggers that could never fire: an unknown field, a type mismatch, not a condition.
+        ("  && account.health < 50.0", "  && account.helth < 50.0", "trigger", 6),
+        ("  && account.health < 50.0", '  && account.health < "fifty"', "trigger", 6),
+        ("  && account.health < 50.0", "  && event.score", "trigger", 6),
     ],
 )
 def test_bad_field_names_file_line_and_field(tmp_path: Path, old: str, new: str, field: str, line: int) -> None:
@@ -35,6 +39,14 @@ def test_bad_field_names_file_line_and_field(tmp_path: Path, old: str, new: str,
     err = info.value
     assert (err.path, err.field, err.line) == (path, field, line)
     assert str(err).startswith(f"{path}:{line}: {field}:")
+
+
+def test_a_duplicate_key_is_an_error_not_a_rename(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(GOOD + "name: renamed\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.field == "<yaml>" and info.value.line == GOOD.count("\n") + 1
 
 
 def test_broken_yaml_names_its_line(tmp_path: Path) -> None:
