@@ -3,12 +3,17 @@ triggers, and signal-with-start `agent:<agent>:<account>` for each match."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from temporalio.client import Client
+from temporalio.exceptions import TemporalError
+from temporalio.service import RPCError
 
 from autopilot.runtime.accounts.fold import fold, on_event
 from autopilot.runtime.accounts.snapshot import get_snapshot
@@ -21,7 +26,7 @@ from autopilot.runtime.health.scoring import score
 from autopilot.runtime.policy.engine import PolicyEngine
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import transaction
-from autopilot.runtime.store.events import Event
+from autopilot.runtime.store.events import Event, EventDispatch, EventKey
 from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
 
 
@@ -49,6 +54,9 @@ def workflow_id(agent: str, account_id: str) -> str:
     return f"agent:{agent}:{account_id}"
 
 
+log = logging.getLogger(__name__)
+DISPATCH_TIMEOUT = timedelta(seconds=3)  # per start: a Temporal outage must not hold the caller
+
 # An event that happened longer ago than this is history: folded in and scored, never
 # a trigger (a backfill must not contact customers about old facts).
 LIVE_WINDOW = timedelta(hours=24)
@@ -73,7 +81,12 @@ class Ingest:
         self.spec_hashes = {name: spec_hash(s) for name, s in specs.items()}
 
     def store(
-        self, events: list[EventIn], *, org_id: str | None = None, owner: str | None = None
+        self,
+        events: list[EventIn],
+        *,
+        org_id: str | None = None,
+        owner: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[Stored]:
         """All or nothing: every event stored and folded in, or none. With `org_id`,
         an account of another organisation is unknown (no existence leak); with `owner`,
@@ -83,78 +96,182 @@ class Ingest:
         now = datetime.now(UTC)
         out = []
         backfilled: dict[str, Account] = {}
-        with transaction(self.db) as session:
-            for i, ev in enumerate(events):
-                account = session.get(Account, ev.account_id)
-                if (
-                    account is None
-                    or (org_id is not None and account.org_id != org_id)
-                    or (owner is not None and account.owner_csm != owner)
-                ):
-                    raise UnknownAccount(i, ev.account_id)
-                at = ev.occurred_at or now
-                at = at if at.tzinfo else at.replace(tzinfo=UTC)
-                payload = ev.model_dump(mode="json", exclude_none=True)
-                live = at >= now - LIVE_WINDOW
-                if live:
-                    on_event(session, account, ev.model_dump(exclude_none=True), at=at)
-                else:
-                    fold(session, account, ev.model_dump(exclude_none=True), at)
-                    backfilled[account.id] = account
-                row = Event(
-                    account_id=ev.account_id,
-                    type=ev.type,
-                    occurred_at=at,
-                    received_at=now,
-                    payload=payload,
-                )
-                session.add(row)
-                session.flush()
-                assert row.id is not None
-                hits: list[str] = []
-                if live:
-                    snapshot = get_snapshot(session, account_id=account.id, today=now.date())
-                    assert snapshot is not None
-                    hits = self.triggers.matching(
-                        snapshot, {"type": ev.type, **row.payload}, now.date()
+        if (
+            idempotency_key is not None
+            and (seen := self._seen(org_id or "", idempotency_key)) is not None
+        ):
+            return [seen]  # a retry: the event was stored (and counted) once already
+        try:
+            with transaction(self.db) as session:
+                for i, ev in enumerate(events):
+                    account = session.get(Account, ev.account_id)
+                    if (
+                        account is None
+                        or (org_id is not None and account.org_id != org_id)
+                        or (owner is not None and account.owner_csm != owner)
+                    ):
+                        raise UnknownAccount(i, ev.account_id)
+                    at = ev.occurred_at or now
+                    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+                    payload = ev.model_dump(mode="json", exclude_none=True)
+                    live = at >= now - LIVE_WINDOW
+                    if live:
+                        on_event(session, account, ev.model_dump(exclude_none=True), at=at)
+                    else:
+                        fold(session, account, ev.model_dump(exclude_none=True), at)
+                        backfilled[account.id] = account
+                    row = Event(
+                        account_id=ev.account_id,
+                        type=ev.type,
+                        occurred_at=at,
+                        received_at=now,
+                        payload=payload,
                     )
-                out.append(
-                    Stored(event_id=row.id, account_id=ev.account_id, type=ev.type, agents=hits)
-                )
-            active = [a for a in backfilled.values() if a.status == "active"]
-            if active:
-                session.flush()
-                score(session, active, today=now.date(), now=now)
+                    session.add(row)
+                    session.flush()
+                    assert row.id is not None
+                    hits: list[str] = []
+                    if live:
+                        snapshot = get_snapshot(session, account_id=account.id, today=now.date())
+                        assert snapshot is not None
+                        hits = self.triggers.matching(
+                            snapshot, {"type": ev.type, **row.payload}, now.date()
+                        )
+                    out.append(
+                        Stored(event_id=row.id, account_id=ev.account_id, type=ev.type, agents=hits)
+                    )
+                    if hits:  # the dispatch intent commits with the event and the account change
+                        session.add(
+                            EventDispatch(
+                                event_id=row.id,
+                                account_id=ev.account_id,
+                                type=ev.type,
+                                agents=hits,
+                                created_at=now,
+                            )
+                        )
+                    if idempotency_key is not None:
+                        session.add(
+                            EventKey(org_id=org_id or "", key=idempotency_key, event_id=row.id)
+                        )
+                active = [a for a in backfilled.values() if a.status == "active"]
+                if active:
+                    session.flush()
+                    score(session, active, today=now.date(), now=now)
+
+        except IntegrityError:
+            # The same idempotency key posted twice at once: the other request stored it.
+            if idempotency_key is not None and (seen := self._seen(org_id or "", idempotency_key)):
+                return [seen]
+            raise
         return out
 
-    async def dispatch(self, stored: list[Stored]) -> list[Started]:
-        started = []
-        for item in stored:
-            signal = EventSignal(event_id=item.event_id, type=item.type)
-            for agent in item.agents:
-                wf_id = workflow_id(agent, item.account_id)
-                # Signal-with-start: a running workflow gets the event, otherwise one starts.
-                await self.client.start_workflow(
-                    AgentRunWorkflow.run,
-                    AgentRunInput(
-                        agent=agent,
-                        account_id=item.account_id,
-                        event=signal,
-                        spec_hash=self.spec_hashes[agent],
-                        bundle_hash=self.policy.bundle_hash,
-                    ),
-                    id=wf_id,
-                    task_queue=self.task_queue,
-                    start_signal="event",
-                    start_signal_args=[signal],
-                )
-                started.append(Started(event_id=item.event_id, workflow_id=wf_id))
+    def _seen(self, org_id: str, key: str) -> Stored | None:
         with transaction(self.db) as session:
-            ids = [item.event_id for item in stored]
-            for row in session.exec(select(Event).where(col(Event.id).in_(ids))):
-                row.dispatched = True
-                session.add(row)
+            known = session.get(EventKey, (org_id, key))
+            if known is None:
+                return None
+            event = session.get(Event, known.event_id)
+            intent = session.get(EventDispatch, known.event_id)
+            assert event is not None
+            return Stored(
+                event_id=known.event_id,
+                account_id=event.account_id,
+                type=event.type,
+                agents=list(intent.agents) if intent else [],
+            )
+
+    async def dispatch(self, stored: list[Stored]) -> list[Started]:
+        """Start (or signal) the runs the events triggered. A failure (Temporal down)
+        leaves the intent pending for `redispatch`; nothing is lost and nothing raised.
+        Starting twice is harmless: a running run coalesces the event, and a finished
+        one's replay of the same event reuses its idempotency keys (no second email)."""
+        started: list[Started] = []
+        for item in stored:
+            if not item.agents:
+                continue
+            signal = EventSignal(event_id=item.event_id, type=item.type)
+            error: str | None = None
+            try:
+                for agent in item.agents:
+                    wf_id = workflow_id(agent, item.account_id)
+                    # Signal-with-start: a running workflow gets the event, otherwise one starts.
+                    await self.client.start_workflow(
+                        AgentRunWorkflow.run,
+                        AgentRunInput(
+                            agent=agent,
+                            account_id=item.account_id,
+                            event=signal,
+                            spec_hash=self.spec_hashes[agent],
+                            bundle_hash=self.policy.bundle_hash,
+                        ),
+                        id=wf_id,
+                        task_queue=self.task_queue,
+                        start_signal="event",
+                        start_signal_args=[signal],
+                        rpc_timeout=DISPATCH_TIMEOUT,
+                    )
+                    started.append(Started(event_id=item.event_id, workflow_id=wf_id))
+            except (RPCError, TemporalError, OSError, TimeoutError) as err:
+                error = f"{type(err).__name__}: {err}"[:300]
+                log.warning("event %s not dispatched yet (%s): will retry", item.event_id, error)
+            self._mark(item.event_id, error)
         return started
+
+    def _mark(self, event_id: int, error: str | None) -> None:
+        with transaction(self.db) as session:
+            intent = session.get(EventDispatch, event_id)
+            if intent is None:
+                return
+            intent.attempts += 1
+            intent.last_error = error
+            if error is None:
+                intent.dispatched_at = datetime.now(UTC)
+                event = session.get(Event, event_id)
+                if event is not None:
+                    event.dispatched = True
+                    session.add(event)
+            session.add(intent)
+
+    async def redispatch(
+        self, *, older_than: timedelta = timedelta(seconds=5), limit: int = 500
+    ) -> int:
+        """Dispatch intents still pending (Temporal was down, or the process died between
+        storing and starting); returns how many events got all their runs started."""
+        cutoff = datetime.now(UTC) - older_than
+        with transaction(self.db) as session:
+            pending = session.exec(
+                select(EventDispatch)
+                .where(
+                    col(EventDispatch.dispatched_at).is_(None),
+                    col(EventDispatch.created_at) <= cutoff,
+                )
+                .order_by(col(EventDispatch.event_id))
+                .limit(limit)
+            ).all()
+        done = 0
+        for intent in pending:
+            item = Stored(
+                event_id=intent.event_id,
+                account_id=intent.account_id,
+                type=intent.type,
+                agents=list(intent.agents),
+            )
+            if len(await self.dispatch([item])) == len(item.agents):
+                done += 1
+        return done
+
+    async def run_dispatcher(self, stop: asyncio.Event, *, interval_s: float = 2.0) -> None:
+        """The dispatcher loop beside the worker: retries pending intents until stopped."""
+        while not stop.is_set():
+            try:
+                await self.redispatch()
+            except Exception:  # a store hiccup must not end the loop: log it, try again
+                log.exception("event dispatcher failed; retrying")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            except TimeoutError:
+                pass
 
     async def ingest(self, events: list[EventIn]) -> list[Started]:
         return await self.dispatch(self.store(events))

@@ -76,7 +76,9 @@ def up() -> None:
 
 @app.command()
 def worker() -> None:
-    """Run a worker only, against TEMPORAL_ADDRESS and DATABASE_URL."""
+    """Run a worker only, against TEMPORAL_ADDRESS and DATABASE_URL, with the event
+    dispatcher beside it (it starts the runs of events stored while Temporal was down)."""
+    from autopilot.runtime.accounts.ingest import Ingest
     from autopilot.runtime.devstack.temporal import connect
     from autopilot.runtime.services import build_services, watch_policies
     from autopilot.runtime.worker import build_worker
@@ -87,7 +89,20 @@ def worker() -> None:
         client = await connect(settings.temporal_target, settings.temporal_namespace)
         services = build_services(settings)
         watch_policies(services.policy)
-        await build_worker(client, services, settings.task_queue).run()
+        ingest = Ingest(
+            services.db,
+            client,
+            services.specs,
+            task_queue=settings.task_queue,
+            policy=services.policy,
+        )
+        stop = asyncio.Event()
+        dispatcher = asyncio.create_task(ingest.run_dispatcher(stop))
+        try:
+            await build_worker(client, services, settings.task_queue).run()
+        finally:
+            stop.set()
+            await dispatcher
 
     try:
         asyncio.run(main())

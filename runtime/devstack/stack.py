@@ -135,6 +135,9 @@ async def running_stack(
             task_queue=settings.task_queue,
             policy=services.policy,
         )
+        stop_dispatch = asyncio.Event()
+        dispatcher = asyncio.create_task(ingest.run_dispatcher(stop_dispatch))
+        stack.push_async_callback(_stop_dispatcher, stop_dispatch, dispatcher)
         app = create_app(services, ingest)
         api = uvicorn.Server(
             uvicorn.Config(
@@ -159,6 +162,11 @@ async def running_stack(
         finally:
             api.should_exit = True
             await api_task
+
+
+async def _stop_dispatcher(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    await task
 
 
 async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:

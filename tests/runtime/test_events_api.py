@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlmodel import Session, select
 
+from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.store.customer import AccountScore
 from autopilot.runtime.store.events import Event
 from tests.conftest import Stack
@@ -96,3 +98,47 @@ async def test_a_naive_occurred_at_is_read_as_utc(stack: Stack) -> None:
 async def test_out_of_range_list_parameters_are_a_422(stack: Stack, query: str) -> None:
     r = await stack.http.get(f"/approvals?{query}", headers=stack.headers("maria"))
     assert r.status_code == 422, r.text
+
+
+async def test_a_retried_post_with_the_same_idempotency_key_counts_once(stack: Stack) -> None:
+    from autopilot.runtime.store.accounts import Account
+
+    account, = stack.pick("smb", max_arr=50_000)
+    before = stack.account(account).logins_30d
+    headers = {**stack.headers("adam"), "Idempotency-Key": "crm-sync-42"}
+    body = {"account_id": account, "type": "login", "logins": 3}
+    first = await stack.http.post("/events", json=body, headers=headers)
+    again = await stack.http.post("/events", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["event_id"] == again.json()["event_id"]
+    with Session(stack.db) as s:
+        rows = s.exec(select(Event).where(Event.account_id == account, Event.type == "login")).all()
+        acc = s.get(Account, account)
+    assert len(rows) == 1 and acc is not None and acc.logins_30d == before + 3
+
+
+async def test_an_event_stored_while_temporal_is_unreachable_is_dispatched_later_once(stack: Stack) -> None:
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from autopilot.runtime.accounts.ingest import Ingest
+    from autopilot.runtime.contracts.event import EventIn
+    from autopilot.runtime.store.events import EventDispatch
+
+    # A client whose every start fails (a namespace that does not exist): Temporal "down".
+    dead = await Client.connect(stack.client.service_client.config.target_host, namespace="nowhere",
+                                data_converter=pydantic_data_converter)
+    down = Ingest(stack.db, dead, stack.services.specs, task_queue=stack.task_queue, policy=stack.services.policy)
+    account, = stack.pick("smb", max_arr=50_000)
+    stored = []
+    for ev in drop_events(stack.db, account):
+        stored += down.store([EventIn.model_validate(ev)], org_id="demo")
+    assert await down.dispatch(stored) == []  # nothing started, nothing raised
+    with Session(stack.db) as s:
+        pending = s.exec(select(EventDispatch).where(EventDispatch.account_id == account)).all()
+    assert len(pending) == 1 and pending[0].dispatched_at is None and pending[0].last_error
+    # Temporal is back: the dispatcher starts the run; a second pass starts nothing more.
+    assert await stack.ingest.redispatch(older_than=timedelta(0)) == 1
+    assert await stack.ingest.redispatch(older_than=timedelta(0)) == 0
+    result = await stack.run_result(f"agent:churn_rescue:{account}")
+    assert [o.status for o in result.outcomes] == ["executed"] and len(stack.mails()) == 1

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException
 from pydantic import BaseModel
 
 from autopilot.runtime.accounts.ingest import UnknownAccount
@@ -13,18 +15,31 @@ router = APIRouter(prefix="/events", tags=["events"])
 class EventAccepted(BaseModel):
     event_id: int
     started: list[str]
+    pending: bool = False  # runs still to start (Temporal unreachable): the dispatcher retries
 
 
 @router.post("", status_code=202)
-async def post_event(event: EventIn, user: CurrentUser, ingest: IngestDep) -> EventAccepted:
+async def post_event(
+    event: EventIn,
+    user: CurrentUser,
+    ingest: IngestDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> EventAccepted:
     """Store one event and start the agents it triggers. Events can make agents contact
     customers, so only roles that feed data may post them: integrations, admins,
-    managers and VPs for the organisation, a CSM for their own book."""
+    managers and VPs for the organisation, a CSM for their own book. With an
+    `Idempotency-Key`, a retry returns the first event and counts nothing twice. The
+    event is stored (with its dispatch intent) before any run starts: if Temporal is
+    down the answer is still 202 with `pending` true, and the dispatcher starts the runs
+    when it is back."""
     if not user.can_feed_book():
         raise HTTPException(403, detail="this role may not post account events")
     try:
         stored = ingest.store(
-            [event], org_id=user.org_id, owner=None if user.can_feed else user.user_id
+            [event],
+            org_id=user.org_id,
+            owner=None if user.can_feed else user.user_id,
+            idempotency_key=idempotency_key,
         )
     except UnknownAccount as err:
         raise HTTPException(
@@ -38,4 +53,8 @@ async def post_event(event: EventIn, user: CurrentUser, ingest: IngestDep) -> Ev
             ],
         ) from err
     started = await ingest.dispatch(stored)
-    return EventAccepted(event_id=stored[0].event_id, started=[s.workflow_id for s in started])
+    return EventAccepted(
+        event_id=stored[0].event_id,
+        started=[s.workflow_id for s in started],
+        pending=len(started) < len(stored[0].agents),
+    )
