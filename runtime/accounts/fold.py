@@ -1,9 +1,13 @@
-"""The one event fold: an event changes the account's snapshot fields and that day's
-usage rollup together, here and nowhere else; then the account is rescored."""
+"""The one event fold: an event changes that day's usage rollup and the account's
+fields, here and nowhere else; then the account is rescored.
+
+History (an event from before the live window) changes the rollups and the account's
+lifecycle (churn, renewal, contract, expansion) but not its current state (NPS,
+sentiment, seats in use, open tickets): a backfill must not overwrite today's facts."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlmodel import Session, select
@@ -14,76 +18,109 @@ from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountDay, AccountScore
 
 
-def fold(session: Session, account: Account, ev: dict[str, Any], at: datetime) -> None:
-    """Fold one event (as `EventIn.model_dump(exclude_none=True)`) into the account
-    and into the rollup of the day it happened (incremental: nothing is recomputed)."""
-    day = at.date()
+def fold(
+    session: Session, account: Account, ev: dict[str, Any], at: datetime, *, current: bool = True
+) -> None:
+    """Fold one event (as `EventIn.model_dump(exclude_none=True)`) into the rollup of the
+    day it happened (UTC) and into the account (its current state only if `current`)."""
+    day = at.astimezone(UTC).date()
     row = session.exec(
         select(AccountDay).where(AccountDay.account_id == account.id, AccountDay.day == day)
-    ).first()
-    row = row or AccountDay(account_id=account.id, day=day)
+    ).first() or AccountDay(account_id=account.id, day=day)
+    _fold_day(row, ev)
+    _fold_lifecycle(account, ev, day)
+    if current:
+        _fold_state(account, ev)
+    session.add(account)
+    session.add(row)
+
+
+def _fold_day(row: AccountDay, ev: dict[str, Any]) -> None:
     match ev["type"]:
         case "login":
             logins = ev.get("logins", 1)  # an explicit `logins: 0` is no login
-            account.logins_30d += logins
             row.logins += logins
             if ev.get("active_users") is not None:
                 row.active_users = max(row.active_users, ev["active_users"])
             elif logins:
                 row.active_users += 1
         case "usage_snapshot":
-            account.active_users_30d = ev.get("active_users", 0)
             row.active_users = ev.get("active_users", 0)
             if ev.get("seats_used") is not None:
-                account.seats_used = row.seats_used = ev["seats_used"]
+                row.seats_used = ev["seats_used"]
             if ev.get("logins") is not None:
                 row.logins = ev["logins"]
         case "feature_use":
             row.modules |= 1 << MODULES.index(ev["module"])
         case "ticket_opened":
-            account.open_tickets += 1
-            account.p1_open += ev.get("priority") == "P1"
             row.tickets += 1
             row.p1 += ev.get("priority") == "P1"
+        case "nps":
+            row.nps = ev["score"]
+        case "sentiment":
+            row.sentiment_sum += ev.get("sentiment", 0.0)
+            row.sentiment_n += 1
+        case "payment_failed":
+            row.payment_failed += 1
+        case _:
+            pass
+
+
+def _fold_state(account: Account, ev: dict[str, Any]) -> None:
+    match ev["type"]:
+        case "login":
+            account.logins_30d += ev.get("logins", 1)
+        case "usage_snapshot":
+            account.active_users_30d = ev.get("active_users", 0)
+            if ev.get("seats_used") is not None:
+                account.seats_used = ev["seats_used"]
+        case "ticket_opened":
+            account.open_tickets += 1
+            account.p1_open += ev.get("priority") == "P1"
         case "ticket_closed":
             account.open_tickets = max(0, account.open_tickets - 1)
             if ev.get("priority") == "P1":
                 account.p1_open = max(0, account.p1_open - 1)
         case "nps":
-            account.nps = row.nps = ev["score"]
+            account.nps = ev["score"]
         case "sentiment":
             account.sentiment = ev.get("sentiment", 0.0)
-            row.sentiment_sum += ev.get("sentiment", 0.0)
-            row.sentiment_n += 1
         case "payment_failed":
             account.payment_failures_90d += 1
-            row.payment_failed += 1
+        case _:
+            pass
+
+
+def _fold_lifecycle(account: Account, ev: dict[str, Any], day: date) -> None:
+    match ev["type"]:
         case "churned":
             account.status, account.churned_at = "churned", day
         case "renewed":
             account.renewal_date = account.renewal_date.replace(year=account.renewal_date.year + 1)
-        case "expanded" | "contract_signed":
-            account.arr = (
-                ev["amount"]
-                if ev["type"] == "contract_signed"
-                else account.arr + ev.get("amount", 0)
-            )
+        case "expanded":
+            account.arr += ev.get("amount", 0)
+            account.seats_purchased += ev.get("seats", 0)
+        case "contract_signed":
+            account.arr = ev["amount"]
             if ev.get("seats"):
-                account.seats_purchased = (
-                    ev["seats"]
-                    if ev["type"] == "contract_signed"
-                    else account.seats_purchased + ev["seats"]
-                )
-    session.add(account)
-    session.add(row)
+                account.seats_purchased = ev["seats"]
+        case _:
+            pass
 
 
 def on_event(
-    session: Session, account: Account, ev: dict[str, Any], *, at: datetime
+    session: Session,
+    account: Account,
+    ev: dict[str, Any],
+    *,
+    at: datetime,
+    today: date | None = None,
 ) -> AccountScore | None:
-    """The incremental path: fold the event, rescore this one account as of its day."""
+    """The incremental path: fold a live event, rescore this one account as of `today`
+    (default: the event's day) so a late event does not score the account as of yesterday."""
     fold(session, account, ev, at)
     session.flush()
     if account.status != "active":
         return None
-    return score(session, [account], today=at.date(), now=at)[0]
+    when = at if today is None else max(at, datetime.now(UTC))  # scored_at's day is the day scored
+    return score(session, [account], today=today or at.astimezone(UTC).date(), now=when)[0]

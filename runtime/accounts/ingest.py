@@ -116,9 +116,15 @@ class Ingest:
                     payload = ev.model_dump(mode="json", exclude_none=True)
                     live = at >= now - LIVE_WINDOW
                     if live:
-                        on_event(session, account, ev.model_dump(exclude_none=True), at=at)
+                        on_event(
+                            session,
+                            account,
+                            ev.model_dump(exclude_none=True),
+                            at=at,
+                            today=now.date(),
+                        )
                     else:
-                        fold(session, account, ev.model_dump(exclude_none=True), at)
+                        fold(session, account, ev.model_dump(exclude_none=True), at, current=False)
                         backfilled[account.id] = account
                     row = Event(
                         account_id=ev.account_id,
@@ -131,7 +137,7 @@ class Ingest:
                     session.flush()
                     assert row.id is not None
                     hits: list[str] = []
-                    if live:
+                    if live and account.status == "active":  # a churned account starts no agent
                         snapshot = get_snapshot(session, account_id=account.id, today=now.date())
                         assert snapshot is not None
                         hits = self.triggers.matching(

@@ -80,6 +80,7 @@ def worker() -> None:
     dispatcher beside it (it starts the runs of events stored while Temporal was down)."""
     from autopilot.runtime.accounts.ingest import Ingest
     from autopilot.runtime.devstack.temporal import connect
+    from autopilot.runtime.health.scoring import run_daily_rescore
     from autopilot.runtime.services import build_services, watch_policies
     from autopilot.runtime.worker import build_worker
 
@@ -98,11 +99,12 @@ def worker() -> None:
         )
         stop = asyncio.Event()
         dispatcher = asyncio.create_task(ingest.run_dispatcher(stop))
+        rescorer = asyncio.create_task(run_daily_rescore(services.db, stop))
         try:
             await build_worker(client, services, settings.task_queue).run()
         finally:
             stop.set()
-            await dispatcher
+            await asyncio.gather(dispatcher, rescorer)
 
     try:
         asyncio.run(main())

@@ -64,7 +64,7 @@ class AccountSnapshot(BaseModel):
     # Health 2.0, the one health: 0-100, and the model's probability of churn within its
     # horizon; triggers may use either, e.g. `account.health < 50.0` (= churn_risk > 0.5).
     health: float
-    churn_risk: float
+    churn_risk: float = 0.0  # a default: runs recorded before it existed still replay
     health_reasons: list[HealthReason] = []
     contacts: list[ContactInfo] = []
 

@@ -27,6 +27,7 @@ from autopilot.runtime.devstack.crm import create_crm_app
 from autopilot.runtime.devstack.seed import seed_portfolio
 from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
 from autopilot.runtime.devstack.temporal import connect, start_dev_server
+from autopilot.runtime.health.scoring import run_daily_rescore
 from autopilot.runtime.kb.store import ensure_shipped
 from autopilot.runtime.policy.decisions import purge as purge_decisions
 from autopilot.runtime.services import PolicyStatus, Services, build_services, watch_policies
@@ -138,6 +139,8 @@ async def running_stack(
         stop_dispatch = asyncio.Event()
         dispatcher = asyncio.create_task(ingest.run_dispatcher(stop_dispatch))
         stack.push_async_callback(_stop_dispatcher, stop_dispatch, dispatcher)
+        rescorer = asyncio.create_task(run_daily_rescore(services.db, stop_dispatch))
+        stack.push_async_callback(_stop_dispatcher, stop_dispatch, rescorer)
         app = create_app(services, ingest)
         api = uvicorn.Server(
             uvicorn.Config(

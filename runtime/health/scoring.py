@@ -5,8 +5,10 @@ risk crosses the model's threshold."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from autopilot.runtime.health.model import Explanation, Factor, HealthModel, def
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountDay, AccountScore, RiskAlert
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _models: dict[str, HealthModel] = {}
 
@@ -170,6 +173,45 @@ def rescore_all(
         score(session, accounts, today=today, model=model, explain=False)
         session.commit()
     return len(accounts)
+
+
+def rescore_stale(db: Engine, *, today: date) -> int:
+    """Rescore every active account whose stored score is from before `today` (or that
+    has none): health moves with time even when no event arrives (windows slide, the
+    renewal comes closer). Returns the accounts rescored."""
+    with Session(db) as session:
+        fresh = select(AccountScore.account_id).where(
+            col(AccountScore.scored_at) >= datetime.combine(today, time.min, UTC)
+        )
+        accounts = list(
+            session.exec(
+                select(Account).where(Account.status == "active", col(Account.id).not_in(fresh))
+            )
+        )
+        for chunk in range(0, len(accounts), 5000):
+            score(session, accounts[chunk : chunk + 5000], today=today, explain=False)
+        session.commit()
+    return len(accounts)
+
+
+async def run_daily_rescore(
+    db: Engine, stop: asyncio.Event, *, check_every_s: float = 60.0
+) -> None:
+    """Beside the worker: once a day (and at start), the accounts not scored today."""
+    done: date | None = None
+    while not stop.is_set():
+        today = datetime.now(UTC).date()
+        if today != done:
+            try:
+                count = await asyncio.to_thread(rescore_stale, db, today=today)
+                log.info("daily rescore: %d account(s) as of %s", count, today)
+                done = today
+            except Exception:  # a store hiccup must not end the loop: log it, try again
+                log.exception("daily rescore failed; retrying")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=check_every_s)
+        except TimeoutError:
+            pass
 
 
 def current(session: Session, account: Account, *, today: date) -> Explanation:

@@ -19,6 +19,12 @@ from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.actions import ActionRecord
 
 IN_FLIGHT = ("allowed", "pending")
+# How long a reservation holds without its action moving on. An allowed action runs
+# within its activity's retries (minutes); one waiting for people, within its approval
+# window. A run that died in between (terminated, failed past its retries) must not hold
+# the budget for ever: its reservation lapses.
+ALLOWED_HOLDS = timedelta(hours=1)
+PENDING_HOLDS = timedelta(days=14)
 
 
 def quarter_start(now: datetime) -> datetime:
@@ -32,7 +38,7 @@ def _counted(now: datetime, exclude_key: str | None) -> ColumnElement[bool]:
             col(ActionRecord.status) == "executed",
             col(ActionRecord.updated_at) >= quarter_start(now),
         ),
-        col(ActionRecord.status).in_(IN_FLIGHT),
+        _in_flight(now),
     )
     return and_(counted, col(ActionRecord.run_key) != exclude_key) if exclude_key else counted
 
@@ -93,7 +99,7 @@ def quarter_limits(
                 ActionRecord.account_id == account.id,
                 col(ActionRecord.recipient).is_not(None),
                 or_(
-                    col(ActionRecord.status).in_(IN_FLIGHT),
+                    _in_flight(now),
                     and_(
                         col(ActionRecord.status) == "executed",
                         col(ActionRecord.updated_at) >= cooldown,
@@ -121,7 +127,32 @@ def quarter_limits(
     )
 
 
-def hours_since_contact(session: Session, *, recipient: str, now: datetime) -> float | None:
+def _in_flight(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(
+            col(ActionRecord.status) == "allowed",
+            col(ActionRecord.updated_at) >= now - ALLOWED_HOLDS,
+        ),
+        and_(
+            col(ActionRecord.status) == "pending",
+            col(ActionRecord.updated_at) >= now - PENDING_HOLDS,
+        ),
+    )
+
+
+def hours_since_contact(
+    session: Session, *, recipient: str, now: datetime, exclude_key: str | None = None
+) -> float | None:
+    """Hours since this person was last contacted; an action to them still in flight
+    (other than the one being gated) counts as a contact now, so two runs cannot both
+    write to someone inside the cool-down."""
+    in_flight = select(ActionRecord.run_key).where(
+        ActionRecord.recipient == recipient, _in_flight(now)
+    )
+    if exclude_key:
+        in_flight = in_flight.where(col(ActionRecord.run_key) != exclude_key)
+    if session.exec(in_flight.limit(1)).first() is not None:
+        return 0.0
     last = session.exec(
         select(func.max(ActionRecord.updated_at)).where(
             ActionRecord.recipient == recipient, ActionRecord.status == "executed"

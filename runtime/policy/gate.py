@@ -5,6 +5,7 @@ every path that changes an action before it runs (edits are gated again)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,7 +73,9 @@ def policy_input(
             opted_out=contact.opted_out,
             notice_on_record=contact.notice_at is not None,
             local_hour=now.astimezone(ZoneInfo(contact.timezone)).hour,
-            hours_since_last_contact=hours_since_contact(session, recipient=contact.email, now=now),
+            hours_since_last_contact=hours_since_contact(
+                session, recipient=contact.email, now=now, exclude_key=exclude_key
+            ),
         )
     return PolicyInput(
         action=ActionIn(
@@ -137,8 +140,11 @@ class Reservation:
     agent: str
 
 
-CONTENDED = "ledger.contended"
-ATTEMPTS = 8
+ATTEMPTS = 20
+
+
+class LedgerContended(RuntimeError):
+    """Busy, not denied: the gate could not land its reservation; retried by the caller."""
 
 
 async def gate_action(
@@ -157,7 +163,7 @@ async def gate_action(
     budget meanwhile, the decision is taken again on the new ledger (optimistic, so the
     policy engine never runs under a lock)."""
     scope = account.segment
-    for _ in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS):
         now = svc.clock()
         with transaction(svc.db) as session:
             version = _version(session, scope)
@@ -174,15 +180,14 @@ async def gate_action(
         decision, latency_ms = await evaluate(svc, inp, pinned_bundle=pinned_bundle)
         if reserve is None or _commit(svc, scope, version, reserve, action, account, decision, now):
             break
+        # Another gate reserved from this budget meanwhile: decide again on the new ledger,
+        # after a short random wait so that racing gates spread out.
+        await asyncio.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
     else:
-        decision = Decision.fail_closed(
-            CONTENDED,
-            f"the ledger changed under {ATTEMPTS} attempts to gate this action",
-            bundle_hash=decision.bundle_hash,
-            input_hash=decision.input_hash,
+        # Not a policy answer: the activity retries (with Temporal's back-off) until it lands.
+        raise LedgerContended(
+            f"the {scope} ledger changed under {ATTEMPTS} attempts to gate {run_key}"
         )
-        if reserve is not None:
-            _commit(svc, scope, None, reserve, action, account, decision, svc.clock())
     log_decision(
         svc,
         run_key=run_key,

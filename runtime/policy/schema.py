@@ -79,7 +79,10 @@ LIMITS: dict[str, type[_Strict]] = {
 
 
 def validate_data(files: dict[str, str]) -> None:
-    """Every data.json of a bundle (by relative path) against its package's schema."""
+    """Every data.json of a bundle (by relative path) against its package's schema, and
+    across packages: every segment with a budget has a discount cap (a missing segment
+    would silently switch the cap and margin-floor rules off for it)."""
+    parsed: dict[str, _Strict] = {}
     for name, text in files.items():
         if not name.endswith("data.json"):
             continue
@@ -96,11 +99,21 @@ def validate_data(files: dict[str, str]) -> None:
         if model is None:
             raise PolicyLoadError(f"{name}: no schema for package {package}")
         try:
-            model.model_validate(doc["limits"])
+            parsed[package] = model.model_validate(doc["limits"])
         except ValidationError as err:
             first = err.errors()[0]
             field = ".".join(str(p) for p in ("limits", *first["loc"]))
             raise PolicyLoadError(f"{name}: {field}: {first['msg']}") from err
+    budget, discount = parsed.get("autopilot/budget"), parsed.get("autopilot/discount")
+    missing = (
+        sorted(set(budget.segments) - set(discount.segments))
+        if isinstance(budget, Budget) and isinstance(discount, Discount)
+        else []
+    )
+    if missing:
+        raise PolicyLoadError(
+            f"autopilot/discount/data.json: limits.segments: no discount limits for {', '.join(missing)}"
+        )
 
 
 def json_schema() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from temporalio.worker import (
 from temporalio import activity
 
 from autopilot.runtime.devstack.scenarios import drop_events
+from autopilot.runtime.ledger.spend import ledger
 from autopilot.runtime.contracts.approval import ApprovalVote
 from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
 from autopilot.runtime.policy.engine import UNAVAILABLE
@@ -94,6 +95,9 @@ async def test_rejected_action_never_executes_and_is_not_proposed_again(stack: S
         assert s.exec(select(ToolCallRecord)).all() == []
     row = next(a for a in stack.approval_rows() if a.id == email["id"])
     assert row.decision_reason == "they are in a legal dispute"
+    with Session(stack.db) as s:  # rejected actions hold no budget, contact or discount
+        spent = ledger(s, account_id=account, segment="enterprise", now=stack.services.clock())
+    assert (spent.account_spend_quarter, spent.high_touch_contacts_quarter, spent.active_discount_pct) == (0, 0, 0)
     # The next trigger for the account: the rejected tools are within their cool-down.
     wf2, = await stack.post_events([{"account_id": account, "type": "nps", "score": 0}])
     again = await stack.run_result(wf2)

@@ -34,14 +34,24 @@ async def test_every_surface_shows_the_same_health(stack: Stack) -> None:
     assert item["risk"] == risk
     assert item["action"]["reason"].startswith(f"health {health:.1f}:")
 
-    # The inbox panel and the API.
-    panel = (await stack.http.get(f"/approvals/{item['id']}", headers=stack.headers(owner))).json()
-    assert (panel["health"]["health"], panel["health"]["risk"]) == (health, risk)
-    api = (await stack.http.get(f"/accounts/{account}", headers=stack.headers(owner))).json()
-    assert (api["health"]["health"], api["health"]["risk"]) == (health, risk)
+    # From here on, the stored score is replaced by a marked one: a surface that computed
+    # Health 2.0 by itself (even correctly, as of today) would not show it.
+    with Session(stack.db) as s:
+        row = s.get(AccountScore, account)
+        assert row is not None
+        # Same factors, another baseline: the explanation still adds up to the marked score.
+        row.health, row.risk = 42.42, 0.6061
+        row.baseline = round(42.42 - sum(f["contribution"] for f in row.factors), 6)
+        s.add(row)
+        s.commit()
+        marked = get_snapshot(s, account_id=account, today=stack.services.clock().date())
+    assert marked is not None and (marked.health, marked.churn_risk) == (42.42, 0.6061)
 
-    # The CLI, as its own process against the same store.
+    panel = (await stack.http.get(f"/approvals/{item['id']}", headers=stack.headers(owner))).json()
+    assert (panel["health"]["health"], panel["health"]["risk"]) == (42.42, 0.6061)
+    api = (await stack.http.get(f"/accounts/{account}", headers=stack.headers(owner))).json()
+    assert (api["health"]["health"], api["health"]["risk"]) == (42.42, 0.6061)
     proc = await arun_cli("accounts", "show", account, "--json", env=stack_env(stack))
     assert proc.returncode == 0, proc.stderr
     cli = json.loads(proc.stdout)
-    assert (cli["health"]["health"], cli["health"]["risk"]) == (health, risk)
+    assert (cli["health"]["health"], cli["health"]["risk"]) == (42.42, 0.6061)

@@ -150,3 +150,23 @@ def test_snapshot_and_triggers_see_the_churn_risk(db) -> None:  # type: ignore[n
     ctx = {"account": snap.as_cel(TODAY), "event": {"type": "login"}}
     assert cel.compile(f"account.churn_risk >= {score.risk}").execute(ctx) is True
     assert cel.compile(f"account.churn_risk > {score.risk}").execute(ctx) is False
+
+
+def test_the_daily_rescore_moves_health_with_time_once_a_day(tmp_path: Path) -> None:
+    from autopilot.runtime.health.scoring import rescore_stale
+
+    db = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    seed_portfolio(db, n=30, today=TODAY)
+    later = TODAY + timedelta(days=45)  # no events meanwhile: the windows slid, renewals came closer
+    with Session(db) as s:
+        account = s.exec(select(Account).order_by(Account.id)).first()
+        assert account is not None
+        before = current(s, account, today=later)
+    assert rescore_stale(db, today=later) == 30
+    assert rescore_stale(db, today=later) == 0  # already scored today
+    with Session(db) as s:
+        account = s.get(Account, account.id)
+        assert account is not None
+        after = current(s, account, today=later)
+        fresh = explain_at(s, account, day=later)
+    assert (after.health, after.risk) == (fresh.health, fresh.risk) != (before.health, before.risk)

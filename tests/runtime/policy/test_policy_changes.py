@@ -46,6 +46,7 @@ def _set(folder: Path, package: str, edit: Any) -> None:
         ("discount", lambda d: d["segments"].update(smb=[10, 5]), "limits.segments.smb"),
         ("approval", lambda d: d.pop("csm_arr"), "limits.csm_arr"),
         ("discount", lambda d: d["segments"]["smb"].update(cap_pct=float("inf")), "limits.segments.smb.cap_pct"),
+        ("discount", lambda d: d["segments"].pop("smb"), "limits.segments"),
     ],
 )
 def test_a_bad_limit_is_refused_and_the_last_good_bundle_stays(
