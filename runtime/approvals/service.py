@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import String, cast
+from sqlalchemy import String, cast, func
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -39,6 +39,7 @@ from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.approvals import Approval, ApprovalComment
 from autopilot.runtime.store.approvals import ApprovalVote as VoteRow
 from autopilot.runtime.store.audit import AuditEntry
+from autopilot.runtime.store.customer import AccountScore
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.users import User
 from autopilot.tools.registry import ToolContext, ToolError
@@ -66,20 +67,25 @@ class Invalid(InboxError):
     status_code = 422
 
 
+# The account's churn risk now (Health 2.0, the one health), not as it was when the
+# action was proposed: the list, its filter and its sort agree with the panel.
+RISK_NOW = func.coalesce(AccountScore.risk, Approval.risk)
 # What a list shows: every column but the gate's full decision and internal keys.
 LIST_COLUMNS = tuple(
-    getattr(Approval, name) for name in ApprovalPublic.model_fields if name in Approval.model_fields
+    RISK_NOW.label("risk") if name == "risk" else getattr(Approval, name)
+    for name in ApprovalPublic.model_fields
+    if name in Approval.model_fields
 ) + (Approval.deciders,)
 # For the JSON API the larger JSON columns pass through as stored text, undecoded.
 RAW_JSON = ("action", "reasons")
 LIST_COLUMNS_RAW = tuple(
-    cast(c, String).label(c.key) if c.key in RAW_JSON else c  # type: ignore[attr-defined]
+    cast(c, String).label(c.key) if getattr(c, "key", None) in RAW_JSON else c  # type: ignore[attr-defined]
     for c in LIST_COLUMNS
 )
 SORTS = {
     "age": col(Approval.created_at),
     "value": col(Approval.value).desc(),
-    "risk": col(Approval.risk).desc(),
+    "risk": RISK_NOW.desc(),
 }
 
 
@@ -132,6 +138,7 @@ class Inbox:
         `raw_json`: `action` and `reasons` as orjson fragments of the stored text."""
         columns = LIST_COLUMNS_RAW if raw_json else LIST_COLUMNS
         q = approvals_visible_to(p, select(*columns))  # type: ignore[call-overload]
+        q = q.outerjoin(AccountScore, col(AccountScore.account_id) == Approval.account_id)
         for column, value in (
             (Approval.status, status),
             (Approval.agent, agent),
@@ -141,7 +148,7 @@ class Inbox:
             if value:
                 q = q.where(column == value)
         if min_risk is not None:
-            q = q.where(Approval.risk >= min_risk)
+            q = q.where(RISK_NOW >= min_risk)
         if min_value is not None:
             q = q.where(Approval.value >= min_value)
         if older_than_hours is not None:

@@ -141,22 +141,25 @@ def _in_flight(now: datetime) -> ColumnElement[bool]:
 
 
 def hours_since_contact(
-    session: Session, *, recipient: str, now: datetime, exclude_key: str | None = None
+    session: Session,
+    *,
+    account_id: str,
+    recipient: str,
+    now: datetime,
+    exclude_key: str | None = None,
 ) -> float | None:
-    """Hours since this person was last contacted; an action to them still in flight
-    (other than the one being gated) counts as a contact now, so two runs cannot both
-    write to someone inside the cool-down."""
-    in_flight = select(ActionRecord.run_key).where(
-        ActionRecord.recipient == recipient, _in_flight(now)
-    )
+    """Hours since this person of this account was last contacted (one tenant's actions
+    never weigh on another's); an action to them still in flight (other than the one
+    being gated) counts as a contact now, so two runs cannot both write to someone
+    inside the cool-down."""
+    mine = (ActionRecord.account_id == account_id, ActionRecord.recipient == recipient)
+    in_flight = select(ActionRecord.run_key).where(*mine, _in_flight(now))
     if exclude_key:
         in_flight = in_flight.where(col(ActionRecord.run_key) != exclude_key)
     if session.exec(in_flight.limit(1)).first() is not None:
         return 0.0
     last = session.exec(
-        select(func.max(ActionRecord.updated_at)).where(
-            ActionRecord.recipient == recipient, ActionRecord.status == "executed"
-        )
+        select(func.max(ActionRecord.updated_at)).where(*mine, ActionRecord.status == "executed")
     ).one()
     if last is None:
         return None

@@ -74,7 +74,11 @@ def policy_input(
             notice_on_record=contact.notice_at is not None,
             local_hour=now.astimezone(ZoneInfo(contact.timezone)).hour,
             hours_since_last_contact=hours_since_contact(
-                session, recipient=contact.email, now=now, exclude_key=exclude_key
+                session,
+                account_id=account.id,
+                recipient=contact.email,
+                now=now,
+                exclude_key=exclude_key,
             ),
         )
     return PolicyInput(

@@ -47,6 +47,8 @@ async def test_every_surface_shows_the_same_health(stack: Stack) -> None:
         marked = get_snapshot(s, account_id=account, today=stack.services.clock().date())
     assert marked is not None and (marked.health, marked.churn_risk) == (42.42, 0.6061)
 
+    listed = (await stack.http.get("/approvals", headers=stack.headers(owner))).json()
+    assert next(a for a in listed if a["id"] == item["id"])["risk"] == 0.6061  # the list: the risk now
     panel = (await stack.http.get(f"/approvals/{item['id']}", headers=stack.headers(owner))).json()
     assert (panel["health"]["health"], panel["health"]["risk"]) == (42.42, 0.6061)
     api = (await stack.http.get(f"/accounts/{account}", headers=stack.headers(owner))).json()

@@ -93,3 +93,32 @@ async def test_an_action_regated_under_its_own_key_does_not_count_against_itself
                               actor=ActorIn(type="agent", id=spec.name), pinned_bundle=svc.policy.bundle_hash,
                               reserve=Reservation(key="run-0", workflow_id="wf-0", agent=spec.name))
     assert again.outcome == "allow"
+
+
+async def test_a_person_with_an_action_in_flight_counts_as_just_contacted(tmp_path: Path) -> None:
+    from autopilot.runtime.contracts.account import ContactInfo
+
+    svc, snapshot = _services(tmp_path)
+    snapshot = snapshot.model_copy(update={"contacts": [
+        ContactInfo(id="c1", name="Champ", email="champ@race.example", role="champion", timezone="UTC")]})
+    spec = svc.specs["churn_rescue"]
+    outcomes = []
+    for i in range(2):  # the first is reserved, not yet sent, when the second is gated
+        email = ProposedAction(tool="send_email", args={"to": "champ@race.example", "subject": f"s{i}", "body": "b"},
+                               reason="r", expected_cost=0.5, expected_uplift=0.05)
+        decision = await gate_action(svc, run_key=f"k{i}", action=email, account=snapshot, spec=spec,
+                                     actor=ActorIn(type="agent", id=spec.name), pinned_bundle=svc.policy.bundle_hash,
+                                     reserve=Reservation(key=f"k{i}", workflow_id=f"wf{i}", agent=spec.name))
+        outcomes.append((decision.outcome, [v.code for v in decision.deny]))
+    assert outcomes[0][0] != "deny" and outcomes[1] == ("deny", ["contact.cooldown"])
+
+
+async def test_a_reservation_whose_run_died_lapses(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    svc, snapshot = _services(tmp_path)
+    assert await _race(svc, snapshot, [700.0]) == ["allow"]
+    later = NOW + timedelta(hours=2)  # allowed, never executed, never recorded: the run died
+    with Session(svc.db) as s:
+        assert ledger(s, account_id="acc-race", segment="smb", now=NOW).account_spend_quarter == 700.0
+        assert ledger(s, account_id="acc-race", segment="smb", now=later).account_spend_quarter == 0.0
