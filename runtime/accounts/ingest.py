@@ -102,9 +102,10 @@ class Ingest:
         ):
             return [seen]  # a retry: the event was stored (and counted) once already
         try:
-            with transaction(self.db) as session:
+            with transaction(self.db, writes=True) as session:
                 for i, ev in enumerate(events):
-                    account = session.get(Account, ev.account_id)
+                    # Row-locked where the database can (Postgres); SQLite holds its write lock.
+                    account = session.get(Account, ev.account_id, with_for_update=True)
                     if (
                         account is None
                         or (org_id is not None and account.org_id != org_id)

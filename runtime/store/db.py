@@ -46,10 +46,17 @@ def make_engine(url: str) -> Engine:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back everything on any error."""
+def transaction(engine: Engine, *, writes: bool = False) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back everything on any error.
+
+    `writes`: it reads rows and writes values computed from them (an account fold), so
+    on SQLite it takes the write lock up front (BEGIN IMMEDIATE): two writers queue
+    instead of one overwriting the other's update or failing on a stale snapshot.
+    On other databases the caller locks the rows it will change (SELECT … FOR UPDATE)."""
     with Session(engine, expire_on_commit=False) as session:
         try:
+            if writes and engine.dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
             session.commit()
         except BaseException:
