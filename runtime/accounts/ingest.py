@@ -173,6 +173,16 @@ class Ingest:
             raise
         return out
 
+    def unknown_accounts(self, events: list[EventIn], *, org_id: str | None = None) -> list[int]:
+        """The indexes of events whose account does not exist (in `org_id`), in one query."""
+        ids = {ev.account_id for ev in events}
+        with transaction(self.db) as session:
+            q = select(Account.id).where(col(Account.id).in_(ids))
+            if org_id is not None:
+                q = q.where(Account.org_id == org_id)
+            known = set(session.exec(q).all())
+        return [i for i, ev in enumerate(events) if ev.account_id not in known]
+
     def _seen(self, org_id: str, key: str) -> Stored | None:
         with transaction(self.db) as session:
             known = session.get(EventKey, (org_id, key))

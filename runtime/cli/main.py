@@ -143,9 +143,14 @@ async def _client_services() -> tuple[Any, Any]:
     return client, make_engine(settings.db_url)
 
 
+IMPORT_BATCH = 500  # events per transaction: a long import never holds the write lock for long
+
+
 @events_app.command("import")
 def events_import(file: Path, as_json: JsonOpt = False) -> None:
-    """Import a JSONL file of events: all lines or none (a bad line is reported with its number)."""
+    """Import a JSONL file of events: all lines or none (a bad line or an unknown account
+    is reported with its line number before anything is stored). Stored in batches, so
+    the store's write lock is released between them and the API keeps answering."""
     from autopilot.runtime.accounts.ingest import Ingest, UnknownAccount
     from autopilot.runtime.agents.specs import load_specs
     from autopilot.runtime.services import make_policy_engine
@@ -165,11 +170,17 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
             task_queue=settings.task_queue,
             policy=make_policy_engine(settings),
         )
-        try:
-            stored = ingest.store(events)
-        except UnknownAccount as err:
-            raise ValueError(f"{file}:{lines[err.index]}: account_id: {err}") from err
-        started = await ingest.dispatch(stored)
+        unknown = ingest.unknown_accounts(events)
+        if unknown:
+            i = unknown[0]
+            raise ValueError(
+                f"{file}:{lines[i]}: account_id: {UnknownAccount(i, events[i].account_id)}"
+            )
+        stored, started = [], []
+        for at in range(0, len(events), IMPORT_BATCH):
+            batch = ingest.store(events[at : at + IMPORT_BATCH])
+            stored += batch
+            started += await ingest.dispatch(batch)
         return {"ok": True, "imported": len(stored), "started": [s.workflow_id for s in started]}
 
     lines = [n for n, _ in _numbered(file)]

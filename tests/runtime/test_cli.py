@@ -109,3 +109,22 @@ def test_demo_json_reports_every_kind_of_outcome(tmp_path: Path) -> None:
     assert out["rolled_back"] == 3
     assert out["emails_delivered"] == out["executed"] - 4
     assert 0 <= out["crm_forecast"]["renewal_probability"] <= 1
+
+
+async def test_a_large_import_is_stored_in_batches_and_counts_every_event(stack: Stack, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from autopilot.runtime.store.events import Event
+
+    account, = stack.pick("smb", max_arr=50_000)
+    day = (stack.services.clock() - timedelta(days=10)).isoformat()  # history: no trigger
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps({"account_id": account, "type": "login", "logins": 1, "occurred_at": day})
+                              for _ in range(1100)))
+    proc = await arun_cli("events", "import", str(path), "--json", env=stack_env(stack))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"ok": True, "imported": 1100, "started": []}
+    from sqlmodel import Session, select
+
+    with Session(stack.db) as s:
+        assert len(s.exec(select(Event.id).where(Event.account_id == account)).all()) == 1100

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException
@@ -35,7 +36,10 @@ async def post_event(
     if not user.can_feed_book():
         raise HTTPException(403, detail="this role may not post account events")
     try:
-        stored = ingest.store(
+        # Off the event loop: the fold holds the store's write lock while other writers
+        # finish, and the API must keep answering meanwhile.
+        stored = await asyncio.to_thread(
+            ingest.store,
             [event],
             org_id=user.org_id,
             owner=None if user.can_feed else user.user_id,
