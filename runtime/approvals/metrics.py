@@ -29,6 +29,9 @@ def manager_view(svc: Services, *, org_id: str, now: datetime) -> dict[str, Any]
         actions = session.exec(
             select(ActionRecord).where(col(ActionRecord.account_id).in_(list(accounts)))
         ).all()
+        # The one ledger (spend and reservations) and the one CbR, as the gate and `metrics cbr` see them.
+        spend = segment_spend(session, account_ids=list(accounts), now=now)
+        cbr_rows = cbr(session, org_id=org_id, by="segment", since=since, until=period(now)[1])
     by_age: Counter[str] = Counter()
     by_role: Counter[str] = Counter()
     for item in pending:
@@ -44,10 +47,6 @@ def manager_view(svc: Services, *, org_id: str, now: datetime) -> dict[str, Any]
     executed = [a for a in actions if a.status == "executed"]
     autonomous = [a for a in executed if not a.needed_approval]
     seg_limits = read_limits(svc.policy).budget
-    with Session(svc.db) as session:
-        # The one ledger (spend and reservations) and the one CbR, as the gate and `metrics cbr` see them.
-        spend = segment_spend(session, account_ids=list(accounts), now=now)
-        cbr_rows = cbr(session, org_id=org_id, by="segment", since=since, until=period(now)[1])
     per_agent: dict[str, Counter[str]] = {}
     for a in actions:
         per_agent.setdefault(a.agent, Counter())[a.status] += 1

@@ -80,9 +80,8 @@ def worker() -> None:
     dispatcher beside it (it starts the runs of events stored while Temporal was down)."""
     from autopilot.runtime.accounts.ingest import Ingest
     from autopilot.runtime.devstack.temporal import connect
-    from autopilot.runtime.health.scoring import run_daily_rescore
     from autopilot.runtime.services import build_services, watch_policies
-    from autopilot.runtime.worker import build_worker
+    from autopilot.runtime.worker import beside_worker, build_worker
 
     settings = get_settings()
 
@@ -97,14 +96,8 @@ def worker() -> None:
             task_queue=settings.task_queue,
             policy=services.policy,
         )
-        stop = asyncio.Event()
-        dispatcher = asyncio.create_task(ingest.run_dispatcher(stop))
-        rescorer = asyncio.create_task(run_daily_rescore(services.db, stop))
-        try:
+        async with beside_worker(ingest):
             await build_worker(client, services, settings.task_queue).run()
-        finally:
-            stop.set()
-            await asyncio.gather(dispatcher, rescorer)
 
     try:
         asyncio.run(main())

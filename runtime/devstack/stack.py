@@ -27,11 +27,10 @@ from autopilot.runtime.devstack.crm import create_crm_app
 from autopilot.runtime.devstack.seed import seed_portfolio
 from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
 from autopilot.runtime.devstack.temporal import connect, start_dev_server
-from autopilot.runtime.health.scoring import run_daily_rescore
 from autopilot.runtime.kb.store import ensure_shipped
 from autopilot.runtime.policy.decisions import purge as purge_decisions
 from autopilot.runtime.services import PolicyStatus, Services, build_services, watch_policies
-from autopilot.runtime.worker import build_worker
+from autopilot.runtime.worker import beside_worker, build_worker
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +135,7 @@ async def running_stack(
             task_queue=settings.task_queue,
             policy=services.policy,
         )
-        stop_dispatch = asyncio.Event()
-        dispatcher = asyncio.create_task(ingest.run_dispatcher(stop_dispatch))
-        stack.push_async_callback(_stop_dispatcher, stop_dispatch, dispatcher)
-        rescorer = asyncio.create_task(run_daily_rescore(services.db, stop_dispatch))
-        stack.push_async_callback(_stop_dispatcher, stop_dispatch, rescorer)
+        await stack.enter_async_context(beside_worker(ingest))
         app = create_app(services, ingest)
         api = uvicorn.Server(
             uvicorn.Config(
@@ -165,11 +160,6 @@ async def running_stack(
         finally:
             api.should_exit = True
             await api_task
-
-
-async def _stop_dispatcher(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
-    stop.set()
-    await task
 
 
 async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:

@@ -144,41 +144,26 @@ async def _compensate(
         "bundle_hash": decision.bundle_hash,
         "spec_hash": spec_hash(spec),
     }
+
+    def audited(outcome: dict[str, Any], input_hash: str) -> dict[str, Any]:
+        step = AuditEvent(
+            step="compensate", actor=actor, input_hash=input_hash, decision=outcome, **common
+        )
+        audit.append(svc.db, [step])
+        return outcome
+
     if decision.allow and decision.require_approval:
         # A rollback is one person's command, not an approval: a compensation the policy
         # wants a person (or several) to approve is refused with the roles it needs.
-        refused = {
-            "status": "needs_approval",
-            "roles": decision.roles,
-            "reasons": [f"{a.role}: {a.reason}" for a in decision.approval],
-        }
-        audit.append(
-            svc.db,
-            [
-                AuditEvent(
-                    step="compensate",
-                    actor=actor,
-                    input_hash=decision.input_hash,
-                    decision=refused,
-                    **common,
-                )
-            ],
+        reasons = [f"{a.role}: {a.reason}" for a in decision.approval]
+        return audited(
+            {"status": "needs_approval", "roles": decision.roles, "reasons": reasons},
+            decision.input_hash,
         )
-        return refused
     if not decision.allow:
-        audit.append(
-            svc.db,
-            [
-                AuditEvent(
-                    step="compensate",
-                    actor=actor,
-                    input_hash=decision.input_hash,
-                    decision={"status": "denied", "codes": [v.code for v in decision.deny]},
-                    **common,
-                )
-            ],
+        return audited(
+            {"status": "denied", "codes": [v.code for v in decision.deny]}, decision.input_hash
         )
-        return {"status": "denied", "codes": [v.code for v in decision.deny]}
     try:
         # Tools block (SMTP, HTTP): off the event loop.
         result = await asyncio.to_thread(
@@ -190,29 +175,7 @@ async def _compensate(
             svc.settings,
         )
     except ToolError as err:
-        audit.append(
-            svc.db,
-            [
-                AuditEvent(
-                    step="compensate",
-                    actor=actor,
-                    input_hash=sha256_hex(args),
-                    decision={"status": "failed", "error": str(err)[:300]},
-                    **common,
-                )
-            ],
-        )
+        audited({"status": "failed", "error": str(err)[:300]}, sha256_hex(args))
         return {"status": "failed", "detail": str(err)}
-    audit.append(
-        svc.db,
-        [
-            AuditEvent(
-                step="compensate",
-                actor=actor,
-                input_hash=sha256_hex(args),
-                decision={"status": "compensated", "tool": name, "output": result.output},
-                **common,
-            )
-        ],
-    )
+    audited({"status": "compensated", "tool": name, "output": result.output}, sha256_hex(args))
     return {"status": "compensated", "output": result.output}

@@ -190,9 +190,7 @@ def record(state: RunState) -> dict[str, Any]:
         row = session.get(ActionRecord, v.key)
         if row is not None:
             row.status, row.updated_at = status, svc.clock()
-            row.payload, row.payload_hash = action, final.payload_hash
-            row.expected_cost, row.discount_pct = final.expected_cost, final.discount_pct
-            row.high_touch, row.recipient = final.high_touch, final.args.get("to")
+            row.take(final)
             if approval is not None and status == "rejected":
                 row.rejection_reason = approval.reason or None
             session.add(row)

@@ -254,10 +254,8 @@ def _commit(
                 created_at=now,
                 updated_at=now,
             )
-            record.tool, record.payload = action.tool, action.model_dump(mode="json")
-            record.payload_hash, record.expected_cost = action.payload_hash, action.expected_cost
-            record.discount_pct, record.high_touch = action.discount_pct, action.high_touch
-            record.recipient, record.status, record.updated_at = action.args.get("to"), status, now
+            record.take(action)
+            record.status, record.updated_at = status, now
             record.needed_approval = record.needed_approval or decision.require_approval
             session.add(record)
     except IntegrityError:  # two first reservations of a scope at once: one wins, the other retries

@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
+from autopilot.runtime.contracts.action import ProposedAction
+
 
 class ActionRecord(SQLModel, table=True):
     """One proposed action of one run; its status follows the action's path."""
@@ -29,6 +31,16 @@ class ActionRecord(SQLModel, table=True):
     rejection_reason: str | None = None  # reaches the planner: no re-proposal within the cool-down
     created_at: datetime
     updated_at: datetime
+
+    def take(self, action: ProposedAction) -> None:
+        """The action's ledger fields (cost, discount, contact), from the action as it now is."""
+        self.tool, self.payload, self.payload_hash = (
+            action.tool,
+            action.model_dump(mode="json"),
+            action.payload_hash,
+        )
+        self.expected_cost, self.discount_pct = action.expected_cost, action.discount_pct
+        self.high_touch, self.recipient = action.high_touch, action.args.get("to")
 
 
 class PolicyDecisionRecord(SQLModel, table=True):
