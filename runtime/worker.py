@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from temporalio.client import Client
+from temporalio.exceptions import TemporalError
 from temporalio.langgraph import LangGraphPlugin
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from autopilot.runtime import services as services_mod
 from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
 from autopilot.runtime.health.scoring import run_daily_rescore
+from autopilot.runtime.schedules import ensure_schedules
 from autopilot.runtime.services import Services
 from autopilot.workflows.agent_run.activities import ApprovalActivities
 from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
+from autopilot.workflows.search import ensure_search_attributes
+from autopilot.workflows.sweep.activities import SweepActivities
+from autopilot.workflows.sweep.workflow import SweepWorkflow
+
+log = logging.getLogger(__name__)
 
 
 def build_worker(
@@ -25,16 +34,18 @@ def build_worker(
 ) -> Worker:
     services_mod.register(task_queue, services)
     approvals = ApprovalActivities()
+    sweep = SweepActivities()
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[AgentRunWorkflow],
+        workflows=[AgentRunWorkflow, SweepWorkflow],
         activities=[
             approvals.open_approval,
             approvals.record_vote,
             approvals.close_approval,
             approvals.escalate,
             approvals.regate_edit,
+            sweep.sweep_accounts,
         ],
         plugins=[LangGraphPlugin(graphs={GRAPH_NAME: build_graph()})],
         activity_executor=ThreadPoolExecutor(max_workers=32),
@@ -43,10 +54,26 @@ def build_worker(
     )
 
 
+async def prepare_namespace(ingest: Ingest) -> None:
+    """Search attributes (the runs `ingest` starts carry them where the server has them)
+    and the sweep schedules of the specs. Idempotent; a server that cannot is logged and
+    the worker goes on without."""
+    ingest.search_attributes = await ensure_search_attributes(ingest.client)
+    try:
+        changes = await ensure_schedules(ingest.client, ingest.specs, ingest.task_queue)
+    except (RPCError, TemporalError) as err:
+        log.warning("sweep schedules not set up (%s): sweeps run only on demand", err)
+        return
+    if changed := {k: v for k, v in changes.items() if v != "unchanged"}:
+        log.info("sweep schedules: %s", changed)
+
+
 @asynccontextmanager
 async def beside_worker(ingest: Ingest) -> AsyncIterator[None]:
-    """What runs next to a worker: the event dispatcher (runs of events stored while
-    Temporal was unreachable) and the daily Health 2.0 rescore; stopped on exit."""
+    """What runs next to a worker: the namespace's search attributes and sweep schedules
+    (set up once), the event dispatcher (runs of events stored while Temporal was
+    unreachable) and the daily Health 2.0 rescore; stopped on exit."""
+    await prepare_namespace(ingest)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(ingest.run_dispatcher(stop)),

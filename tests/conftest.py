@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -76,7 +76,12 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--headless"],
+        # The runs' search attributes, as `autopilot up` registers them (workflows/search.py).
+        dev_server_extra_args=["--headless"] + [
+            arg
+            for name in ("AutopilotAccount", "AutopilotAgent", "AutopilotSegment", "AutopilotStatus")
+            for arg in ("--search-attribute", f"{name}=Keyword")
+        ],
     )
     yield env
     await env.shutdown()
@@ -153,9 +158,22 @@ class Stack:
         if "manager" in item["roles"]:
             assert (await self.decide(item, "approve", user="maria")).status_code == 200
 
-    async def run_result(self, workflow_id: str) -> AgentRunResult:
+    async def run_result(self, workflow_id: str, *, through_waits: bool = False) -> AgentRunResult:
+        """The run's outcomes once it has finished, or (unless `through_waits`) once it
+        sleeps at a playbook wait: the outcomes so far."""
         handle = self.client.get_workflow_handle(workflow_id, result_type=AgentRunResult)
-        return await asyncio.wait_for(handle.result(), timeout=60)
+        if through_waits:
+            return await asyncio.wait_for(handle.result(), timeout=60)
+
+        async def settled() -> AgentRunResult | None:
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                return await handle.result()
+            progress = await handle.query("progress")
+            if progress["status"] != "waiting":
+                return None
+            return AgentRunResult(workflow_id=workflow_id, outcomes=progress["outcomes"])
+
+        return await wait_for_async(settled, timeout=60, what=f"{workflow_id} to finish or wait")
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

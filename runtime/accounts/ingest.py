@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +19,7 @@ from temporalio.service import RPCError
 from autopilot.runtime.accounts.fold import fold, on_event
 from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.agents.specs import spec_hash
-from autopilot.runtime.agents.triggers import Triggers
+from autopilot.runtime.agents.triggers import SCHEDULE_EVENT, Triggers
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
@@ -28,6 +29,7 @@ from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.events import Event, EventDispatch, EventKey
 from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
+from autopilot.workflows.search import run_attributes
 
 
 class UnknownAccount(ValueError):
@@ -61,6 +63,13 @@ DISPATCH_TIMEOUT = timedelta(seconds=3)  # per start: a Temporal outage must not
 # a trigger (a backfill must not contact customers about old facts).
 LIVE_WINDOW = timedelta(hours=24)
 
+SWEEP_BATCH = 100  # accounts per sweep transaction: the write lock is released between them
+
+
+def sweep_key(day: date, agent: str, account_id: str) -> str:
+    """The EventKey of a sweep's start of `agent` on an account: once per day."""
+    return f"sweep:{day.isoformat()}:{agent}:{account_id}"
+
 
 class Ingest:
     def __init__(
@@ -71,8 +80,12 @@ class Ingest:
         *,
         task_queue: str,
         policy: PolicyEngine,
+        search_attributes: bool = False,
     ) -> None:
         self.db, self.client, self.task_queue = db, client, task_queue
+        # Runs start with the account/agent/segment/status search attributes only where
+        # the namespace has them: set from `ensure_search_attributes` by whoever builds this.
+        self.search_attributes = search_attributes
         # The bundle a run pins is read from the engine at dispatch, not at start-up:
         # after a hot reload every entry point (API, CLI, sweep) pins the new one.
         self.policy = policy
@@ -204,6 +217,11 @@ class Ingest:
         Starting twice is harmless: a running run coalesces the event, and a finished
         one's replay of the same event reuses its idempotency keys (no second email)."""
         started: list[Started] = []
+        segments = (
+            self._segments({item.account_id for item in stored if item.agents})
+            if self.search_attributes
+            else {}
+        )
         for item in stored:
             if not item.agents:
                 continue
@@ -226,6 +244,11 @@ class Ingest:
                         task_queue=self.task_queue,
                         start_signal="event",
                         start_signal_args=[signal],
+                        search_attributes=run_attributes(
+                            agent, item.account_id, segments.get(item.account_id, "")
+                        )
+                        if self.search_attributes
+                        else None,
                         rpc_timeout=DISPATCH_TIMEOUT,
                     )
                     started.append(Started(event_id=item.event_id, workflow_id=wf_id))
@@ -234,6 +257,15 @@ class Ingest:
                 log.warning("event %s not dispatched yet (%s): will retry", item.event_id, error)
             self._mark(item.event_id, error)
         return started
+
+    def _segments(self, account_ids: set[str]) -> dict[str, str]:
+        if not account_ids:
+            return {}
+        with transaction(self.db) as session:
+            rows = session.exec(
+                select(Account.id, Account.segment).where(col(Account.id).in_(account_ids))
+            ).all()
+        return dict(rows)
 
     def _mark(self, event_id: int, error: str | None) -> None:
         with transaction(self.db) as session:
@@ -292,3 +324,112 @@ class Ingest:
 
     async def ingest(self, events: list[EventIn]) -> list[Started]:
         return await self.dispatch(self.store(events))
+
+    async def sweep(
+        self,
+        today: date,
+        agents: list[str] | None = None,
+        org_id: str | None = None,
+        *,
+        on_batch: Callable[[int], None] | None = None,
+        batch: int = SWEEP_BATCH,
+    ) -> list[Stored]:
+        """The scheduled sweep: every active account (of `org_id`) is evaluated for the
+        scheduled agents (of `agents`) due on it, and each account with some gets one
+        `schedule` event and its dispatch intent, then its runs start. Once per agent,
+        account and day (an EventKey each): a second sweep the same day stores and starts
+        nothing. Returns what this sweep stored; `on_batch` hears how many accounts each
+        batch evaluated."""
+        with transaction(self.db) as session:
+            q = select(Account.id).where(Account.status == "active").order_by(col(Account.id))
+            if org_id is not None:
+                q = q.where(Account.org_id == org_id)
+            ids = list(session.exec(q).all())
+        out: list[Stored] = []
+        for at in range(0, len(ids), batch):
+            chunk = ids[at : at + batch]
+            # Off the event loop: the worker's other activities and heartbeats go on.
+            stored = await asyncio.to_thread(self._sweep_batch, chunk, today, agents)
+            await self.dispatch(stored)
+            out += stored
+            if on_batch is not None:
+                on_batch(len(chunk))
+        return out
+
+    def _sweep_batch(self, ids: list[str], today: date, agents: list[str] | None) -> list[Stored]:
+        """Evaluate (a read), then store what is due and not yet swept today in one short
+        write transaction. A sweep running at the same time may store a key first: the
+        batch is then evaluated again, and only what is left is stored."""
+        for attempt in range(3):
+            due: dict[str, tuple[str, list[str]]] = {}  # account -> (org, agents due)
+            with transaction(self.db) as session:
+                accounts = session.exec(
+                    select(Account).where(col(Account.id).in_(ids), Account.status == "active")
+                ).all()
+                for account in accounts:
+                    snapshot = get_snapshot(session, account_id=account.id, today=today)
+                    assert snapshot is not None
+                    if hits := self.triggers.due(snapshot, today, agents):
+                        due[account.id] = (account.org_id, hits)
+                keys = {
+                    sweep_key(today, agent, account_id)
+                    for account_id, (_, hits) in due.items()
+                    for agent in hits
+                }
+                done = {
+                    (k.org_id, k.key)
+                    for k in session.exec(select(EventKey).where(col(EventKey.key).in_(keys)))
+                }
+            now = datetime.now(UTC)
+            out: list[Stored] = []
+            try:
+                with transaction(self.db, writes=True) as session:
+                    for account_id, (org, hits) in sorted(due.items()):
+                        todo = [
+                            a for a in hits if (org, sweep_key(today, a, account_id)) not in done
+                        ]
+                        if not todo:
+                            continue
+                        row = Event(
+                            account_id=account_id,
+                            type=SCHEDULE_EVENT,
+                            occurred_at=now,
+                            received_at=now,
+                            payload={"agents": todo, "day": today.isoformat()},
+                        )
+                        session.add(row)
+                        session.flush()
+                        assert row.id is not None
+                        session.add(
+                            EventDispatch(
+                                event_id=row.id,
+                                account_id=account_id,
+                                type=SCHEDULE_EVENT,
+                                agents=todo,
+                                created_at=now,
+                            )
+                        )
+                        for agent in todo:
+                            session.add(
+                                EventKey(
+                                    org_id=org,
+                                    key=sweep_key(today, agent, account_id),
+                                    event_id=row.id,
+                                )
+                            )
+                        session.flush()
+                        out.append(
+                            Stored(
+                                event_id=row.id,
+                                account_id=account_id,
+                                type=SCHEDULE_EVENT,
+                                agents=todo,
+                            )
+                        )
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("a concurrent sweep stored part of this batch: evaluating it again")
+                continue
+            return out
+        raise AssertionError("unreachable")

@@ -26,7 +26,7 @@ def get_snapshot(session: Session, *, account_id: str, today: date) -> AccountSn
         :REASONS
     ]
     return AccountSnapshot(
-        **account.model_dump(exclude={"org_id", "tier", "status", "churned_at", "custom"}),
+        **account.model_dump(exclude={"org_id", "churned_at", "custom"}),
         health=health.health,
         churn_risk=health.risk,
         health_reasons=[

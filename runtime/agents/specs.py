@@ -8,10 +8,19 @@ from typing import Any
 
 import cel
 import yaml
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ValidationError
 
-from autopilot.runtime.contracts.account import AccountSnapshot
-from autopilot.runtime.contracts.agent_spec import AgentSpec
+from autopilot.runtime.agents import playbook
+from autopilot.runtime.agents.playbook import RunFacts
+from autopilot.runtime.contracts.account import (
+    AccountSnapshot,
+    Assessment,
+    ContactInfo,
+    HealthReason,
+)
+from autopilot.runtime.contracts.agent_spec import ActionStep, AgentSpec
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.tools.builtin import registry
 
@@ -51,18 +60,39 @@ def load_spec(path: Path) -> AgentSpec:
         raise SpecError(path, line, "<yaml>", str(err.problem or err)) from None
     if root is None or not isinstance(data, dict):
         raise SpecError(path, 1, "<root>", "an agent spec must be a YAML mapping")
+    if "template_sources" in data:
+        raise SpecError(
+            path,
+            _line_of(root, ("template_sources",)),
+            "template_sources",
+            "set by the loader from the template files beside the YAML",
+        )
+    name = data.get("name")
+    if isinstance(name, str):
+        data["template_sources"] = _templates(path.parent / name)
     try:
         spec = AgentSpec.model_validate(data)
     except ValidationError as err:
         errors = err.errors()
         # A typo'd key shows up as "extra" and as "missing": point at the line that exists.
         first = next((e for e in errors if e["type"] != "missing"), errors[0])
-        loc = tuple(first["loc"])
+        loc = tuple(p for p in first["loc"] if p not in _UNION_TAGS)
         field = ".".join(str(p) for p in loc) or "<root>"
         raise SpecError(path, _line_of(root, loc), field, first["msg"]) from None
     _check_grants(path, root, spec)
-    _check_trigger(path, root, spec)
+    _check_conditions(path, root, spec)
+    _check_steps(path, root, spec)
     return spec
+
+
+_UNION_TAGS = {"action", "wait"}  # the playbook's step kinds: not keys of the YAML
+
+
+def _templates(folder: Path) -> dict[str, str]:
+    """The agent's templates: `<agent>/<name>[.<lang>].j2` beside its YAML."""
+    if not folder.is_dir():
+        return {}
+    return {p.name.removesuffix(".j2"): p.read_text() for p in sorted(folder.glob("*.j2"))}
 
 
 def _no_duplicate_keys(node: yaml.Node | None) -> None:
@@ -83,7 +113,8 @@ def _no_duplicate_keys(node: yaml.Node | None) -> None:
 
 # A snapshot and an event with every field set: a trigger that cannot evaluate on them
 # names a field that does not exist, compares across types, or is not a condition.
-_SAMPLE_ACCOUNT = AccountSnapshot(
+_SAMPLE_DAY = date(2029, 1, 1)
+_SAMPLE_SNAPSHOT = AccountSnapshot(
     id="acc",
     name="Sample",
     segment="smb",
@@ -102,7 +133,13 @@ _SAMPLE_ACCOUNT = AccountSnapshot(
     owner_csm="csm",
     health=50.0,
     churn_risk=0.5,
-).as_cel(date(2029, 1, 1))
+    contacts=[
+        ContactInfo(id=f"c_{role}", name=f"Sam {role}", email=f"{role}@sample.example", role=role)
+        for role in ("champion", "admin", "executive_sponsor", "end_user", "billing")
+    ],
+)
+_SAMPLE_ACCOUNT = playbook.account_cel(_SAMPLE_SNAPSHOT, _SAMPLE_DAY)
+_SAMPLE_REASONS = [HealthReason(label="logins per seat", value=0.4, contribution=-12.0)]
 _SAMPLE_EVENT = {
     "type": "nps",
     "account_id": "acc",
@@ -119,20 +156,114 @@ _SAMPLE_EVENT = {
 }
 
 
-def _check_trigger(path: Path, root: Any, spec: AgentSpec) -> None:
-    try:
-        result = cel.compile(spec.trigger).execute(
-            {"account": _SAMPLE_ACCOUNT, "event": _SAMPLE_EVENT}
-        )
-    except KeyError as err:
-        problem = f"no field {err} in `account` or `event`"
-    except (TypeError, ValueError) as err:
-        problem = f"does not evaluate: {str(err).split('.')[0]}"
-    else:
-        if isinstance(result, bool):
-            return
-        problem = f"is a {type(result).__name__}, not a condition (true or false)"
-    raise SpecError(path, _line_of(root, ("trigger",)), "trigger", problem)
+def _sample_run() -> RunFacts:
+    return RunFacts(started=_SAMPLE_DAY, events=["email_reply"], done={"step": "executed"})
+
+
+def _check_conditions(path: Path, root: Any, spec: AgentSpec) -> None:
+    """Every CEL expression evaluates to a condition on a full account, event and run."""
+    run = _sample_run().as_cel(_SAMPLE_DAY)
+    exprs: list[tuple[tuple[int | str, ...], str, dict[str, Any]]] = []
+    if spec.trigger:
+        for event in (_SAMPLE_EVENT, {"type": "schedule"}):
+            exprs.append((("trigger",), spec.trigger, {"account": _SAMPLE_ACCOUNT, "event": event}))
+    if spec.audience.filter:
+        exprs.append((("audience", "filter"), spec.audience.filter, {"account": _SAMPLE_ACCOUNT}))
+    ctx = {"account": _SAMPLE_ACCOUNT, "event": _SAMPLE_EVENT, "run": run}
+    if spec.exit.when:
+        exprs.append((("exit", "when"), spec.exit.when, ctx))
+    for i, step in enumerate(spec.playbook):
+        if isinstance(step, ActionStep) and step.when:
+            exprs.append((("playbook", i, "when"), step.when, ctx))
+    for loc, expr, variables in exprs:
+        if loc == ("trigger",) and variables["event"].get("type") == "schedule":
+            # A trigger may name event fields a sweep's event lacks: it is then not due.
+            try:
+                cel.compile(expr).execute(variables)
+            except (KeyError, TypeError, ValueError):
+                pass
+            continue
+        try:
+            result = cel.compile(expr).execute(variables)
+        except KeyError as err:
+            problem = f"no field {err} in `account`, `event` or `run`"
+        except (TypeError, ValueError) as err:
+            problem = f"does not evaluate: {str(err).split('.')[0]}"
+        else:
+            if isinstance(result, bool):
+                continue
+            problem = f"is a {type(result).__name__}, not a condition (true or false)"
+        raise SpecError(path, _line_of(root, loc), ".".join(map(str, loc)), problem)
+
+
+def _check_steps(path: Path, root: Any, spec: AgentSpec) -> None:
+    """Every step's options resolve to a granted tool, its templates exist and compile,
+    and what it renders for a full sample account is valid input for the tool."""
+    for name, source in spec.template_sources.items():
+        try:
+            ImmutableSandboxedEnvironment().parse(source)
+        except TemplateSyntaxError as err:
+            raise SpecError(
+                path.parent / spec.name / f"{name}.j2", err.lineno, "<template>", err.message or ""
+            ) from None
+    assessment = Assessment(health=42.0, risk=0.4, reasons=_SAMPLE_REASONS)
+    for i, step in enumerate(spec.playbook):
+        if not isinstance(step, ActionStep):
+            continue
+        for j, name in enumerate(step.do):
+            loc: tuple[int | str, ...] = (
+                ("playbook", i, "do", j) if len(step.do) > 1 else ("playbook", i, "do")
+            )
+            try:
+                option = playbook.resolve(spec, name)
+            except KeyError as err:
+                raise SpecError(
+                    path, _line_of(root, loc), ".".join(map(str, loc)), err.args[0]
+                ) from None
+            if option.tool not in spec.tools:
+                raise SpecError(
+                    path,
+                    _line_of(root, loc),
+                    ".".join(map(str, loc)),
+                    f"'{name}' runs tool '{option.tool}', which `tools` does not grant",
+                )
+            for arg, template in step.templates.items():
+                if template not in spec.template_sources:
+                    tloc = ("playbook", i, "templates", arg)
+                    raise SpecError(
+                        path,
+                        _line_of(root, tloc),
+                        ".".join(map(str, tloc)),
+                        f"no template file {spec.name}/{template}.j2 beside the YAML",
+                    )
+            contact = playbook.pick_contact(_SAMPLE_SNAPSHOT, step.to) if step.to else None
+            fields = playbook.merge_fields(
+                spec,
+                _SAMPLE_SNAPSHOT,
+                assessment,
+                _sample_run(),
+                _SAMPLE_DAY,
+                contact=contact,
+                option=option,
+            )
+            try:
+                keep = set(registry.get(option.tool).args_model.model_fields)
+                args, _ = playbook.render_args(spec, step, fields, "en", keep)
+            except playbook.TemplateProblem as err:
+                aloc = ("playbook", i)
+                raise SpecError(path, _line_of(root, aloc), f"playbook.{i}", str(err)) from None
+            try:
+                registry.get(option.tool).args_model.model_validate(args)
+            except ValidationError as err:
+                first = err.errors()[0]
+                field = str(first["loc"][0]) if first["loc"] else "<args>"
+                aloc = ("playbook", i, "args", field)
+                raise SpecError(
+                    path,
+                    _line_of(root, aloc),
+                    ".".join(map(str, aloc)),
+                    f"{option.tool} argument '{field}': {first['msg']} (rendered for a sample account)",
+                ) from None
 
 
 def _check_grants(path: Path, root: Any, spec: AgentSpec) -> None:

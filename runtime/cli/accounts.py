@@ -1,4 +1,5 @@
-"""`autopilot model|accounts|metrics …`: Health 2.0, account views and cost to retain."""
+"""`autopilot model|accounts|metrics …`: Health 2.0, account views, cost to retain and
+the autonomy rate."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ model_app = typer.Typer(no_args_is_help=True, help="Health 2.0: train, evaluate.
 accounts_app = typer.Typer(
     no_args_is_help=True, help="Accounts: health, explanation, signals, options."
 )
-metrics_app = typer.Typer(no_args_is_help=True, help="Metrics: cost to retain.")
+metrics_app = typer.Typer(no_args_is_help=True, help="Metrics: cost to retain, autonomy rate.")
 
 
 def _db():  # type: ignore[no-untyped-def]
@@ -188,6 +189,53 @@ def cbr_cmd(
             f"{r[by]:<16} {r['total_cost']:>12,.2f} {r['retained_arr']:>15,.0f} "
             f"{'-' if r['cbr'] is None else format(r['cbr'], '.2%'):>8}  {r['retained_accounts']}/{r['accounts']}"
         )
+    finish(0)
+
+
+@metrics_app.command("autonomy")
+def autonomy_cmd(days: int | None = None, org: str = "demo", as_json: JsonOpt = False) -> None:
+    """Autonomy rate this quarter so far (or the last DAYS days): the share of decided
+    actions executed without a person and not rolled back, per agent and segment."""
+    from rich import box
+    from rich.table import Table
+
+    from autopilot.runtime.approvals.metrics import OUTCOMES, autonomy
+    from autopilot.runtime.ledger.cbr import period
+
+    since, until = period(datetime.now(UTC), days)
+    with Session(_db()) as session:
+        result = autonomy(session, org_id=org, since=since, until=until)
+    if as_json:
+        emit_json({"ok": True, **result})
+        finish(0)
+    table = Table(
+        title=f"autonomy rate, {org}, {f'last {days} days' if days else 'this quarter'}",
+        caption="auto: executed without a person and not rolled back; undone: rolled back; "
+        "other: any other final status; in flight: allowed or pending, outside the rate",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("agent", no_wrap=True)
+    table.add_column("segment", no_wrap=True)
+    short = {"autonomous": "auto", "with_person": "person", "rolled_back": "undone"}
+    for name in ["rate", "decided", *(short.get(k, k) for k in OUTCOMES), "in flight"]:
+        table.add_column(name, justify="right", min_width=len(name))
+
+    def add(agent: str, segment: str, r: dict) -> None:
+        rate = "-" if r["rate"] is None else format(r["rate"], ".0%")
+        counts = [str(r[k]) for k in ("decided", *OUTCOMES, "in_flight")]
+        table.add_row(agent, segment, rate, *counts)
+
+    add("all", "all", result["overall"])
+    table.add_section()
+    for r in result["by_agent"]:
+        add(r["agent"], "all", r)
+    table.add_section()
+    for r in result["by_segment"]:
+        add("all", r["segment"], r)
+    table.add_section()
+    for r in result["by_agent_segment"]:
+        add(r["agent"], r["segment"], r)
+    console.print(table)
     finish(0)
 
 

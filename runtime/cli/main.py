@@ -17,6 +17,8 @@ from autopilot.runtime.cli.kb import app as kb_app
 from autopilot.runtime.cli.mcp import app as mcp_app
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.cli.policy import app as policy_app
+from autopilot.runtime.cli.schedules import app as schedules_app
+from autopilot.runtime.cli.schedules import sweep_app
 from autopilot.runtime.cli.tools import app as tools_app
 from autopilot.runtime.cli.users import app as users_app
 from autopilot.runtime.config import get_settings
@@ -36,6 +38,8 @@ app.add_typer(metrics_app, name="metrics")
 app.add_typer(tools_app, name="tools")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(kb_app, name="kb")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(sweep_app, name="sweep")
 runs_app = typer.Typer(no_args_is_help=True, help="Agent runs: roll back.")
 app.add_typer(runs_app, name="runs")
 

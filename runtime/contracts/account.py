@@ -15,6 +15,7 @@ class ContactInfo(BaseModel):
     email: str
     role: str
     timezone: str = "UTC"
+    language: str = "en"  # the template variant a message to them uses, if the agent has it
     opted_out: bool = False
     notice_at: datetime | None = None
 
@@ -61,6 +62,8 @@ class AccountSnapshot(BaseModel):
     payment_failures_90d: int
     renewal_date: date
     owner_csm: str
+    tier: str = "standard"
+    status: str = "active"  # active | churned
     # Health 2.0, the one health: 0-100, and the model's probability of churn within its
     # horizon; triggers may use either, e.g. `account.health < 50.0` (= churn_risk > 0.5).
     health: float

@@ -23,6 +23,8 @@ class ProposedAction(BaseModel):
     high_touch: bool = False
     hours: float = Field(default=0, ge=0)
     contract_change: bool = False
+    step: str = Field(default="", description="the playbook step it comes from")
+    option: str = Field(default="", description="the catalogue action (or tool) it is")
 
     @property
     def payload_hash(self) -> str:

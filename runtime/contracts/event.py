@@ -22,6 +22,11 @@ REQUIRED_FIELD: dict[str, str | None] = {
     "renewed": None,
     "expanded": "amount",
     "churned": None,
+    # What people do, that agents watch: a reply to an agent's email, a CSM taking the
+    # account over (agents step back), a customer declining an expansion proposal.
+    "email_reply": None,
+    "csm_takeover": None,
+    "expansion_declined": None,
 }
 
 EventType = Literal[
@@ -38,6 +43,9 @@ EventType = Literal[
     "renewed",
     "expanded",
     "churned",
+    "email_reply",
+    "csm_takeover",
+    "expansion_declined",
 ]
 Module = Literal["core", "reports", "automation", "integrations", "admin", "mobile"]
 

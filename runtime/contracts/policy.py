@@ -109,6 +109,8 @@ class Decision(BaseModel):
     obligations: list[dict[str, Any]] = []
     bundle_hash: str = ""
     input_hash: str = ""
+    # The account supervisor's settlements with other agents' actions (not the policy's).
+    conflicts: list[dict[str, Any]] = []
 
     @property
     def outcome(self) -> str:

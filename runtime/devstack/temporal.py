@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from autopilot.runtime.config import Settings
+from autopilot.workflows.search import DEV_SERVER_ARGS
 
 
 def temporal_binary(name: str = "temporal") -> str:
@@ -72,6 +73,7 @@ def start_dev_server(settings: Settings, *, ui: bool = True) -> subprocess.Popen
         str(settings.temporal_ui_port),
         "--log-level",
         "error",
+        *DEV_SERVER_ARGS,  # the runs' account, agent, segment and status, to filter by
     ]
     if not ui:
         args.append("--headless")

@@ -4,19 +4,22 @@ in the workflow (the interrupt must be raised there)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from langgraph.types import interrupt
-from sqlmodel import select
+from sqlmodel import Session, col, select
 from temporalio.exceptions import ApplicationError
 
 from autopilot.runtime import services
 from autopilot.runtime.accounts.snapshot import get_snapshot
-from autopilot.runtime.agents import planner
+from autopilot.runtime.agents import playbook
+from autopilot.runtime.agents.playbook import RunFacts
 from autopilot.runtime.agents.specs import spec_hash
+from autopilot.runtime.agents.supervisor import PREEMPTED
 from autopilot.runtime.contracts.account import Assessment
 from autopilot.runtime.contracts.action import ProposedAction
+from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.approval import ApprovalDecision
 from autopilot.runtime.contracts.audit import AuditEvent
 from autopilot.runtime.contracts.hashing import sha256_hex
@@ -27,11 +30,18 @@ from autopilot.runtime.execution.executor import execute_once
 from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.graph.state import RunState, View
 from autopilot.runtime.ledger.cbr import book_action_cost
+from autopilot.runtime.ledger.spend import agent_spend, quarter_limits
+from autopilot.runtime.optimizer.solver import Limits
+from autopilot.runtime.optimizer.uplift import learned_uplift
+from autopilot.runtime.policy.engine import PolicyLoadError
 from autopilot.runtime.policy.gate import Reservation, gate_action
 from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.store import audit
+from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.db import transaction
+from autopilot.runtime.store.events import Event
+from autopilot.runtime.store.users import User
 from autopilot.tools.registry import ToolError
 
 # --- activities --------------------------------------------------------------
@@ -48,10 +58,16 @@ def observe(state: RunState) -> dict[str, Any]:
 
 
 def plan(state: RunState) -> dict[str, Any]:
+    """The playbook's next stretch for this account: exit criteria, step conditions,
+    options priced from the catalogue and chosen by the optimizer within what the
+    account has left, arguments rendered from the agent's templates."""
     svc = services.current()
     v = View(state)
-    spec = svc.specs[v.run.agent]
-    since = svc.clock() - timedelta(days=spec.limits.rejection_cooldown_days)
+    run = v.run
+    spec = svc.specs[run.agent]
+    now = svc.clock()
+    started = run.started_at or now
+    since = now - timedelta(days=spec.limits.rejection_cooldown_days)
     with transaction(svc.db) as session:
         rejected = {
             r.tool: r.rejection_reason or ""
@@ -64,13 +80,74 @@ def plan(state: RunState) -> dict[str, Any]:
                 )
             )
         }
-    actions = planner.plan(spec, v.account, v.assessment, rejected)
+        events = list(
+            session.exec(
+                select(Event.type)
+                .where(Event.account_id == v.account.id, Event.received_at >= started)
+                .order_by(col(Event.id))
+            )
+        )
+        account = session.get(Account, v.account.id)
+        assert account is not None  # observe found it
+        room, learned = _room(svc, session, spec, account, now)
+        owner = session.get(User, account.owner_csm)
+    facts = RunFacts(started=started.date(), events=events, done=run.done, stretch=run.stretch)
+    stretch = playbook.plan_stretch(
+        spec,
+        v.account,
+        v.assessment,
+        facts,
+        now.date(),
+        cursor=run.cursor,
+        event={"type": run.event.type, "event_id": run.event.event_id},
+        room=room,
+        rejected=rejected,
+        learned=learned,
+        csm={
+            "id": account.owner_csm,
+            "name": owner.name if owner else account.owner_csm,
+            "email": owner.email if owner else "",
+        },
+        tool_fields=lambda tool: set(svc.tools.get(tool).args_model.model_fields),
+    )
     return {
-        "actions": [a.model_dump(mode="json") for a in actions],
+        "actions": [a.model_dump(mode="json") for a in stretch.actions],
         "rejected": rejected,
         "limits": spec.limits.model_dump(mode="json"),
         "index": 0,
+        "notes": [n.model_dump(mode="json") for n in stretch.notes],
+        "events": events,
+        "exit": stretch.exit,
+        "next_cursor": stretch.next_cursor,
+        "wait_s": stretch.wait_s,
     }
+
+
+def _room(
+    svc: services.Services, session: Session, spec: AgentSpec, account: Account, now: datetime
+) -> tuple[playbook.Room, dict[str, tuple[float, int]]]:
+    """What the account has left for this agent (the optimizer's limits), and the
+    uplift learned from this organisation's outcomes (retention goals)."""
+    try:
+        left = quarter_limits(session, account, read_limits(svc.policy), now=now)
+    except PolicyLoadError:
+        # No limits to read: plan without them; the gate, on the same engine, denies.
+        left = Limits(budget=float("inf"), high_touch_left=99, contacts_left=99)
+    budget = left.budget
+    if spec.limits.budget_per_account is not None:
+        spent = agent_spend(session, account_id=account.id, agent=spec.name, now=now)
+        budget = min(budget, spec.limits.budget_per_account - spent)
+    opted_out = session.exec(
+        select(Contact.email).where(Contact.account_id == account.id, col(Contact.opted_out))
+    ).all()
+    learned = learned_uplift(session, account) if spec.goal.metric == "renewal_probability" else {}
+    room = playbook.Room(
+        budget=max(0.0, budget),
+        high_touch_left=left.high_touch_left,
+        contacts_left=left.contacts_left,
+        blocked_recipients=list(opted_out),
+    )
+    return room, learned
 
 
 async def gate(state: RunState) -> dict[str, Any]:
@@ -100,6 +177,18 @@ def execute(state: RunState) -> dict[str, Any]:
     svc = services.current()
     v = View(state)
     spec = svc.specs[v.run.agent]
+    with transaction(svc.db) as session:
+        row = session.get(ActionRecord, v.key)
+        if row is not None and row.status in (PREEMPTED, "blocked"):
+            # The supervisor gave its contact or budget to a higher-priority agent (or
+            # compliance blocked it) after the gate: nothing is sent.
+            return {
+                "result": {
+                    "status": "failed",
+                    "code": f"supervisor.{row.status}",
+                    "error": row.rejection_reason or row.status,
+                }
+            }
     call = ToolCall(
         tool=v.action.tool, args=v.action.args, idempotency_key=v.key, granted=spec.tools
     )
@@ -119,6 +208,8 @@ def _status(
         return "denied"
     if approval is not None and approval.verdict != "approve":
         return "rejected"
+    if result is not None and result.get("code") in ("supervisor.preempted", "supervisor.blocked"):
+        return str(result["code"]).removeprefix("supervisor.")
     if result is None or result.get("status") == "failed":
         return "failed"
     return "executed"
@@ -145,7 +236,7 @@ def record(state: RunState) -> dict[str, Any]:
             step="plan",
             actor=agent_actor,
             input_hash=sha256_hex(assessment),
-            decision={"action": action, "assessment": assessment},
+            decision={"action": action, "assessment": assessment, "notes": state.get("notes", [])},
             **common,
         ),
         AuditEvent(
@@ -189,6 +280,8 @@ def record(state: RunState) -> dict[str, Any]:
     with transaction(svc.db) as session:
         row = session.get(ActionRecord, v.key)
         if row is not None:
+            if row.status == PREEMPTED and status == "rejected":
+                status = PREEMPTED  # the supervisor closed its item: not a person's rejection
             row.status, row.updated_at = status, svc.clock()
             row.take(final)
             if approval is not None and status == "rejected":
@@ -199,6 +292,7 @@ def record(state: RunState) -> dict[str, Any]:
     outcome = ActionOutcome(
         index=v.index,
         tool=final.tool,
+        step=final.step,
         status=status,
         codes=[d.code for d in decision.deny]
         + ([result["code"]] if result and "code" in result else []),

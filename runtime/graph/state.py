@@ -30,6 +30,12 @@ class RunState(TypedDict, total=False):
     approval: dict[str, Any] | None  # ApprovalDecision for actions[index]
     result: dict[str, Any] | None  # ToolResult or {"status": "failed", ...}
     outcomes: Annotated[list[dict[str, Any]], operator.add]  # ActionOutcome per action
+    # The playbook (the plan node sets these for the stretch it planned):
+    notes: list[dict[str, Any]]  # playbook.Note per step: why it did or did not act
+    events: list[str]  # event types on the account since the run began
+    exit: str | None  # why the playbook stops: goal_met, churned, human_took_over, ...
+    next_cursor: int | None  # where the stretch after the wait starts (None: the end)
+    wait_s: float | None  # the wait before it
 
 
 class RunInfo(AgentRunInput):
@@ -93,5 +99,8 @@ class View:
 
     @property
     def key(self) -> str:
-        """The action's key: workflow id / trigger event / action index (idempotency, ledger)."""
-        return f"{self.run.workflow_id}/{self.run.event.event_id}/{self.index}"
+        """The action's key: workflow id / trigger event / [stretch.]action index
+        (idempotency, ledger); the first stretch keeps the key runs always had."""
+        run = self.run
+        at = f"{run.stretch}.{self.index}" if run.stretch else str(self.index)
+        return f"{run.workflow_id}/{run.event.event_id}/{at}"

@@ -6,6 +6,7 @@ only one fits. The gate's input, the optimizer and the manager view read it here
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, case, func, or_
@@ -31,16 +32,41 @@ def quarter_start(now: datetime) -> datetime:
     return period(now)[0]
 
 
-def _counted(now: datetime, exclude_key: str | None) -> ColumnElement[bool]:
-    """Executed this quarter, or reserved by an action in flight (not the one being gated)."""
+Excluded = str | Collection[str] | None  # run keys the reader does not count
+
+
+def _keys(exclude: Excluded) -> list[str]:
+    if exclude is None:
+        return []
+    return [exclude] if isinstance(exclude, str) else list(exclude)
+
+
+def _counted(now: datetime, exclude_key: Excluded) -> ColumnElement[bool]:
+    """Executed this quarter, or reserved by an action in flight (not the one being gated,
+    nor those the supervisor lets it overrule)."""
     counted = or_(
         and_(
             col(ActionRecord.status) == "executed",
             col(ActionRecord.updated_at) >= quarter_start(now),
         ),
-        _in_flight(now),
+        in_flight(now),
     )
-    return and_(counted, col(ActionRecord.run_key) != exclude_key) if exclude_key else counted
+    keys = _keys(exclude_key)
+    return and_(counted, col(ActionRecord.run_key).not_in(keys)) if keys else counted
+
+
+def agent_spend(
+    session: Session, *, account_id: str, agent: str, now: datetime, exclude_key: Excluded = None
+) -> float:
+    """What one agent has spent and reserved on one account this quarter."""
+    total = session.exec(
+        select(func.coalesce(func.sum(ActionRecord.expected_cost), 0.0)).where(
+            ActionRecord.account_id == account_id,
+            ActionRecord.agent == agent,
+            _counted(now, exclude_key),
+        )
+    ).one()
+    return float(total)
 
 
 def ledger(
@@ -49,7 +75,7 @@ def ledger(
     account_id: str,
     segment: str,
     now: datetime,
-    exclude_key: str | None = None,
+    exclude_key: Excluded = None,
 ) -> LedgerIn:
     """The policy's ledger input; `exclude_key` is the action being gated (an edit
     replaces its own reservation, it does not add to it)."""
@@ -99,7 +125,7 @@ def quarter_limits(
                 ActionRecord.account_id == account.id,
                 col(ActionRecord.recipient).is_not(None),
                 or_(
-                    _in_flight(now),
+                    in_flight(now),
                     and_(
                         col(ActionRecord.status) == "executed",
                         col(ActionRecord.updated_at) >= cooldown,
@@ -127,7 +153,7 @@ def quarter_limits(
     )
 
 
-def _in_flight(now: datetime) -> ColumnElement[bool]:
+def in_flight(now: datetime) -> ColumnElement[bool]:
     return or_(
         and_(
             col(ActionRecord.status) == "allowed",
@@ -146,17 +172,17 @@ def hours_since_contact(
     account_id: str,
     recipient: str,
     now: datetime,
-    exclude_key: str | None = None,
+    exclude_key: Excluded = None,
 ) -> float | None:
     """Hours since this person of this account was last contacted (one tenant's actions
     never weigh on another's); an action to them still in flight (other than the one
     being gated) counts as a contact now, so two runs cannot both write to someone
     inside the cool-down."""
     mine = (ActionRecord.account_id == account_id, ActionRecord.recipient == recipient)
-    in_flight = select(ActionRecord.run_key).where(*mine, _in_flight(now))
-    if exclude_key:
-        in_flight = in_flight.where(col(ActionRecord.run_key) != exclude_key)
-    if session.exec(in_flight.limit(1)).first() is not None:
+    held = select(ActionRecord.run_key).where(*mine, in_flight(now))
+    if keys := _keys(exclude_key):
+        held = held.where(col(ActionRecord.run_key).not_in(keys))
+    if session.exec(held.limit(1)).first() is not None:
         return 0.0
     last = session.exec(
         select(func.max(ActionRecord.updated_at)).where(*mine, ActionRecord.status == "executed")

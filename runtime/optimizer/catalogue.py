@@ -27,11 +27,16 @@ class CatalogueAction:
     group: str | None
     retention: dict[str, float]
     adoption: dict[str, float]
+    expansion: dict[str, float]
 
     @property
     def effective(self) -> bool:
         """An action with an expected effect (bookkeeping such as CRM updates has none)."""
-        return any(self.retention.values()) or any(self.adoption.values())
+        return (
+            any(self.retention.values())
+            or any(self.adoption.values())
+            or any(self.expansion.values())
+        )
 
 
 @cache
@@ -53,6 +58,7 @@ def load_catalogue() -> list[CatalogueAction]:
             group=a.get("group"),
             retention=a["retention"],
             adoption=a["adoption"],
+            expansion=a.get("expansion", {}),
         )
         for a in raw["actions"]
     ]

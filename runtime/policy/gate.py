@@ -5,6 +5,7 @@ every path that changes an action before it runs (edits are gated again)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -15,7 +16,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
+from temporalio import activity
+from temporalio.exceptions import TemporalError
+from temporalio.service import RPCError
 
+from autopilot.runtime.agents import supervisor
 from autopilot.runtime.contracts.account import AccountSnapshot
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.agent_spec import AgentSpec
@@ -29,8 +34,10 @@ from autopilot.runtime.contracts.policy import (
     PolicyInput,
     RecipientIn,
 )
-from autopilot.runtime.ledger.spend import hours_since_contact, ledger
-from autopilot.runtime.policy.engine import UNAVAILABLE, decide
+from autopilot.runtime.contracts.run import PreemptSignal
+from autopilot.runtime.ledger.spend import Excluded, agent_spend, hours_since_contact, ledger
+from autopilot.runtime.policy.engine import UNAVAILABLE, PolicyLoadError, decide
+from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.services import Services
 from autopilot.runtime.store.actions import ActionRecord, LedgerVersion, PolicyDecisionRecord
 from autopilot.runtime.store.db import transaction
@@ -46,7 +53,7 @@ def policy_input(
     spec: AgentSpec,
     actor: ActorIn,
     now: datetime,
-    exclude_key: str | None = None,
+    exclude_key: Excluded = None,
 ) -> PolicyInput:
     try:
         tool = svc.tools.get(action.tool)
@@ -145,6 +152,7 @@ class Reservation:
 
 
 ATTEMPTS = 20
+log = logging.getLogger(__name__)
 
 
 class LedgerContended(RuntimeError):
@@ -167,10 +175,23 @@ async def gate_action(
     budget meanwhile, the decision is taken again on the new ledger (optimistic, so the
     policy engine never runs under a lock)."""
     scope = account.segment
+    key = reserve.key if reserve else run_key
+    priorities = {name: s.priority for name, s in svc.specs.items()}
     for attempt in range(ATTEMPTS):
         now = svc.clock()
         with transaction(svc.db) as session:
             version = _version(session, scope)
+            # The account supervisor: lower-priority actions in flight do not count
+            # against this one; if it needs what they hold, they are preempted below.
+            others = supervisor.contenders(
+                session,
+                account_id=account.id,
+                key=key,
+                agent=spec.name,
+                now=now,
+                priorities=priorities,
+            )
+            mine = [reserve.key] if reserve else []
             inp = policy_input(
                 svc,
                 session,
@@ -179,10 +200,23 @@ async def gate_action(
                 spec=spec,
                 actor=actor,
                 now=now,
-                exclude_key=reserve.key if reserve else None,
+                exclude_key=mine + [c.key for c in others if c.priority < spec.priority],
+            )
+            spent = agent_spend(
+                session, account_id=account.id, agent=spec.name, now=now, exclude_key=mine
             )
         decision, latency_ms = await evaluate(svc, inp, pinned_bundle=pinned_bundle)
-        if reserve is None or _commit(svc, scope, version, reserve, action, account, decision, now):
+        decision = supervisor.tighten(decision, spec=spec, action=action, agent_spent=spent)
+        decision, preempt = supervisor.settle(
+            decision,
+            action=action,
+            spec=spec,
+            others=others,
+            budget_left=_budget_left(svc, account, inp),
+        )
+        if reserve is None or _commit(
+            svc, scope, version, reserve, action, account, decision, now, preempt
+        ):
             break
         # Another gate reserved from this budget meanwhile: decide again on the new ledger,
         # after a short random wait so that racing gates spread out.
@@ -192,6 +226,8 @@ async def gate_action(
         raise LedgerContended(
             f"the {scope} ledger changed under {ATTEMPTS} attempts to gate {run_key}"
         )
+    if reserve is not None and preempt:
+        await _tell_preempted(preempt, by=spec.name)
     log_decision(
         svc,
         run_key=run_key,
@@ -208,6 +244,31 @@ async def gate_action(
 STATUS = {"allow": "allowed", "require_approval": "pending", "deny": "denied"}
 
 
+def _budget_left(svc: Services, account: AccountSnapshot, inp: PolicyInput) -> float:
+    """The account's budget left this quarter as the policy input counted it."""
+    try:
+        limits = read_limits(svc.policy)
+    except PolicyLoadError:
+        return float("inf")  # no limits to read: the policy's own answer stands
+    spent = inp.ledger.account_spend_quarter if inp.ledger else 0.0
+    return limits.account_budget(account.segment, account.arr) - spent
+
+
+async def _tell_preempted(preempt: list[supervisor.Contender], *, by: str) -> None:
+    """Wake the runs whose actions were preempted (their items are closed already; a
+    run not told still cannot execute a preempted action, and times out its item)."""
+    if not activity.in_activity():
+        return
+    client = activity.client()
+    for c in preempt:
+        try:
+            await client.get_workflow_handle(c.workflow_id).signal(
+                "preempted", PreemptSignal(run_key=c.key, by=by)
+            )
+        except (RPCError, TemporalError) as err:
+            log.warning("could not tell %s it was preempted: %s", c.workflow_id, err)
+
+
 def _version(session: Session, scope: str) -> int:
     row = session.get(LedgerVersion, scope)
     return row.version if row else 0
@@ -222,6 +283,7 @@ def _commit(
     account: AccountSnapshot,
     decision: Decision,
     now: datetime,
+    preempt: list[supervisor.Contender] | None = None,
 ) -> bool:
     """Write the action's ledger row; a reservation only if the scope's version is still
     `version` (None: no reservation, the row records a denial). False: lost the race."""
@@ -258,6 +320,15 @@ def _commit(
             record.status, record.updated_at = status, now
             record.needed_approval = record.needed_approval or decision.require_approval
             session.add(record)
+            supervisor.record(
+                session,
+                decision=decision,
+                account_id=account.id,
+                agent=reserve.agent,
+                key=reserve.key,
+                preempt=preempt or [],
+                now=now,
+            )
     except IntegrityError:  # two first reservations of a scope at once: one wins, the other retries
         return False
     return True

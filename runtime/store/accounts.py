@@ -44,6 +44,7 @@ class Contact(SQLModel, table=True):
     seniority: str = "manager"  # ic|manager|director|executive
     region: str = ""
     timezone: str = "UTC"
+    language: str = "en"
     opted_out: bool = False
     notice_at: datetime | None = None  # pre-use notice of automated decision-making sent
 

@@ -67,3 +67,19 @@ class LedgerVersion(SQLModel, table=True):
 
     scope: str = Field(primary_key=True)
     version: int = 0
+
+
+class SupervisorConflict(SQLModel, table=True):
+    """Two agents wanted one account's contact or budget: who won, who yielded, and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(index=True)
+    kind: str  # contact | budget
+    winner_agent: str
+    winner_key: str = Field(index=True)
+    other_agent: str
+    other_key: str = Field(index=True)
+    outcome: str  # preempted (the other's action stops) | deferred (this action yields)
+    recipient: str | None = None
+    reason: str
+    at: datetime

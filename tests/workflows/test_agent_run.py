@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import Session, select
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.langgraph import LangGraphPlugin
 from temporalio.worker import (
@@ -24,6 +26,7 @@ from autopilot.runtime.contracts.approval import ApprovalVote
 from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
 from autopilot.runtime.policy.engine import UNAVAILABLE
 from autopilot.runtime.policy.rego import RegoEngine
+from autopilot.runtime.store.accounts import Contact
 from autopilot.runtime.store.actions import PolicyDecisionRecord
 from autopilot.runtime.store.audit import AuditEntry, verify_chain
 from autopilot.runtime.store.tool_calls import ToolCallRecord
@@ -98,7 +101,9 @@ async def test_rejected_action_never_executes_and_is_not_proposed_again(stack: S
     with Session(stack.db) as s:  # rejected actions hold no budget, contact or discount
         spent = ledger(s, account_id=account, segment="enterprise", now=stack.services.clock())
     assert (spent.account_spend_quarter, spent.high_touch_contacts_quarter, spent.active_discount_pct) == (0, 0, 0)
-    # The next trigger for the account: the rejected tools are within their cool-down.
+    # The run now sleeps until its follow-up; a new run for the account (the old one
+    # stopped) plans afresh: the rejected tools are within their cool-down.
+    await stack.client.get_workflow_handle(wf_id).terminate("a new run")
     wf2, = await stack.post_events([{"account_id": account, "type": "nps", "score": 0}])
     again = await stack.run_result(wf2)
     assert again.outcomes == []
@@ -143,12 +148,17 @@ async def test_stale_repeated_and_unbound_decisions_are_refused(stack: Stack) ->
 
 async def test_denied_action_never_executes(stack: Stack) -> None:
     account, = stack.pick("mid_market", min_arr=50_000, severe=True)
+    with Session(stack.db) as s:  # no ADMT pre-use notice on record: no offer (a significant decision)
+        for c in s.exec(select(Contact).where(Contact.account_id == account)):
+            c.notice_at = None
+            s.add(c)
+        s.commit()
     wf_id, = await stack.post_events(drop_events(stack.db, account, severe=True))
     result = await stack.run_result(wf_id)
     by_tool = {o.tool: o for o in result.outcomes}
     assert by_tool["send_email"].status == "executed"
     assert by_tool["send_offer"].status == "denied"
-    assert "discount.above_cap" in by_tool["send_offer"].codes
+    assert "consent.no_notice" in by_tool["send_offer"].codes
     mails = stack.mails()
     assert len(mails) == 1 and "offer" not in mails[0].subject.lower()
     with Session(stack.db) as s:
@@ -236,3 +246,18 @@ async def test_waiting_run_survives_worker_restart(stack: Stack) -> None:
         result = await stack.run_result(wf_id)
     assert [o.status for o in result.outcomes] == ["executed", "executed"]
     assert len(stack.mails()) == 2
+
+
+@pytest.mark.parametrize("name", ["agent_run_v1_auto", "agent_run_v1_approve_reject"])
+async def test_histories_recorded_before_the_playbook_change_still_replay(name: str) -> None:
+    """Runs in flight when the playbook engine shipped (one shared planner, no waits)
+    must go on replaying on today's workflow code."""
+    text = (Path(__file__).parent / "histories" / f"{name}.json").read_text()
+    # The workflow id is not in the events; the run's input names its agent and account.
+    started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
+    inp = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
+    history = WorkflowHistory.from_json(f"agent:{inp['agent']}:{inp['account_id']}", text)
+    replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter,
+                        plugins=[LangGraphPlugin(graphs={GRAPH_NAME: build_graph()})])
+    replay = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert replay.replay_failure is None

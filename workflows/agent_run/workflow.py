@@ -1,8 +1,11 @@
 """AgentRun: one agent's durable run for one account, id `agent:<agent>:<account>`.
 
 Thin by design: the LangGraph graph does the work (its I/O nodes are activities);
-this workflow feeds it, parks it on approvals, delivers the inbox's votes and edits
-(as Updates), escalates past each role's SLA and rejects at the final timeout."""
+this workflow feeds it one playbook stretch at a time, parks it on approvals, delivers
+the inbox's votes and edits (as Updates), escalates past each role's SLA and rejects at
+the final timeout. At a playbook wait it sleeps on a durable timer and continues as new
+with the next stretch (its history stays short however long the playbook runs); the
+spec and bundle hashes it pinned go with it."""
 
 from __future__ import annotations
 
@@ -31,8 +34,10 @@ with workflow.unsafe.imports_passed_through():
         AgentRunInput,
         AgentRunResult,
         EventSignal,
+        PreemptSignal,
     )
     from autopilot.runtime.graph.builder import GRAPH_NAME
+    from autopilot.workflows import search
     from autopilot.workflows.agent_run.activities import (
         ApprovalActivities,
         CloseInput,
@@ -72,26 +77,99 @@ class AgentRunWorkflow:
         self._items: dict[str, _Item] = {}
         self._answers: dict[str, ApprovalDecision] = {}  # by root item
         self._events: list[EventSignal] = []
+        self._status = "running"
+        self._outcomes: list[ActionOutcome] = []
+        self._wake: datetime | None = None
 
     @workflow.run
     async def run(self, inp: AgentRunInput) -> AgentRunResult:
         wf_id = workflow.info().workflow_id
+        started = inp.started_at or workflow.info().start_time
         app = graph(GRAPH_NAME).compile(checkpointer=InMemorySaver())
         config: RunnableConfig = {"configurable": {"thread_id": wf_id}}
-        state = {"run": {**inp.model_dump(mode="json"), "workflow_id": wf_id}, "outcomes": []}
+        run = inp.model_dump(mode="json", exclude={"outcomes"})
+        state = {
+            "run": {**run, "workflow_id": wf_id, "started_at": started.isoformat()},
+            "outcomes": [],
+        }
+        self._outcomes = list(inp.outcomes)
+        self._set_status("running")
         result = await app.ainvoke(state, config)
         while "__interrupt__" in result:
             request = ApprovalRequest.model_validate(result["__interrupt__"][0].value)
+            self._set_status("waiting_approval")
             answer = await self._await_answer(request)
+            self._set_status("running")
             result = await app.ainvoke(Command(resume=answer.model_dump(mode="json")), config)
         # An Update still closing its item (a denied edit) finishes before the run does.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        stretch = [ActionOutcome.model_validate(o) for o in result.get("outcomes", [])]
+        self._outcomes = [*inp.outcomes, *stretch]
+        wait_s, cursor, exit_reason = (
+            result.get("wait_s"),
+            result.get("next_cursor"),
+            result.get("exit"),
+        )
+        if wait_s and cursor is not None and not exit_reason:
+            # A playbook wait: sleep, then the next stretch looks at the account afresh.
+            self._wake = workflow.now() + timedelta(seconds=wait_s)
+            self._set_status("waiting")
+            await workflow.sleep(timedelta(seconds=wait_s))
+            workflow.continue_as_new(
+                inp.model_copy(
+                    update={
+                        "cursor": cursor,
+                        "stretch": inp.stretch + 1,
+                        "started_at": started,
+                        "done": {**inp.done, **{o.step: o.status for o in stretch if o.step}},
+                        "outcomes": self._outcomes,
+                    }
+                )
+            )
+        self._set_status(f"exited:{exit_reason}" if exit_reason else "done")
         return AgentRunResult(
             workflow_id=wf_id,
-            outcomes=[ActionOutcome.model_validate(o) for o in result.get("outcomes", [])],
+            outcomes=self._outcomes,
             # Events that arrived while this run worked are coalesced into it.
             coalesced_events=max(0, len(self._events) - 1),
+            exit=exit_reason,
+            stretches=inp.stretch + 1,
         )
+
+    def _set_status(self, status: str) -> None:
+        """The run's status, for the `progress` query and (when the run was started with
+        search attributes) for filtering in the Temporal UI and CLI."""
+        self._status = status
+        if workflow.info().typed_search_attributes.get(search.AGENT) is not None:
+            workflow.upsert_search_attributes([search.STATUS.value_set(status)])
+
+    @workflow.query(name="progress")
+    def progress(self) -> dict[str, object]:
+        return {
+            "status": self._status,
+            "outcomes": [o.model_dump(mode="json") for o in self._outcomes],
+            "wake_at": self._wake.isoformat() if self._wake else None,
+            "pending": [i.request.approval_id for i in self._items.values()],
+        }
+
+    @workflow.signal(name="preempted")
+    def preempted(self, signal: PreemptSignal) -> None:
+        """The account supervisor gave this action's contact or budget to a higher-priority
+        agent: its open item is answered (rejected) so the run moves on; the inbox row is
+        already closed."""
+        for approval_id, item in list(self._items.items()):
+            if item.request.run_key == signal.run_key and item.root not in self._answers:
+                self._answers[item.root] = ApprovalDecision(
+                    approval_id=item.root,
+                    payload_hash=item.request.payload_hash,
+                    verdict="reject",
+                    actor=f"supervisor:{signal.by}",
+                    reason=f"preempted by {signal.by}, which has priority on this account",
+                    decided_at=workflow.now(),
+                    action=item.request.action if item.request.edited_from else None,
+                    decision=item.request.decision if item.request.edited_from else None,
+                )
+                del self._items[approval_id]
 
     async def _open(self, request: ApprovalRequest, root: str) -> None:
         self._items[request.approval_id] = _Item(request=request, root=root, opened=workflow.now())

@@ -1,0 +1,53 @@
+"""The sweep's activity: evaluate every active account and start the runs due."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import BaseModel
+from temporalio import activity
+
+from autopilot.runtime import services
+from autopilot.runtime.accounts.ingest import Ingest
+from autopilot.workflows.search import ensure_search_attributes
+
+
+class SweepInput(BaseModel):
+    agents: list[str] | None = None  # None: every scheduled agent
+    org_id: str | None = None  # None: every organisation
+
+
+class SweepResult(BaseModel):
+    accounts: int  # active accounts evaluated
+    started: dict[str, int] = {}  # agent -> runs this sweep started (or queued to start)
+
+
+class SweepActivities:
+    @activity.defn(name="sweep_accounts")
+    async def sweep_accounts(self, input: SweepInput) -> SweepResult:
+        """Idempotent per agent, account and day, so a retry only finishes the job."""
+        svc = services.current()
+        client = activity.client()
+        unknown = sorted(set(input.agents or ()) - set(svc.specs))
+        if unknown:
+            activity.logger.warning("sweep of agents this worker does not know: %s", unknown)
+        ingest = Ingest(
+            svc.db,
+            client,
+            svc.specs,
+            task_queue=activity.info().task_queue,
+            policy=svc.policy,
+            search_attributes=await ensure_search_attributes(client),
+        )
+        evaluated = 0
+
+        def batch_done(n: int) -> None:
+            nonlocal evaluated
+            evaluated += n
+            activity.heartbeat(evaluated)
+
+        stored = await ingest.sweep(
+            svc.clock().date(), input.agents, input.org_id, on_batch=batch_done
+        )
+        started = Counter(agent for item in stored for agent in item.agents)
+        return SweepResult(accounts=evaluated, started=dict(sorted(started.items())))
