@@ -4,6 +4,7 @@ sandboxed child (`python -m autopilot.tools.sandbox_child`) imports none of them
 numpy and the store they bring, under its memory limit."""
 
 from autopilot.tools import accounts as _accounts  # noqa: F401
+from autopilot.tools import compliance as _compliance  # noqa: F401
 from autopilot.tools import connectors as _connectors  # noqa: F401
 from autopilot.tools import email as _email  # noqa: F401
 from autopilot.tools.registry import registry

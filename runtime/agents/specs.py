@@ -34,18 +34,21 @@ class SpecError(ValueError):
 
 
 def _line_of(node: yaml.Node, loc: tuple[int | str, ...]) -> int:
-    """1-based line of the YAML node at `loc`, or of its deepest existing parent."""
+    """1-based line of the YAML key (or item) at `loc`, or of its deepest existing parent."""
+    line = node.start_mark.line + 1
     for key in loc:
         if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if k.value == key), None)
+            pair = next(((k, v) for k, v in node.value if k.value == key), None)
+            child, at = (pair[1], pair[0].start_mark.line + 1) if pair else (None, line)
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             child = node.value[key]
+            at = child.start_mark.line + 1
         else:
             child = None
         if child is None:
             break
-        node = child
-    return node.start_mark.line + 1
+        node, line = child, at
+    return line
 
 
 def load_spec(path: Path) -> AgentSpec:
@@ -76,7 +79,7 @@ def load_spec(path: Path) -> AgentSpec:
         errors = err.errors()
         # A typo'd key shows up as "extra" and as "missing": point at the line that exists.
         first = next((e for e in errors if e["type"] != "missing"), errors[0])
-        loc = tuple(p for p in first["loc"] if p not in _UNION_TAGS)
+        loc = _without_tags(tuple(first["loc"]))
         field = ".".join(str(p) for p in loc) or "<root>"
         raise SpecError(path, _line_of(root, loc), field, first["msg"]) from None
     _check_grants(path, root, spec)
@@ -85,7 +88,12 @@ def load_spec(path: Path) -> AgentSpec:
     return spec
 
 
-_UNION_TAGS = {"action", "wait"}  # the playbook's step kinds: not keys of the YAML
+def _without_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Pydantic names a playbook step's kind (`action`, `wait`) after its index: not a
+    key of the YAML."""
+    if len(loc) > 2 and loc[0] == "playbook" and loc[2] in ("action", "wait"):
+        return loc[:2] + loc[3:]
+    return loc
 
 
 def _templates(folder: Path) -> dict[str, str]:

@@ -6,7 +6,7 @@ never shows two prices for one action."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
@@ -27,7 +27,7 @@ class CatalogueAction:
     group: str | None
     retention: dict[str, float]
     adoption: dict[str, float]
-    expansion: dict[str, float]
+    expansion: dict[str, float] = field(default_factory=dict)
 
     @property
     def effective(self) -> bool:

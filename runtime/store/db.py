@@ -16,6 +16,7 @@ from autopilot.runtime.store import (  # noqa: F401  (every table registers with
     actions,
     approvals,
     audit,
+    compliance,
     customer,
     events,
     mail,

@@ -22,11 +22,13 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from autopilot.runtime import schedules
+from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.agents.triggers import SCHEDULE_EVENT
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.devstack.temporal import temporal_binary
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.events import Event
+from autopilot.runtime.worker import prepare_namespace
 from autopilot.workflows.search import ensure_search_attributes
 from autopilot.workflows.sweep.activities import SweepInput, SweepResult
 from autopilot.workflows.sweep.workflow import SweepWorkflow
@@ -46,7 +48,11 @@ def agent_spec(name: str, **extra: Any) -> AgentSpec:
                 {
                     "id": "f",
                     "do": ["crm_status"],
-                    "args": {"account_id": "{{ account.id }}", "field": "swept", "value": "{{ today }}"},
+                    "args": {
+                        "account_id": "{{ account.id }}",
+                        "field": "swept",
+                        "value": "{{ today }}",
+                    },
                 }
             ],
             **extra,
@@ -64,11 +70,11 @@ class Agents:
         self.never = f"never_{tag}"  # scheduled, but its trigger never holds for a sweep
         self.events = f"evt_{tag}"  # event-triggered only: no schedule
 
-    def specs(self, due_cron: str = "0 6 * * *") -> dict[str, AgentSpec]:
+    def specs(
+        self, due_cron: str = "0 6 * * *", segments: tuple[str, ...] = ("enterprise",)
+    ) -> dict[str, AgentSpec]:
         return {
-            self.due: agent_spec(
-                self.due, schedule=due_cron, audience={"segments": ["enterprise"]}
-            ),
+            self.due: agent_spec(self.due, schedule=due_cron, audience={"segments": segments}),
             self.never: agent_spec(self.never, schedule="0 7 * * *", trigger='event.type == "nps"'),
             self.events: agent_spec(self.events, trigger='event.type == "nps"'),
         }
@@ -83,8 +89,11 @@ def write_specs(folder: Path, specs: dict[str, AgentSpec]) -> Path:
 
 
 @asynccontextmanager
-async def sweep_stack(stack_factory: Any, tmp_path: Path, agents: Agents) -> AsyncIterator[Stack]:
-    settings = make_settings(tmp_path, agents_dir=write_specs(tmp_path / "agents", agents.specs()))
+async def sweep_stack(
+    stack_factory: Any, tmp_path: Path, agents: Agents, specs: dict[str, AgentSpec] | None = None
+) -> AsyncIterator[Stack]:
+    folder = write_specs(tmp_path / "agents", specs or agents.specs())
+    settings = make_settings(tmp_path, agents_dir=folder)
     async with stack_factory(settings=settings, accounts=40) as stack:
         try:
             yield stack
@@ -140,7 +149,7 @@ async def test_sweep_starts_each_due_agent_once_per_account_per_day(
 ) -> None:
     agents = Agents()
     async with sweep_stack(stack_factory, tmp_path, agents) as stack:
-        gone = sorted(active_enterprise(stack))[0]
+        gone = min(active_enterprise(stack))
         churn(stack, gone)
         due = active_enterprise(stack)
         assert due and gone not in due
@@ -153,7 +162,7 @@ async def test_sweep_starts_each_due_agent_once_per_account_per_day(
         assert first == SweepResult(accounts=active, started={agents.due: len(due)})
         started = await run_ids(stack.client, f"AutopilotAgent = '{agents.due}'", expect=len(due))
         assert sorted(started) == sorted(f"agent:{agents.due}:{a}" for a in due)
-        one = sorted(due)[0]
+        one = min(due)
         query = f"AutopilotAgent = '{agents.due}' AND AutopilotAccount = '{one}'"
         assert await run_ids(stack.client, query, expect=1) == [f"agent:{agents.due}:{one}"]
         segment = f"AutopilotAgent = '{agents.due}' AND AutopilotSegment = 'enterprise'"
@@ -175,10 +184,12 @@ async def test_concurrent_sweeps_in_small_batches_start_each_run_once(
     stack_factory: Any, tmp_path: Path
 ) -> None:
     agents = Agents()
-    async with sweep_stack(stack_factory, tmp_path, agents) as stack:
+    every = agents.specs(segments=())  # every account is due: the two sweeps collide
+    async with sweep_stack(stack_factory, tmp_path, agents, every) as stack:
         stack.ingest.search_attributes = await ensure_search_attributes(stack.client)
         assert stack.ingest.search_attributes
-        due = active_enterprise(stack)
+        with Session(stack.db) as s:
+            due = set(s.exec(select(Account.id)))
         beats: list[int] = []
         one, two = await asyncio.gather(
             stack.ingest.sweep(NOW.date(), batch=7, on_batch=beats.append),
@@ -206,14 +217,21 @@ async def test_schedules_follow_the_specs_and_pause_unpause_and_trigger(
             never_id: "unchanged",
         }
         view = await schedules.describe(client, agents.due)
-        assert (view.cron, view.paused, view.last_run, view.task_queue) == ("0 6 * * *", False, None, tq)
+        assert (view.cron, view.paused, view.last_run, view.task_queue) == (
+            "0 6 * * *",
+            False,
+            None,
+            tq,
+        )
         assert view.next_run is not None and (view.next_run.hour, view.next_run.minute) == (6, 0)
 
         async def listed() -> list[schedules.ScheduleView] | None:
             mine = [v for v in await schedules.list_schedules(client) if v.task_queue == tq]
             return mine if len(mine) == 2 else None
 
-        assert [v.id for v in await wait_for_async(listed, what="2 schedules")] == sorted([due_id, never_id])
+        assert [v.id for v in await wait_for_async(listed, what="2 schedules")] == sorted(
+            [due_id, never_id]
+        )
 
         paused = await schedules.pause(client, agents.due)
         assert paused.paused and paused.next_run is None
@@ -243,7 +261,7 @@ async def test_schedules_follow_the_specs_and_pause_unpause_and_trigger(
         due = active_enterprise(stack)
         assert result.started == {agents.due: len(due)}
         assert (await schedules.describe(client, agents.due)).last_run is not None
-        one = sorted(due)[0]
+        one = min(due)
         query = f"AutopilotAccount = '{one}' AND AutopilotAgent = '{agents.due}'"
         assert await run_ids(client, query, expect=1) == [f"agent:{agents.due}:{one}"]
 
@@ -277,18 +295,37 @@ async def test_cli_lists_pauses_and_sweeps(stack_factory: Any, tmp_path: Path) -
         proc = await arun_cli("sweep", "--agent", agents.due, "--json", env=env)
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
-        assert (out["accounts"], out["started"]) == (40, {agents.due: len(active_enterprise(stack))})
+        assert (out["accounts"], out["started"]) == (
+            40,
+            {agents.due: len(active_enterprise(stack))},
+        )
 
 
-async def test_search_attributes_register_on_the_dev_server_but_not_the_time_skipping_one(
-    temporal_env: WorkflowEnvironment,
+async def test_worker_start_sets_up_attributes_and_schedules_where_the_server_can(
+    stack_factory: Any, tmp_path: Path
 ) -> None:
-    assert await ensure_search_attributes(temporal_env.client) is True  # idempotent
-    skipping = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
-    try:
-        assert await ensure_search_attributes(skipping.client) is False
-    finally:
-        await skipping.shutdown()
+    agents = Agents()
+    async with sweep_stack(stack_factory, tmp_path, agents) as stack:
+        assert not stack.ingest.search_attributes  # off until the namespace is known to have them
+        await prepare_namespace(stack.ingest)
+        assert stack.ingest.search_attributes
+        assert (await schedules.describe(stack.client, agents.due)).cron == "0 6 * * *"
+        await prepare_namespace(stack.ingest)  # idempotent
+
+        skipping = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=temporal_binary("temporal-test-server"),
+            data_converter=pydantic_data_converter,
+        )
+        try:
+            assert await ensure_search_attributes(skipping.client) is False
+            elsewhere = Ingest(
+                stack.db,
+                skipping.client,
+                stack.services.specs,
+                task_queue=stack.task_queue,
+                policy=stack.services.policy,
+            )
+            await prepare_namespace(elsewhere)  # no operator service, no schedules: goes on
+            assert not elsewhere.search_attributes
+        finally:
+            await skipping.shutdown()

@@ -169,7 +169,7 @@ def test_uplift_is_learned_from_the_store_history(tmp_path) -> None:  # type: ig
 def test_the_planner_prices_its_actions_from_the_optimizers_catalogue() -> None:
     from datetime import date
 
-    from autopilot.runtime.agents.planner import plan
+    from autopilot.runtime.agents.playbook import RunFacts, plan_stretch
     from autopilot.runtime.agents.specs import load_specs
     from autopilot.runtime.config import Settings
     from autopilot.runtime.contracts.account import AccountSnapshot, Assessment, ContactInfo
@@ -184,7 +184,12 @@ def test_the_planner_prices_its_actions_from_the_optimizers_catalogue() -> None:
                   ContactInfo(id="c2", name="Champ", email="champ@acme.example", role="champion")])
     assessment = Assessment(health=30.0, risk=0.8, reasons=[])
     specs = load_specs(Settings().agents_path)
-    proposed = plan(specs["churn_rescue"], account, assessment) + plan(specs["adoption"], account, assessment)
+    run = RunFacts(started=date(2026, 11, 1))
+    proposed = [
+        a
+        for name in ("churn_rescue", "adoption")
+        for a in plan_stretch(specs[name], account, assessment, run, date(2026, 11, 2)).actions
+    ]
     options, _ = options_for(Goal(kind="retention", target=0.8, current=0.8), segment="mid_market", arr=120_000)
     by_name = {o.name: o for o in options}
     email = next(a for a in proposed if a.tool == "send_email")
