@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # Empty = Rego evaluated in-process with regopy.
     opa_url: str = Field(default="", validation_alias=AliasChoices("OPA_URL", "AUTOPILOT_OPA_URL"))
     policy_timeout_s: float = 2.0
+    # Playbook waits last `wait` x this (1 = as written). The demo compresses a day to a
+    # second so that follow-ups after a wait show within its run; production keeps 1.
+    playbook_wait_scale: float = Field(default=1.0, gt=0, le=1)
     decision_log_retention_days: int = 365
     # Where each tool sends account data (data residency); unlisted tools stay "local".
     tool_regions: dict[str, str] = {}

@@ -57,7 +57,16 @@ def metrics(account: AccountSnapshot) -> dict[str, float]:
 
 
 def account_cel(account: AccountSnapshot, today: date) -> dict[str, Any]:
-    return {**account.as_cel(today), **metrics(account)}
+    reachable = [c for c in account.contacts if not c.opted_out]
+    return {
+        **account.as_cel(today),
+        **metrics(account),
+        # Roles of the people who can be written to, and of those without the ADMT
+        # pre-use notice on record (a significant automated decision needs it first).
+        "contact_roles": sorted({c.role for c in reachable}),
+        "roles_without_notice": sorted({c.role for c in reachable if c.notice_at is None}),
+        "opted_out_contacts": len(account.contacts) - len(reachable),
+    }
 
 
 def context(
@@ -96,15 +105,17 @@ def goal_met(spec: AgentSpec, account: AccountSnapshot, run: RunFacts) -> bool:
 
 
 def exit_reason(
-    spec: AgentSpec, account: AccountSnapshot, run: RunFacts, today: date
+    spec: AgentSpec, account: AccountSnapshot, run: RunFacts, today: date, *, first: bool = False
 ) -> str | None:
-    """Why the run stops now, or None. Checked before every stretch."""
+    """Why the run stops now, or None. Checked before every stretch; a goal already met
+    does not stop the first one (its steps carry their own conditions: a renewal
+    forecast is written however likely the renewal is)."""
     ex = spec.exit
     if ex.churned and (account.status == "churned" or "churned" in run.events):
         return "churned"
     if ex.human_took_over and "csm_takeover" in run.events:
         return "human_took_over"
-    if ex.goal_met and goal_met(spec, account, run):
+    if ex.goal_met and not first and goal_met(spec, account, run):
         return "goal_met"
     if ex.when and holds(ex.when, context(account, run, today)):
         return "exit_condition"
@@ -305,6 +316,7 @@ class Room(BaseModel):
     high_touch_left: int = 99
     contacts_left: int = 99
     blocked_recipients: list[str] = []  # opted out or within the cool-down
+    max_hours: float = 1e9  # the longest high-touch action the policy allows
 
 
 class Note(BaseModel):
@@ -347,7 +359,7 @@ def plan_stretch(
     catalogue; a step with several options gets the optimizer's cheapest sufficient mix."""
     room = room or Room()
     rejected = rejected or {}
-    reason = exit_reason(spec, account, run, today)
+    reason = exit_reason(spec, account, run, today, first=cursor == 0)
     if reason is not None:
         return StretchPlan(actions=[], notes=[], exit=reason)
     steps, next_cursor, wait_s = stretch(spec, cursor)
@@ -382,6 +394,8 @@ def plan_stretch(
                 )
                 continue
             if option.discount_pct > spec.limits.max_discount_pct:
+                continue
+            if option.high_touch and option.hours > room.max_hours:
                 continue
             options.append(option)
         if not options:

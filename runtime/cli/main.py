@@ -13,12 +13,14 @@ import typer
 from pydantic import ValidationError
 
 from autopilot.runtime.cli.accounts import accounts_app, metrics_app, model_app
+from autopilot.runtime.cli.agents import app as agents_app
 from autopilot.runtime.cli.kb import app as kb_app
 from autopilot.runtime.cli.mcp import app as mcp_app
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.cli.policy import app as policy_app
 from autopilot.runtime.cli.schedules import app as schedules_app
 from autopilot.runtime.cli.schedules import sweep_app
+from autopilot.runtime.cli.simulate import simulate_cmd
 from autopilot.runtime.cli.tools import app as tools_app
 from autopilot.runtime.cli.users import app as users_app
 from autopilot.runtime.config import get_settings
@@ -40,8 +42,10 @@ app.add_typer(mcp_app, name="mcp")
 app.add_typer(kb_app, name="kb")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(sweep_app, name="sweep")
+app.add_typer(agents_app, name="agents")
 runs_app = typer.Typer(no_args_is_help=True, help="Agent runs: roll back.")
 app.add_typer(runs_app, name="runs")
+app.command("simulate")(simulate_cmd)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 

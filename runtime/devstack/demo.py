@@ -1,8 +1,10 @@
 """`autopilot demo`: a scripted scenario on the real components, through the HTTP API.
 
-Four at-risk accounts: one email is executed on its own, one account's actions are
-approved and executed, one offer is denied by policy (discount above the segment
-cap), one email is rejected by its CSM and that account's offer is left pending."""
+The five agents: Churn Rescue acts on its own and follows up after a wait (a demo day
+lasts a second); an enterprise rescue is approved by people and ends when the champion
+replies; the supervisor preempts a Renewal proposal for Churn Rescue on one account;
+Adoption acts and is rolled back; Renewal writes a forecast; Expansion proposes and ends
+on its goal; Compliance records the decisions of an account."""
 
 from __future__ import annotations
 
@@ -15,14 +17,18 @@ from typing import Any
 import httpx
 from sqlmodel import Session, col, select
 
+from autopilot.runtime.accounts.ingest import Stored
+from autopilot.runtime.agents.triggers import SCHEDULE_EVENT
 from autopilot.runtime.auth.users import issue_token
 from autopilot.runtime.config import Settings
+from autopilot.runtime.contracts.run import AgentRunResult
 from autopilot.runtime.devstack.scenarios import drop_events, pick_accounts
-from autopilot.runtime.devstack.stack import free_port, port_open, running_stack
+from autopilot.runtime.devstack.stack import Running, free_port, port_open, running_stack
 from autopilot.runtime.devstack.users import DEMO_PASSWORD
 from autopilot.runtime.execution.rollback import rollback
 from autopilot.runtime.store.accounts import Account
-from autopilot.runtime.store.actions import ActionRecord
+from autopilot.runtime.store.actions import ActionRecord, SupervisorConflict
+from autopilot.runtime.store.events import Event
 from autopilot.runtime.store.mail import ReceivedMail
 from autopilot.runtime.store.tool_calls import ToolCallRecord
 
@@ -75,13 +81,48 @@ async def _wait(predicate: Callable[[], Awaitable[Any]], what: str, timeout: flo
 async def _finished(client: Any, workflow_id: str, timeout: float = 120) -> Any:
     """A run's result; a run still waiting after `timeout` (on an approval, say) is an error, not a hang."""
     try:
-        return await asyncio.wait_for(client.get_workflow_handle(workflow_id).result(), timeout)
+        handle = client.get_workflow_handle(workflow_id, result_type=AgentRunResult)
+        return await asyncio.wait_for(handle.result(), timeout)
     except TimeoutError:
         raise TimeoutError(f"demo: {workflow_id} did not finish within {timeout:g} s") from None
 
 
+def _conflicts(db: Any, account_id: str) -> list[SupervisorConflict]:
+    with Session(db) as s:
+        return list(
+            s.exec(select(SupervisorConflict).where(SupervisorConflict.account_id == account_id))
+        )
+
+
+async def _conflicts_async(db: Any, account_id: str) -> list[SupervisorConflict]:
+    return _conflicts(db, account_id)
+
+
+async def _progress_waiting(handle: Any) -> bool:
+    return (await handle.query("progress"))["status"] == "waiting"
+
+
+async def _compliance_run(stack: Running, account_id: str) -> list[str]:
+    """What the daily sweep does for one account: a `schedule` event, dispatched."""
+    with Session(stack.services.db) as s:
+        event = Event(
+            account_id=account_id,
+            type=SCHEDULE_EVENT,
+            occurred_at=stack.services.clock(),
+            received_at=stack.services.clock(),
+            payload={"agents": ["compliance"]},
+        )
+        s.add(event)
+        s.commit()
+        assert event.id is not None
+        stored = Stored(
+            event_id=event.id, account_id=account_id, type=SCHEDULE_EVENT, agents=["compliance"]
+        )
+    return [s.workflow_id for s in await stack.ingest.dispatch([stored])]
+
+
 async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
-    settings = demo_settings(base)
+    settings = demo_settings(base).model_copy(update={"playbook_wait_scale": 1 / 86400})
     async with (
         running_stack(settings, ui=False) as stack,
         httpx.AsyncClient(base_url=stack.urls["api"]) as api,
@@ -142,79 +183,156 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             )
             return item
 
-        smb, smb_b = pick_accounts(db, "smb", n=2, max_arr=50_000)
-        (mid,) = pick_accounts(db, "mid_market", min_arr=50_000, severe=True)
-        ent_a, ent_b = pick_accounts(db, "enterprise", n=2, min_arr=250_000, max_arr=1_000_000)
+        async def post(ev: dict[str, Any]) -> list[str]:
+            r = await api.post("/events", json=ev, headers=as_user("adam"))
+            r.raise_for_status()
+            return list(r.json()["started"])
 
-        say(f"1. {smb} (SMB) loses health: the rescue email is allowed and sent on its own")
-        wf = await signal(smb)
-        await _finished(stack.client, wf)
+        def outcomes(result: Any) -> str:
+            return (
+                ", ".join(
+                    f"{o.step or o.tool} {o.status}"
+                    + (f" ({', '.join(o.codes)})" if o.codes else "")
+                    for o in result.outcomes
+                )
+                or "none"
+            )
+
+        async def approving(account: str, workflow_id: str, *, until_waiting: bool = False) -> Any:
+            """The run's result (or, `until_waiting`, its first wait), its owner approving
+            whatever it asks on the way (a follow-up, say)."""
+            handle = stack.client.get_workflow_handle(workflow_id, result_type=AgentRunResult)
+            task = asyncio.ensure_future(handle.result())
+            while not task.done():
+                if until_waiting and await _progress_waiting(handle):
+                    task.cancel()
+                    return None
+                for item in await pending_for(account):
+                    for role in item["roles"]:
+                        await decide(
+                            account, "approve", owner(account) if role == "csm" else "maria"
+                        )
+                await asyncio.wait([task], timeout=0.5)
+            return task.result()
+
+        smb, smb_b = pick_accounts(db, "smb", n=2, max_arr=50_000)
+        ent_a, ent_b = pick_accounts(db, "enterprise", n=2, min_arr=250_000, max_arr=1_000_000)
+        day = stack.settings.playbook_wait_scale * 86400
 
         say(
-            f"2. {ent_a} (enterprise, ARR ≥ 250k): the email needs its CSM; the 10% offer needs the CSM"
-            " and a manager"
+            f"1. {smb} (SMB) loses health: Churn Rescue's email is allowed and sent on its own;"
+            f" five days later (a day lasts {day:g} s in the demo) nobody replied: the follow-up"
+            " asks the optimizer for the cheapest human help"
         )
-        wf = await signal(ent_a)
+        wf = await signal(smb)
+        rescue = await approving(smb, wf)
+        say(f"  {wf}: {outcomes(rescue)}")
+
+        say(
+            f"2. {ent_a} (enterprise, ARR ≥ 250k): the email needs its CSM; the offer the optimizer"
+            " chose needs the CSM and a manager; the champion replies, so no follow-up"
+        )
+        wf_a = await signal(ent_a)
         await decide(ent_a, "approve", owner(ent_a))
         await decide(ent_a, "approve", owner(ent_a))
         await decide(ent_a, "approve", "maria")
-        await _finished(stack.client, wf)
-
-        say(f"3. {mid} (mid-market, severe): email sent; a 25% offer is denied (cap 15%)")
-        wf = await signal(mid, severe=True)
-        await _finished(stack.client, wf)
-
-        say(f"4. {ent_b} (enterprise): the CSM rejects the email; the offer waits in the inbox")
-        await signal(ent_b)
-        await decide(
-            ent_b, "reject", owner(ent_b), reason="customer is mid-escalation; I will call them"
-        )
-        await _wait(lambda: pending_for(ent_b), f"the offer for {ent_b} to be pending")
+        await post({"account_id": ent_a, "type": "email_reply"})
+        say(f"  {wf_a}: {outcomes(await _finished(stack.client, wf_a))}")
 
         say(
-            f"5. {smb_b} (SMB): most seats idle when a module is used: the Adoption agent schedules an"
-            " in-app guide, creates a CSM task and writes the status to the CRM; then the run is rolled back"
+            f"3. {ent_b} (enterprise): the Adoption agent's email to the champion waits in the inbox"
+            " when Churn Rescue (higher priority) wants to write to the same person: the supervisor"
+            " preempts it; the CSM rejects the rescue email; the rescue offer waits in the inbox"
         )
-        for ev in (
-            {"account_id": smb_b, "type": "usage_snapshot", "active_users": 1},
-            {"account_id": smb_b, "type": "feature_use", "module": "reports"},
-        ):
-            r = await api.post("/events", json=ev, headers=as_user("adam"))
-            r.raise_for_status()
-        adoption_wf = f"agent:adoption:{smb_b}"
-        await _finished(stack.client, adoption_wf)
+        await post({"account_id": ent_b, "type": "usage_snapshot", "active_users": 1})
+        (lower_wf,) = await post({"account_id": ent_b, "type": "feature_use", "module": "reports"})
+        first = (await _wait(lambda: pending_for(ent_b), "the adoption agent's first action"))[0]
+        say(
+            f"  adoption asks for {first['action']['option']} to {first['action']['args'].get('to')}"
+        )
+        wf_b = await signal(ent_b)
+        await _wait(lambda: _conflicts_async(db, ent_b), f"the supervisor to settle {ent_b}")
+        for c in _conflicts(db, ent_b):
+            say(f"  supervisor: {c.reason} ({c.kind} {c.recipient}) → {c.other_agent} {c.outcome}")
+        await decide(
+            ent_b, "reject", owner(ent_b), reason="the customer is mid-escalation; I will call them"
+        )
+        await _wait(lambda: pending_for(ent_b), f"the offer for {ent_b} to be pending")
+        renewal_wf = lower_wf
+
+        say(
+            f"4. {smb_b} (SMB): most seats idle when a module is used: the Adoption agent takes the"
+            " cheapest path to 60 % active seats and writes the status to the CRM; then the run is"
+            " rolled back"
+        )
+        await post({"account_id": smb_b, "type": "usage_snapshot", "active_users": 1})
+        (adoption_wf,) = await post(
+            {"account_id": smb_b, "type": "feature_use", "module": "reports"}
+        )
+        handle = stack.client.get_workflow_handle(adoption_wf)
+        await _wait(lambda: _progress_waiting(handle), f"{adoption_wf} to finish its first stretch")
+        await handle.terminate("demo: rolled back before its follow-up")
         undone = await rollback(stack.services, adoption_wf, actor="maria")
         for step in undone["steps"]:
             say(f"  rollback: {step['tool']} → {step['status']} ({step.get('compensate')})")
 
         with Session(db) as s:
-            # Below the ARR that needs a CSM's approval for any action: the forecast is written on its own.
+            # Below the ARR that needs a CSM's approval for any action: it acts on its own.
             renewing = s.exec(
                 select(Account)
                 .where(
                     col(Account.renewal_date)
                     <= stack.services.clock().date() + timedelta(days=120),
                     col(Account.arr) < 250_000,
+                    col(Account.id).not_in([smb, smb_b, ent_a, ent_b]),
                 )
                 .order_by(col(Account.renewal_date))
             ).first()
-        assert renewing is not None
+            full = s.exec(
+                select(Account).where(
+                    col(Account.arr) < 250_000,
+                    col(Account.id).not_in([smb, smb_b, ent_a, ent_b]),
+                    col(Account.segment) == "mid_market",
+                )
+            ).first()
+        assert renewing is not None and full is not None
         say(
-            f"6. {renewing.id} renews on {renewing.renewal_date}: an invoice starts the Renewal agent, which writes"
-            " the renewal forecast (from the health model's churn risk) back to the CRM"
+            f"5. {renewing.id} renews on {renewing.renewal_date}: an invoice starts the Renewal agent,"
+            " which writes the renewal forecast (Health 2.0's churn risk) back to the CRM"
         )
-        r = await api.post(
-            "/events",
-            json={"account_id": renewing.id, "type": "invoice", "amount": 1200.0},
-            headers=as_user("adam"),
-        )
-        r.raise_for_status()
-        await _finished(stack.client, f"agent:renewal:{renewing.id}")
+        (renew_wf,) = await post({"account_id": renewing.id, "type": "invoice", "amount": 1200.0})
+        renewal = await _finished(stack.client, renew_wf)
+        say(f"  {renew_wf}: {outcomes(renewal)}")
         async with httpx.AsyncClient() as crm:
             forecast = (await crm.get(f"{stack.settings.crm_url}/accounts/{renewing.id}")).json()[
                 "forecast"
             ]
         say(f"  CRM forecast for {renewing.id}: {forecast}")
+
+        say(
+            f"6. {full.id} uses every seat: the Expansion agent proposes more seats and records the"
+            " opportunity; the customer expands, so the run ends on its goal"
+        )
+        (exp_wf,) = await post(
+            {
+                "account_id": full.id,
+                "type": "usage_snapshot",
+                "active_users": full.seats_purchased,
+                "seats_used": full.seats_purchased,
+            }
+        )
+        await approving(full.id, exp_wf, until_waiting=True)
+        await post({"account_id": full.id, "type": "expanded", "amount": 12000.0, "seats": 10})
+        expansion = await _finished(stack.client, exp_wf)
+        say(f"  {exp_wf}: {outcomes(expansion)}; exit: {expansion.exit}")
+
+        say(
+            f"7. The daily Compliance sweep on {ent_a}: decisions recorded, opted-out contacts"
+            " blocked, the model card refreshed"
+        )
+        (comp_wf,) = await _compliance_run(stack, ent_a)
+        compliance = await approving(ent_a, comp_wf)
+        say(f"  {comp_wf}: {outcomes(compliance)}")
 
         decided = [a["status"] for a in await approvals(status="")]
         with Session(db) as s:
@@ -237,8 +355,20 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             "rolled_back": undone["undone"],
             "crm_forecast": forecast,
             "accounts": stack.seeded,
+            "follow_up": [o.status for o in rescue.outcomes if o.step == "human_help"],
+            "conflicts": [
+                {
+                    "kind": c.kind,
+                    "winner": c.winner_agent,
+                    "other": c.other_agent,
+                    "outcome": c.outcome,
+                }
+                for c in _conflicts(db, ent_b)
+            ],
+            "expansion_exit": expansion.exit,
+            "compliance": [o.status for o in compliance.outcomes],
             "workflows": sorted(
-                {f"agent:churn_rescue:{a}" for a in (smb, ent_a, mid, ent_b)} | {adoption_wf}
+                {wf, wf_a, wf_b, renewal_wf, adoption_wf, renew_wf, exp_wf, comp_wf}
             ),
             "inbox": f"sign in at /inbox as maria@demo.example (password {DEMO_PASSWORD})",
             "data_dir": str(settings.data_dir),

@@ -119,7 +119,7 @@ def plan(state: RunState) -> dict[str, Any]:
         "events": events,
         "exit": stretch.exit,
         "next_cursor": stretch.next_cursor,
-        "wait_s": stretch.wait_s,
+        "wait_s": stretch.wait_s * svc.settings.playbook_wait_scale if stretch.wait_s else None,
     }
 
 
@@ -128,8 +128,11 @@ def _room(
 ) -> tuple[playbook.Room, dict[str, tuple[float, int]]]:
     """What the account has left for this agent (the optimizer's limits), and the
     uplift learned from this organisation's outcomes (retention goals)."""
+    max_hours = 1e9
     try:
-        left = quarter_limits(session, account, read_limits(svc.policy), now=now)
+        limits = read_limits(svc.policy)
+        left = quarter_limits(session, account, limits, now=now)
+        max_hours = limits.contact.high_touch_max_hours
     except PolicyLoadError:
         # No limits to read: plan without them; the gate, on the same engine, denies.
         left = Limits(budget=float("inf"), high_touch_left=99, contacts_left=99)
@@ -146,6 +149,7 @@ def _room(
         high_touch_left=left.high_touch_left,
         contacts_left=left.contacts_left,
         blocked_recipients=list(opted_out),
+        max_hours=max_hours,
     )
     return room, learned
 
