@@ -256,6 +256,10 @@ def _check_steps(path: Path, root: Any, spec: AgentSpec) -> None:
             )
             try:
                 keep = set(registry.get(option.tool).args_model.model_fields)
+                # Every language variant renders (a German contact's copy is checked too).
+                languages = {n.rpartition(".")[2] for n in spec.template_sources if "." in n}
+                for language in sorted(languages):
+                    playbook.render_args(spec, step, fields, language, keep)
                 args, _ = playbook.render_args(spec, step, fields, "en", keep)
             except playbook.TemplateProblem as err:
                 aloc = ("playbook", i)

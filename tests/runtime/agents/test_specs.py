@@ -135,3 +135,16 @@ def test_an_unknown_tool_names_its_line(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert info.value.field == "tools.1" and "launch_rocket" in str(info.value)
+
+
+def test_a_broken_language_variant_is_caught_too(tmp_path: Path) -> None:
+    folder = tmp_path / "churn_rescue"
+    folder.mkdir()
+    good = (REPO / "agents" / "churn_rescue" / "rescue_email.j2").read_text()
+    (folder / "rescue_email.j2").write_text(good)
+    (folder / "rescue_email.de.j2").write_text("Hallo {{ contact.nmae }}\n")
+    path = tmp_path / "churn_rescue.yaml"
+    path.write_text(GOOD)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.field == "playbook.0" and "nmae" in str(info.value)
