@@ -87,10 +87,10 @@ def autonomy(session: Session, *, org_id: str, since: datetime, until: datetime)
     actions = session.exec(
         select(ActionRecord).where(
             col(ActionRecord.account_id).in_(list(segments)),
-            ActionRecord.updated_at < until,
+            col(ActionRecord.updated_at) < until,
             or_(
                 col(ActionRecord.status).in_(IN_FLIGHT),
-                ActionRecord.updated_at >= since,
+                col(ActionRecord.updated_at) >= since,
             ),
         )
     ).all()

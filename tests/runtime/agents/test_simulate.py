@@ -190,7 +190,7 @@ def test_denied_actions_are_counted_when_the_policy_denies(tmp_path: Path) -> No
     s = report["strategies"]
     for name in (RULES, "agents"):
         assert s[name]["deny_codes"].get("budget.account_exceeded", 0) > 0, name
-        assert s[name]["denied"] >= s[name]["deny_codes"]["budget.account_exceeded"] // 2
+        assert s[name]["denied"] > 0
         assert s[name]["spend"] <= s[name]["budget"]
     # The rules' CSM calls and AE tasks (an hour of a CSM, budgets of cents): all denied.
     rules = s[RULES]["by_rule"]
