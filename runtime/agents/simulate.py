@@ -88,7 +88,6 @@ LOCAL_HOUR = 11  # each account's day is decided at 11:00 its first contact's ti
 KEY = "sim:"  # every run key the simulation writes starts so
 RULE_COOLDOWN_DAYS = 30
 RULES = "rule_playbook"
-STRATEGIES = ("no_action", RULES, "agents")
 
 
 class SimulationError(ValueError):
@@ -264,7 +263,6 @@ class Portfolio:
     arr: dict[str, float]
     segment: dict[str, str]
     risk0: dict[str, float]
-    health0: dict[str, float]
     renewing: set[str]
 
 
@@ -359,7 +357,6 @@ class Simulation:
             arr={a.id: a.arr for a in chosen},
             segment={a.id: a.segment for a in chosen},
             risk0={i: s.churn_risk for i, s in snaps.items() if s is not None},
-            health0={i: s.health for i, s in snaps.items() if s is not None},
             renewing={a.id for a in chosen if a.renewal_date <= horizon},
         ), every
 

@@ -33,7 +33,7 @@ from autopilot.runtime.store.db import make_engine
 from autopilot.runtime.store.mail import ReceivedMail
 from tests.conftest import REPO, free_port
 
-START = date(2026, 5, 4)  # a Monday; the horizon crosses into the third quarter
+START = date(2026, 5, 4)  # a fixed as-of date: the same days, weekdays and quarter every run
 AUTOPILOT = str(Path(sys.executable).parent / "autopilot")
 FIGURES = {
     "runs",
@@ -135,12 +135,23 @@ def test_retained_arr_and_cbr_follow_from_the_counted_figures(real: dict[str, An
     assert s["agents"]["expected_uplift_arr"] > 0
 
 
-def _record(key: str, account: str, option: str, status: str, *, approval: bool = False) -> ActionRecord:
+def _record(
+    key: str, account: str, option: str, status: str, *, approval: bool = False
+) -> ActionRecord:
     now = datetime(2026, 5, 5, tzinfo=UTC)
     return ActionRecord(
-        run_key=key, workflow_id="w", agent="churn_rescue", account_id=account, segment="mid_market",
-        tool=entry(option).tool, payload={"option": option}, payload_hash="", status=status,
-        needed_approval=approval, created_at=now, updated_at=now,
+        run_key=key,
+        workflow_id="w",
+        agent="churn_rescue",
+        account_id=account,
+        segment="mid_market",
+        tool=entry(option).tool,
+        payload={"option": option},
+        payload_hash="",
+        status=status,
+        needed_approval=approval,
+        created_at=now,
+        updated_at=now,
     )
 
 
@@ -214,16 +225,44 @@ def test_deterministic_for_a_seed_and_an_unknown_agent_is_refused(tmp_path: Path
 
 def test_the_command_prints_one_json_object(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [AUTOPILOT, "simulate", "--agent", "renewal", "--segment", "smb", "--accounts", "30",
-         "--days", "6", "--start", START.isoformat(), "--json"],
-        check=False, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "AUTOPILOT_DATA_DIR": str(tmp_path), "AUTOPILOT_AGENTS_DIR": str(REPO / "agents")},
+        [
+            AUTOPILOT,
+            "simulate",
+            "--agent",
+            "renewal",
+            "--segment",
+            "smb",
+            "--accounts",
+            "30",
+            "--days",
+            "6",
+            "--start",
+            START.isoformat(),
+            "--json",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "AUTOPILOT_DATA_DIR": str(tmp_path),
+            "AUTOPILOT_AGENTS_DIR": str(REPO / "agents"),
+        },
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)  # the whole of stdout is one object
     assert out["ok"] is True
-    assert set(out) == {"ok", "portfolio", "agents", "budget_per_quarter", "strategies",
-                        "assumptions", "sent", "elapsed_s"}
+    assert set(out) == {
+        "ok",
+        "portfolio",
+        "agents",
+        "budget_per_quarter",
+        "strategies",
+        "assumptions",
+        "sent",
+        "elapsed_s",
+    }
     assert out["agents"] == ["renewal"]
     assert out["portfolio"]["segment"] == "smb" and out["portfolio"]["days"] == 6
     assert set(out["strategies"]) == {"no_action", RULES, "agents"}
@@ -231,6 +270,11 @@ def test_the_command_prints_one_json_object(tmp_path: Path) -> None:
         assert FIGURES | {"budget", "spend_pct_of_budget", "accounts_touched"} <= set(f)
     assert set(out["strategies"]["agents"]["by_agent"]["renewal"]) == FIGURES
     assert not (tmp_path / "autopilot.db").exists()  # the configured store was never opened
-    bad = subprocess.run([AUTOPILOT, "simulate", "--segment", "galactic", "--json"],
-                         check=False, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [AUTOPILOT, "simulate", "--segment", "galactic", "--json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and json.loads(bad.stdout)["ok"] is False
