@@ -44,7 +44,12 @@ async def test_runs_rollback_in_another_process_undoes_a_write_to_the_embedded_c
                        {"account_id": account, "type": "feature_use", "module": "reports"}):
                 (await api.post("/events", json=ev)).raise_for_status()
         run = f"agent:adoption:{account}"
-        await asyncio.wait_for(stack.client.get_workflow_handle(run).result(), 120)
+        handle = stack.client.get_workflow_handle(run)
+        for _ in range(2400):  # the first stretch done: the run sleeps until its follow-up
+            if (await handle.query("progress"))["status"] == "waiting":
+                break
+            await asyncio.sleep(0.05)
+        await handle.terminate("rolled back before its follow-up")
         async with httpx.AsyncClient(base_url=stack.urls["crm"]) as crm:
             assert (await crm.get(f"/accounts/{account}")).json()["fields"]  # the run wrote its status
 
