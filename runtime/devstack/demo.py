@@ -94,6 +94,13 @@ def _conflicts(db: Any, account_id: str) -> list[SupervisorConflict]:
         )
 
 
+def _seats(db: Any, account_id: str) -> int:
+    with Session(db) as s:
+        row = s.get(Account, account_id)
+        assert row is not None
+        return row.seats_purchased
+
+
 async def _conflicts_async(db: Any, account_id: str) -> list[SupervisorConflict]:
     return _conflicts(db, account_id)
 
@@ -164,8 +171,13 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             assert len(started) == 1, started
             return started[0]
 
-        async def decide(account: str, verdict: str, user: str, reason: str = "") -> dict[str, Any]:
-            item = (await _wait(lambda: pending_for(account), f"an approval for {account}"))[0]
+        async def decide(
+            account: str, verdict: str, user: str, reason: str = "", agent: str | None = None
+        ) -> dict[str, Any]:
+            async def items() -> list[dict[str, Any]]:
+                return [a for a in await pending_for(account) if agent in (None, a["agent"])]
+
+            item = (await _wait(items, f"an approval for {account}"))[0]
             body = {"verdict": verdict, "payload_hash": item["payload_hash"], "reason": reason}
             r = await api.post(
                 f"/approvals/{item['id']}/decision", json=body, headers=as_user(user)
@@ -240,23 +252,34 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
         say(f"  {wf_a}: {outcomes(await _finished(stack.client, wf_a))}")
 
         say(
-            f"3. {ent_b} (enterprise): the Adoption agent's email to the champion waits in the inbox"
-            " when Churn Rescue (higher priority) wants to write to the same person: the supervisor"
-            " preempts it; the CSM rejects the rescue email; the rescue offer waits in the inbox"
+            f"3. {ent_b} (enterprise): the Expansion agent's proposal to the decision-maker waits"
+            " in the inbox when the account turns; the CSM rejects Churn Rescue's email, and its"
+            " offer (higher priority) goes to the same person: the supervisor preempts the proposal"
         )
-        await post({"account_id": ent_b, "type": "usage_snapshot", "active_users": 1})
-        (lower_wf,) = await post({"account_id": ent_b, "type": "feature_use", "module": "reports"})
-        first = (await _wait(lambda: pending_for(ent_b), "the adoption agent's first action"))[0]
+        seats = _seats(db, ent_b)
+        (lower_wf,) = await post(
+            {
+                "account_id": ent_b,
+                "type": "usage_snapshot",
+                "active_users": seats,
+                "seats_used": seats,
+            }
+        )
+        first = (await _wait(lambda: pending_for(ent_b), "the expansion proposal"))[0]
         say(
-            f"  adoption asks for {first['action']['option']} to {first['action']['args'].get('to')}"
+            f"  expansion asks for {first['action']['option']} to {first['action']['args'].get('to')}"
         )
         wf_b = await signal(ent_b)
+        await decide(
+            ent_b,
+            "reject",
+            owner(ent_b),
+            reason="the customer is mid-escalation; I will call them",
+            agent="churn_rescue",
+        )
         await _wait(lambda: _conflicts_async(db, ent_b), f"the supervisor to settle {ent_b}")
         for c in _conflicts(db, ent_b):
             say(f"  supervisor: {c.reason} ({c.kind} {c.recipient}) → {c.other_agent} {c.outcome}")
-        await decide(
-            ent_b, "reject", owner(ent_b), reason="the customer is mid-escalation; I will call them"
-        )
         await _wait(lambda: pending_for(ent_b), f"the offer for {ent_b} to be pending")
         renewal_wf = lower_wf
 

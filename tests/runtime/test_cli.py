@@ -107,7 +107,7 @@ def test_demo_json_reports_every_kind_of_outcome(tmp_path: Path) -> None:
     # A follow-up after the wait; the supervisor settled a contact by priority; the
     # expansion run ended on its goal; the compliance run recorded; a forecast was written.
     assert out["follow_up"] == ["executed"]
-    assert {"kind": "contact", "winner": "churn_rescue", "other": "adoption", "outcome": "preempted"} in out["conflicts"]
+    assert {"kind": "contact", "winner": "churn_rescue", "other": "expansion", "outcome": "preempted"} in out["conflicts"]
     assert out["expansion_exit"] == "goal_met"
     assert "executed" in out["compliance"]
     assert out["rolled_back"] >= 1 and out["emails_delivered"] >= 3
