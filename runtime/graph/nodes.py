@@ -38,7 +38,7 @@ from autopilot.runtime.policy.gate import Reservation, gate_action
 from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.store import audit
 from autopilot.runtime.store.accounts import Account, Contact
-from autopilot.runtime.store.actions import ActionRecord
+from autopilot.runtime.store.actions import ActionRecord, AttributedRevenue
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.events import Event
 from autopilot.runtime.store.users import User
@@ -110,6 +110,8 @@ def plan(state: RunState) -> dict[str, Any]:
         },
         tool_fields=lambda tool: set(svc.tools.get(tool).args_model.model_fields),
     )
+    if stretch.exit == "goal_met" and spec.goal.metric == "expansion_answered":
+        _attribute(svc, spec.name, run.workflow_id, v.account.id, started, now)
     return {
         "actions": [a.model_dump(mode="json") for a in stretch.actions],
         "rejected": rejected,
@@ -121,6 +123,38 @@ def plan(state: RunState) -> dict[str, Any]:
         "next_cursor": stretch.next_cursor,
         "wait_s": stretch.wait_s * svc.settings.playbook_wait_scale if stretch.wait_s else None,
     }
+
+
+def _attribute(
+    svc: services.Services,
+    agent: str,
+    workflow_id: str,
+    account_id: str,
+    started: datetime,
+    now: datetime,
+) -> None:
+    """The expansion the run was for arrived: its ARR is credited to the agent (once per
+    `expanded` event; a retried activity finds the credit there)."""
+    with transaction(svc.db) as session:
+        for event in session.exec(
+            select(Event).where(
+                Event.account_id == account_id,
+                Event.type == "expanded",
+                Event.received_at >= started,
+            )
+        ):
+            assert event.id is not None
+            if session.get(AttributedRevenue, event.id) is None:
+                session.add(
+                    AttributedRevenue(
+                        event_id=event.id,
+                        account_id=account_id,
+                        agent=agent,
+                        workflow_id=workflow_id,
+                        amount=float(event.payload.get("amount", 0.0)),
+                        at=now,
+                    )
+                )
 
 
 def _room(

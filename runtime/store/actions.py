@@ -83,3 +83,15 @@ class SupervisorConflict(SQLModel, table=True):
     recipient: str | None = None
     reason: str
     at: datetime
+
+
+class AttributedRevenue(SQLModel, table=True):
+    """Revenue an agent's run is credited with: the `expanded` event that met its goal
+    (one credit per event)."""
+
+    event_id: int = Field(primary_key=True)
+    account_id: str = Field(index=True)
+    agent: str = Field(index=True)
+    workflow_id: str
+    amount: float
+    at: datetime

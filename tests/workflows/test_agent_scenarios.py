@@ -21,6 +21,7 @@ from autopilot.runtime.agents.triggers import SCHEDULE_EVENT
 from autopilot.runtime.contracts.run import AgentRunResult
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.store.accounts import Account, Contact
+from autopilot.runtime.store.actions import AttributedRevenue
 from autopilot.runtime.store.compliance import AdmtDecision
 from autopilot.runtime.store.events import Event
 from tests.conftest import Stack, make_settings
@@ -147,6 +148,9 @@ async def test_expansion_ends_on_its_goal_when_the_customer_expands(sk: Stack) -
     result = await through_waits(sk, wf_id)
     assert result.exit == "goal_met" and "nudge" not in [s for s, _ in steps(result)]
     assert "opportunity" in [s for s, _ in steps(result)]
+    with Session(sk.db) as s:  # the expansion's ARR is credited to the agent, once
+        credit, = s.exec(select(AttributedRevenue)).all()
+    assert (credit.agent, credit.account_id, credit.amount) == ("expansion", account, 6000.0)
 
 
 async def test_expansion_nudges_the_owner_after_two_quiet_weeks(sk: Stack) -> None:
