@@ -112,7 +112,12 @@ def _cell(value: Any, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _money(value: float) -> str:
+    return f"{value / 1000:,.0f}k" if abs(value) >= 10_000 else f"{value:,.0f}"
+
+
 def _print(report: dict[str, Any]) -> None:
+    from rich import box
     from rich.table import Table
 
     p, s = report["portfolio"], report["strategies"]
@@ -134,13 +139,19 @@ def _print(report: dict[str, Any]) -> None:
         rows = s[strategy].get(by, {})
         if not rows:
             continue
-        detail = Table(title=f"{strategy.replace('_', ' ')} {by.replace('_', ' ')}")
-        detail.add_column("")
-        for key in ("runs", "proposed", "auto", "approval", "denied", "spend", "uplift ARR"):
-            detail.add_column(key, justify="right")
-        detail.add_column("retained ARR (its accounts)", justify="right")
-        detail.add_column("CbR", justify="right")
-        detail.add_column("deny codes")
+        detail = Table(
+            title=f"{strategy.replace('_', ' ')} {by.replace('_', ' ')}",
+            box=box.SIMPLE_HEAD,
+            padding=0,
+            collapse_padding=True,
+            pad_edge=False,
+            show_edge=False,
+        )
+        detail.add_column("", no_wrap=True)
+        for key in ("runs", "prop.", "auto", "appr.", "denied", "spend", "uplift", "retained"):
+            detail.add_column(key, justify="right", no_wrap=True, min_width=len(key))
+        detail.add_column("CbR", justify="right", no_wrap=True)
+        codes = []
         for name, f in rows.items():
             detail.add_row(
                 name,
@@ -149,12 +160,18 @@ def _print(report: dict[str, Any]) -> None:
                 f"{f['auto_executed']:,}",
                 f"{f['approval']:,}",
                 f"{f['denied']:,}",
-                f"{f['spend']:,.0f}",
-                f"{f['expected_uplift_arr']:,.0f}",
-                f"{f['retained_arr']:,.0f}",
-                _cell(f["cbr"], "{:.6f}"),
-                ", ".join(f"{c} {n}" for c, n in f["deny_codes"].items()),
+                _money(f["spend"]),
+                _money(f["expected_uplift_arr"]),
+                _money(f["retained_arr"]),
+                _cell(f["cbr"], "{:.5f}"),
             )
+            if f["deny_codes"]:
+                codes.append(
+                    f"  {name}: " + ", ".join(f"{c} {n}" for c, n in f["deny_codes"].items())
+                )
         console.print(detail)
+        if codes:
+            console.print("denied by:\n" + "\n".join(codes))
     console.print(f"retained ARR: {report['assumptions']['retained_arr']}")
+    console.print("retained (by agent or rule): the ARR retained of the accounts it spent on")
     console.print(f"took {report['elapsed_s']} s")
