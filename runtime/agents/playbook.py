@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import cel
-from jinja2 import StrictUndefined, TemplateError, TemplateNotFound
+from jinja2 import StrictUndefined, TemplateNotFound
 from jinja2.loaders import DictLoader
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel
@@ -83,7 +83,7 @@ def holds(expr: str, ctx: dict[str, Any]) -> bool:
     """A CEL condition; one that cannot be evaluated (a field absent) does not hold."""
     try:
         return cel.compile(expr).execute(ctx) is True
-    except (KeyError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - CEL raises many kinds (index, division, ...): not met
         return False
 
 
@@ -119,6 +119,8 @@ def exit_reason(
         return "goal_met"
     if ex.when and holds(ex.when, context(account, run, today)):
         return "exit_condition"
+    if spec.goal.within_days is not None and (today - run.started).days > spec.goal.within_days:
+        return "deadline"
     return None
 
 
@@ -294,7 +296,7 @@ def render_args(
                 source = template_name(spec, name, language)
                 args[arg] = env.get_template(source).render(fields).strip()
         reason = render_value(env, step.reason, fields) if step.reason else ""
-    except TemplateError as err:
+    except Exception as err:  # noqa: BLE001 - Jinja's own errors, or a filter's (division, format)
         raise TemplateProblem(f"step {step.id}: {type(err).__name__}: {err}") from None
     return args, reason
 

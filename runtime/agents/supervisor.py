@@ -30,6 +30,13 @@ from autopilot.runtime.store.approvals import Approval
 
 CONTACT_CODES = {"contact.cooldown"}
 BUDGET_CODES = {"budget.account_exceeded", "budget.segment_exceeded"}
+# Caps that reservations in flight also fill (discounts, high-touch contacts, the agent's own).
+HELD_CODES = {
+    "discount.above_cap",
+    "discount.margin_floor",
+    "contact.high_touch_cap",
+    "agent.budget",
+}
 PREEMPTED = "preempted"
 
 
@@ -76,49 +83,40 @@ def contenders(
     ]
 
 
+def yields_to_priority(decision: Decision) -> bool:
+    """A denial that lower-priority reservations could be the cause of (a contact or a
+    budget they hold); other denials stand whatever is in flight."""
+    codes = {v.code for v in decision.deny}
+    return bool(codes) and codes <= CONTACT_CODES | BUDGET_CODES | HELD_CODES
+
+
 def settle(
     decision: Decision,
     *,
     action: ProposedAction,
     spec: AgentSpec,
     others: list[Contender],
-    budget_left: float,
-) -> tuple[Decision, list[Contender]]:
-    """The decision with the supervisor's conflicts, and the lower-priority actions this
-    one preempts. `budget_left` is the account's budget left not counting the lower-
-    priority reservations (which this action does not see)."""
+    preempt: list[Contender],
+) -> Decision:
+    """The decision with the supervisor's conflicts: the lower-priority actions this one
+    preempts, or the higher-or-equal ones it yields to."""
     to = action.args.get("to")
-    lower = sorted(
-        (c for c in others if c.priority < spec.priority), key=lambda c: (c.priority, c.key)
-    )
-    held = [c for c in others if c.priority >= spec.priority]
     conflicts: list[dict[str, Any]] = []
-    preempt: list[Contender] = []
-    if decision.allow:
-        for c in lower:
-            if to and c.recipient == to:
-                preempt.append(c)
-                conflicts.append(_conflict("contact", c, "preempted", to, spec))
-        # The budget: lower-priority reservations give way, lowest first, until it fits.
-        left = budget_left - sum(c.cost for c in lower if c not in preempt)
-        for c in lower:
-            if left >= action.expected_cost - 1e-9:
-                break
-            if c in preempt or c.cost <= 0:
-                continue
-            preempt.append(c)
-            left += c.cost
-            conflicts.append(_conflict("budget", c, "preempted", c.recipient, spec))
-    else:
+    for c in preempt:
+        kind = "contact" if to and c.recipient == to else "budget"
+        conflicts.append(_conflict(kind, c, "preempted", c.recipient, spec))
+    if not decision.allow:
         codes = {v.code for v in decision.deny}
-        for c in held:
+        for c in others:
+            if c.priority < spec.priority:
+                continue
             if codes & CONTACT_CODES and to and c.recipient == to:
                 conflicts.append(_conflict("contact", c, "deferred", to, spec))
-            elif codes & BUDGET_CODES and c.cost > 0:
+            elif codes & (BUDGET_CODES | HELD_CODES) and c.cost > 0:
                 conflicts.append(_conflict("budget", c, "deferred", c.recipient, spec))
     if not conflicts:
-        return decision, []
-    return decision.model_copy(update={"conflicts": conflicts}), preempt
+        return decision
+    return decision.model_copy(update={"conflicts": conflicts})
 
 
 def _conflict(
@@ -154,13 +152,14 @@ def record(
     key: str,
     preempt: list[Contender],
     now: datetime,
-) -> None:
+) -> bool:
     """In the reservation's transaction: preempted actions lose their reservation (and
-    their inbox item), and every conflict is written down."""
+    their inbox item), and every conflict is written down. False: an action to preempt
+    has moved on (it is executing or done), so the decision must be taken again."""
     for c in preempt:
         row = session.get(ActionRecord, c.key)
         if row is None or row.status not in ("allowed", "pending"):
-            continue
+            return False
         row.status, row.updated_at = PREEMPTED, now
         row.rejection_reason = f"preempted by {agent}"
         session.add(row)
@@ -188,6 +187,7 @@ def record(
                 at=now,
             )
         )
+    return True
 
 
 # --- the agent's own limits --------------------------------------------------------

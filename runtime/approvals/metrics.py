@@ -21,7 +21,7 @@ from autopilot.runtime.store.audit import AuditEntry
 from autopilot.runtime.store.tool_calls import ToolCallRecord
 
 AGE_BUCKETS = [(4, "< 4 h"), (24, "4–24 h"), (72, "1–3 days"), (float("inf"), "> 3 days")]
-IN_FLIGHT = ("allowed", "pending")
+IN_FLIGHT = ("allowed", "pending", "executing")
 # The outcomes of the decided actions (they add up to `decided`); executed ones are split
 # three ways: on the agent's own, with a person in the loop, rolled back afterwards.
 # `other`: any other final status (a supervisor's preemption, say): decided, not autonomous.

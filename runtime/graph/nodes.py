@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from langgraph.types import interrupt
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 from temporalio.exceptions import ApplicationError
 
@@ -91,6 +92,8 @@ def plan(state: RunState) -> dict[str, Any]:
         assert account is not None  # observe found it
         room, learned = _room(svc, session, spec, account, now)
         owner = session.get(User, account.owner_csm)
+        trigger = session.get(Event, run.event.event_id)
+        event = {**(trigger.payload if trigger else {}), "type": run.event.type}
     facts = RunFacts(started=started.date(), events=events, done=run.done, stretch=run.stretch)
     stretch = playbook.plan_stretch(
         spec,
@@ -99,7 +102,7 @@ def plan(state: RunState) -> dict[str, Any]:
         facts,
         now.date(),
         cursor=run.cursor,
-        event={"type": run.event.type, "event_id": run.event.event_id},
+        event=event,
         room=room,
         rejected=rejected,
         learned=learned,
@@ -216,17 +219,28 @@ def execute(state: RunState) -> dict[str, Any]:
     v = View(state)
     spec = svc.specs[v.run.agent]
     with transaction(svc.db) as session:
-        row = session.get(ActionRecord, v.key)
-        if row is not None and row.status in (PREEMPTED, "blocked"):
-            # The supervisor gave its contact or budget to a higher-priority agent (or
-            # compliance blocked it) after the gate: nothing is sent.
-            return {
-                "result": {
-                    "status": "failed",
-                    "code": f"supervisor.{row.status}",
-                    "error": row.rejection_reason or row.status,
+        # Claim the action before the side effect: a supervisor that preempts it (or
+        # compliance that blocks it) after this sees it executing and decides again.
+        claimed = session.execute(
+            update(ActionRecord)
+            .where(
+                col(ActionRecord.run_key) == v.key,
+                col(ActionRecord.status).in_(("allowed", "pending", "executing")),
+            )
+            .values(status="executing", updated_at=svc.clock())
+        ).rowcount  # pyright: ignore[reportAttributeAccessIssue] - an UPDATE's CursorResult
+        if not claimed:
+            row = session.get(ActionRecord, v.key)
+            if row is not None and row.status in (PREEMPTED, "blocked"):
+                # A higher-priority agent took its contact or budget (or compliance
+                # blocked it) after the gate: nothing is sent.
+                return {
+                    "result": {
+                        "status": "failed",
+                        "code": f"supervisor.{row.status}",
+                        "error": row.rejection_reason or row.status,
+                    }
                 }
-            }
     call = ToolCall(
         tool=v.action.tool, args=v.action.args, idempotency_key=v.key, granted=spec.tools
     )

@@ -19,7 +19,7 @@ from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.actions import ActionRecord
 
-IN_FLIGHT = ("allowed", "pending")
+IN_FLIGHT = ("allowed", "pending", "executing")
 # How long a reservation holds without its action moving on. An allowed action runs
 # within its activity's retries (minutes); one waiting for people, within its approval
 # window. A run that died in between (terminated, failed past its retries) must not hold
@@ -156,7 +156,7 @@ def quarter_limits(
 def in_flight(now: datetime) -> ColumnElement[bool]:
     return or_(
         and_(
-            col(ActionRecord.status) == "allowed",
+            col(ActionRecord.status).in_(("allowed", "executing")),
             col(ActionRecord.updated_at) >= now - ALLOWED_HOLDS,
         ),
         and_(

@@ -36,8 +36,7 @@ from autopilot.runtime.contracts.policy import (
 )
 from autopilot.runtime.contracts.run import PreemptSignal
 from autopilot.runtime.ledger.spend import Excluded, agent_spend, hours_since_contact, ledger
-from autopilot.runtime.policy.engine import UNAVAILABLE, PolicyLoadError, decide
-from autopilot.runtime.policy.limits import read_limits
+from autopilot.runtime.policy.engine import UNAVAILABLE, decide
 from autopilot.runtime.services import Services
 from autopilot.runtime.store.actions import ActionRecord, LedgerVersion, PolicyDecisionRecord
 from autopilot.runtime.store.db import transaction
@@ -179,10 +178,9 @@ async def gate_action(
     priorities = {name: s.priority for name, s in svc.specs.items()}
     for attempt in range(ATTEMPTS):
         now = svc.clock()
+        mine = [reserve.key] if reserve else []
         with transaction(svc.db) as session:
             version = _version(session, scope)
-            # The account supervisor: lower-priority actions in flight do not count
-            # against this one; if it needs what they hold, they are preempted below.
             others = supervisor.contenders(
                 session,
                 account_id=account.id,
@@ -191,7 +189,6 @@ async def gate_action(
                 now=now,
                 priorities=priorities,
             )
-            mine = [reserve.key] if reserve else []
             inp = policy_input(
                 svc,
                 session,
@@ -200,19 +197,42 @@ async def gate_action(
                 spec=spec,
                 actor=actor,
                 now=now,
-                exclude_key=mine + [c.key for c in others if c.priority < spec.priority],
+                exclude_key=mine,
             )
             spent = agent_spend(
                 session, account_id=account.id, agent=spec.name, now=now, exclude_key=mine
             )
+            # Lower-priority actions not yet executing may give way; one being sent may not.
+            lower = [
+                c
+                for c in others
+                if c.priority < spec.priority and c.status in ("allowed", "pending")
+            ]
+            bare = None
+            if lower:  # what the decision would be if the lower-priority reservations gave way
+                bare = policy_input(
+                    svc,
+                    session,
+                    action=action,
+                    account=account,
+                    spec=spec,
+                    actor=actor,
+                    now=now,
+                    exclude_key=mine + [c.key for c in lower],
+                )
         decision, latency_ms = await evaluate(svc, inp, pinned_bundle=pinned_bundle)
         decision = supervisor.tighten(decision, spec=spec, action=action, agent_spent=spent)
-        decision, preempt = supervisor.settle(
-            decision,
-            action=action,
-            spec=spec,
-            others=others,
-            budget_left=_budget_left(svc, account, inp),
+        preempt: list[supervisor.Contender] = []
+        if not decision.allow and bare is not None and supervisor.yields_to_priority(decision):
+            # The account supervisor: the higher priority takes what the lower-priority
+            # actions in flight hold; all of them give way (every cap then holds).
+            second, more_ms = await evaluate(svc, bare, pinned_bundle=pinned_bundle)
+            second = supervisor.tighten(second, spec=spec, action=action, agent_spent=spent)
+            latency_ms += more_ms
+            if second.allow:
+                decision, inp, preempt = second, bare, lower
+        decision = supervisor.settle(
+            decision, action=action, spec=spec, others=others, preempt=preempt
         )
         if reserve is None or _commit(
             svc, scope, version, reserve, action, account, decision, now, preempt
@@ -242,16 +262,6 @@ async def gate_action(
 
 
 STATUS = {"allow": "allowed", "require_approval": "pending", "deny": "denied"}
-
-
-def _budget_left(svc: Services, account: AccountSnapshot, inp: PolicyInput) -> float:
-    """The account's budget left this quarter as the policy input counted it."""
-    try:
-        limits = read_limits(svc.policy)
-    except PolicyLoadError:
-        return float("inf")  # no limits to read: the policy's own answer stands
-    spent = inp.ledger.account_spend_quarter if inp.ledger else 0.0
-    return limits.account_budget(account.segment, account.arr) - spent
 
 
 async def _tell_preempted(preempt: list[supervisor.Contender], *, by: str) -> None:
@@ -316,11 +326,13 @@ def _commit(
                 created_at=now,
                 updated_at=now,
             )
+            if record.status in ("preempted", "blocked"):
+                return True  # the supervisor or compliance stopped it: it stays stopped
             record.take(action)
             record.status, record.updated_at = status, now
             record.needed_approval = record.needed_approval or decision.require_approval
             session.add(record)
-            supervisor.record(
+            if not supervisor.record(
                 session,
                 decision=decision,
                 account_id=account.id,
@@ -328,7 +340,9 @@ def _commit(
                 key=reserve.key,
                 preempt=preempt or [],
                 now=now,
-            )
+            ):
+                session.rollback()  # a preempted action moved on meanwhile: decide again
+                return False
     except IntegrityError:  # two first reservations of a scope at once: one wins, the other retries
         return False
     return True

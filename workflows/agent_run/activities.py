@@ -27,6 +27,7 @@ from autopilot.runtime.contracts.policy import ActorIn, Decision, RequiredApprov
 from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.policy.gate import Reservation, gate_action
 from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.approvals import Approval
 from autopilot.runtime.store.approvals import ApprovalVote as VoteRow
 from autopilot.runtime.store.db import transaction
@@ -67,13 +68,18 @@ def _utc(at: datetime | None) -> datetime:
 
 class ApprovalActivities:
     @activity.defn(name="open_approval")
-    def open_approval(self, request: ApprovalRequest) -> None:
-        """Put the request in the inbox (idempotent: a retry finds the row)."""
+    def open_approval(self, request: ApprovalRequest) -> str | None:
+        """Put the request in the inbox (idempotent: a retry finds the row). Returns who
+        stopped the action if it was preempted or blocked before its item opened: then
+        no item opens."""
         svc = services.current()
         now = svc.clock()
         with transaction(svc.db) as session:
+            held = session.get(ActionRecord, request.run_key) if request.run_key else None
+            if held is not None and held.status in ("preempted", "blocked"):
+                return held.rejection_reason or held.status
             if session.get(Approval, request.approval_id) is not None:
-                return
+                return None
             account = session.get(Account, request.account_id)
             session.add(
                 Approval(
@@ -103,6 +109,7 @@ class ApprovalActivities:
                 if old is not None and old.status == "pending":
                     old.status = "superseded"
                     session.add(old)
+        return None
 
     @activity.defn(name="record_vote")
     def record_vote(self, vote: ApprovalVote) -> ApprovalOutcome:

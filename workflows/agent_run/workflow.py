@@ -71,6 +71,15 @@ class _Item:
         return {role} | extra
 
 
+def _step_status(outcomes: list[ActionOutcome]) -> dict[str, str]:
+    """Each step's status: executed if any of its actions executed, else the last one's."""
+    done: dict[str, str] = {}
+    for o in outcomes:
+        if o.step and done.get(o.step) != "executed":
+            done[o.step] = o.status
+    return done
+
+
 @workflow.defn(name="AgentRun")
 class AgentRunWorkflow:
     def __init__(self) -> None:
@@ -121,7 +130,7 @@ class AgentRunWorkflow:
                         "cursor": cursor,
                         "stretch": inp.stretch + 1,
                         "started_at": started,
-                        "done": {**inp.done, **{o.step: o.status for o in stretch if o.step}},
+                        "done": {**inp.done, **_step_status(stretch)},
                         "outcomes": self._outcomes,
                     }
                 )
@@ -173,9 +182,11 @@ class AgentRunWorkflow:
 
     async def _open(self, request: ApprovalRequest, root: str) -> None:
         self._items[request.approval_id] = _Item(request=request, root=root, opened=workflow.now())
-        await workflow.execute_activity_method(
+        stopped = await workflow.execute_activity_method(
             ApprovalActivities.open_approval, request, **_ACTIVITY
         )
+        if stopped:  # preempted (or blocked) before its item opened: no person is asked
+            self.preempted(PreemptSignal(run_key=request.run_key or "", by=str(stopped)))
 
     async def _await_answer(self, request: ApprovalRequest) -> ApprovalDecision:
         root = request.approval_id
@@ -316,6 +327,11 @@ class AgentRunWorkflow:
             )
         finally:
             item.busy = False
+        if self._items.get(edit.approval_id) is not item:
+            # The supervisor preempted the action while the edit was gated: nothing to open.
+            return ApprovalOutcome(
+                approval_id=edit.approval_id, status="superseded", actor=edit.actor
+            )
         del self._items[edit.approval_id]
         if result.request is None:  # the edited action is denied: nothing will run, the item closes
             self._answers[item.root] = ApprovalDecision(

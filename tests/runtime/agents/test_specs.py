@@ -148,3 +148,12 @@ def test_a_broken_language_variant_is_caught_too(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert info.value.field == "playbook.0" and "nmae" in str(info.value)
+
+
+def test_a_condition_that_fails_at_run_time_does_not_hold() -> None:
+    from autopilot.runtime.agents.playbook import holds
+
+    ctx = {"account": {"logins_30d": 10, "seats_used": 0}, "run": {"events": []}}
+    assert holds("account.logins_30d / account.seats_used > 2", ctx) is False  # division by zero
+    assert holds("run.events[0] == 'x'", ctx) is False  # no such index
+    assert holds("account.logins_30d > 2", ctx) is True

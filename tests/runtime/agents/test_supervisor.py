@@ -11,6 +11,7 @@ from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.policy import ActorIn
 from autopilot.runtime.policy.gate import Reservation, gate_action
 from autopilot.runtime.accounts.snapshot import get_snapshot
+from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord, SupervisorConflict
 from tests.conftest import Stack
 
@@ -95,3 +96,55 @@ async def test_racing_gates_for_one_contact_leave_one_holder(stack: Stack) -> No
     # Exactly one action may be on its way to the champion, and it is the rescue's.
     assert len(holders) == 1 and holders[0].agent == "churn_rescue", [(h.agent, h.status) for h in holders]
     assert sum(d.allow for d in decisions) >= 1
+
+
+def _offer(to: str, pct: float, arr: float) -> ProposedAction:
+    return ProposedAction(tool="send_offer", args={"to": to, "account_name": "A", "discount_pct": pct,
+                                                   "valid_days": 30, "term_months": 12},
+                          reason="test", expected_cost=round(arr * pct / 100, 2), expected_uplift=0.1,
+                          discount_pct=pct, category="commercial", option=f"discount_{pct:g}pct")
+
+
+async def test_a_cap_the_lower_priority_fills_is_never_overrun(stack: Stack) -> None:
+    """Renewal holds a 5 % offer awaiting approval; Churn Rescue wants 10 % (to another
+    person). Together they pass the SMB cap of 10 %: the rescue's offer goes through only
+    by preempting the renewal's, never beside it."""
+    account = stack.pick("smb", max_arr=50_000)[0]
+    arr = stack.account(account).arr
+    with Session(stack.db) as s:  # a cheap account to serve: the margin floor is not what binds
+        row = s.get(Account, account)
+        assert row is not None
+        row.annual_cost_to_serve = 0.0
+        s.add(row)
+        s.commit()
+        snap = get_snapshot(s, account_id=account, today=stack.services.clock().date())
+        assert snap is not None
+        emails = sorted(c.email for c in snap.contacts)
+    assert len(emails) >= 2
+    low = await _gate(stack, "renewal", "low/d", _offer(emails[0], 5, arr), account)
+    assert low.allow, low.deny
+    high = await _gate(stack, "churn_rescue", "high/d", _offer(emails[1], 6, arr), account)
+    assert high.allow, high.deny
+    assert _status(stack, "low/d") == "preempted"
+    with Session(stack.db) as s:
+        held = [r for r in s.exec(select(ActionRecord).where(ActionRecord.account_id == account))
+                if r.status in ("allowed", "pending")]
+    assert sum(r.discount_pct for r in held) <= 10
+
+
+async def test_an_action_being_sent_is_not_preempted(stack: Stack) -> None:
+    account = stack.pick("smb", max_arr=50_000)[0]
+    with Session(stack.db) as s:
+        snap = get_snapshot(s, account_id=account, today=stack.services.clock().date())
+        assert snap is not None
+        champion = next(c.email for c in snap.contacts if c.role == "champion")
+    assert (await _gate(stack, "adoption", "low/x", _email(champion), account)).allow
+    with Session(stack.db) as s:  # the execute node claimed it: the email is on its way
+        row = s.get(ActionRecord, "low/x")
+        assert row is not None
+        row.status = "executing"
+        s.add(row)
+        s.commit()
+    high = await _gate(stack, "churn_rescue", "high/x", _email(champion), account)
+    assert not high.allow and "contact.cooldown" in {v.code for v in high.deny}
+    assert _status(stack, "low/x") == "executing"
