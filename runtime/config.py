@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     smtp_ca_file: str = (
         ""  # verify the SMTP server's certificate against this CA (empty: system CAs)
     )
+    # Seconds to wait for each SMTP reply; a reply lost after the message left is an
+    # unknown outcome (an inbox item), never a blind resend.
+    smtp_timeout: float = 10.0
+    # How long a send that is known not to have happened (server down, 4xx) keeps being
+    # retried, with back-off, before the action is given up as not sent.
+    send_retry_hours: float = 24.0
+    send_max_backoff_s: float = 300.0  # the longest wait between two such retries
+    # An approval is acted on within this window; a send still retrying past it stops.
+    approval_valid_hours: float = 72.0
     mail_from: str = "cs-autopilot@vendor.example"
     slack_webhook_url: str = ""  # a Slack-compatible incoming webhook for inbox notifications
     # Empty = the Health 2.0 model that ships (runtime/intel/models/default); a folder from `model train`.

@@ -55,6 +55,7 @@ def smtp_config(settings: Settings) -> SmtpConfig:
         password=settings.smtp_password,
         starttls=settings.smtp_starttls,
         ca_file=settings.smtp_ca_file,
+        timeout=settings.smtp_timeout,
     )
 
 

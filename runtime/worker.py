@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from autopilot.runtime import services as services_mod
 from autopilot.runtime.accounts.ingest import Ingest
+from autopilot.runtime.execution.outcomes import run_reconciler
 from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
 from autopilot.runtime.health.scoring import run_daily_rescore
 from autopilot.runtime.schedules import ensure_schedules
@@ -47,7 +48,13 @@ def build_worker(
             approvals.regate_edit,
             sweep.sweep_accounts,
         ],
-        plugins=[LangGraphPlugin(graphs={GRAPH_NAME: build_graph()})],
+        plugins=[
+            LangGraphPlugin(
+                graphs={
+                    GRAPH_NAME: build_graph(max_send_backoff_s=services.settings.send_max_backoff_s)
+                }
+            )
+        ],
         activity_executor=ThreadPoolExecutor(max_workers=32),
         max_concurrent_activities=32,
         **worker_kwargs,  # type: ignore[arg-type]
@@ -69,15 +76,17 @@ async def prepare_namespace(ingest: Ingest) -> None:
 
 
 @asynccontextmanager
-async def beside_worker(ingest: Ingest) -> AsyncIterator[None]:
+async def beside_worker(ingest: Ingest, services: Services) -> AsyncIterator[None]:
     """What runs next to a worker: the namespace's search attributes and sweep schedules
     (set up once), the event dispatcher (runs of events stored while Temporal was
-    unreachable) and the daily Health 2.0 rescore; stopped on exit."""
+    unreachable), the daily Health 2.0 rescore and the reconciler of unknown outcomes;
+    stopped on exit."""
     await prepare_namespace(ingest)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(ingest.run_dispatcher(stop)),
         asyncio.create_task(run_daily_rescore(ingest.db, stop)),
+        asyncio.create_task(run_reconciler(services, stop)),
     ]
     try:
         yield

@@ -10,7 +10,6 @@ exactly what would change."""
 from __future__ import annotations
 
 import json
-import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -503,10 +502,7 @@ def send_admt_notice(args: NoticeArgs, ctx: ToolContext) -> NoticeSent:
     )
     if ctx.dry_run:
         return sent
-    try:
-        smtp_send(ctx.smtp, msg)
-    except smtplib.SMTPRecipientsRefused as err:
-        raise ToolError(f"recipient refused: {err.recipients}") from err
+    smtp_send(ctx.smtp, msg)
     now = datetime.now(UTC)
     with transaction(ctx.db) as s:  # only once it was sent: a notice on record was given
         row = s.get(Contact, contact.id)

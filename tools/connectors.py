@@ -14,11 +14,31 @@ from sqlmodel import Session
 
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.store.outbox import CsmTask, InAppMessage
-from autopilot.tools.registry import ToolContext, ToolError, tool
+from autopilot.tools.registry import (
+    ToolContext,
+    ToolError,
+    ToolOutcomeUnknown,
+    ToolUnavailable,
+    tool,
+)
 
 
 def _id(prefix: str, ctx: ToolContext) -> str:
     return f"{prefix}_{sha256_hex(ctx.idempotency_key)[:20]}"
+
+
+def _http_error(err: httpx.HTTPError, what: str) -> ToolError:
+    """What a failed HTTP call means for the effect: not reached or "try later" (429, 5xx)
+    is known not done; a timeout or a dropped connection after the request left may have
+    been applied; any other 4xx is final."""
+    if isinstance(err, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return ToolUnavailable(f"{what}: {err}")
+    if isinstance(err, httpx.HTTPStatusError):
+        code = err.response.status_code
+        if code == 429 or code >= 500:
+            return ToolUnavailable(f"{what}: HTTP {code}")
+        return ToolError(f"{what}: HTTP {code}")
+    return ToolOutcomeUnknown(f"{what}: no answer after the request left: {err}")
 
 
 def _db(ctx: ToolContext):  # type: ignore[no-untyped-def]
@@ -56,6 +76,7 @@ class CancelArgs(BaseModel):
     kind="in_app",
     cost=0.2,
     compensate="cancel_in_app_message",
+    dedup_by_key=True,
 )
 def send_in_app_message(args: InAppArgs, ctx: ToolContext) -> Done:
     """Schedule an in-app message for an account's users (the app reads the outbox)."""
@@ -112,7 +133,7 @@ def _cancel(
     return Done(id=row_id, status="cancelled")
 
 
-@tool(scopes=["in_app:send"], effect="write", kind="compensation", cost=0.0)
+@tool(scopes=["in_app:send"], effect="write", kind="compensation", cost=0.0, dedup_by_key=True)
 def cancel_in_app_message(args: CancelArgs, ctx: ToolContext) -> Done:
     """Cancel a scheduled in-app message (one already delivered cannot be recalled)."""
     return _cancel(ctx, InAppMessage, args.id, what="in-app message", final="delivered")
@@ -129,7 +150,14 @@ class TaskArgs(BaseModel):
     due_days: int = Field(2, ge=0, le=90)
 
 
-@tool(scopes=["task:create"], effect="write", kind="task", cost=0.0, compensate="cancel_csm_task")
+@tool(
+    scopes=["task:create"],
+    effect="write",
+    kind="task",
+    cost=0.0,
+    compensate="cancel_csm_task",
+    dedup_by_key=True,
+)
 def create_csm_task(args: TaskArgs, ctx: ToolContext) -> Done:
     """Create a task for a CSM (a call to make, a follow-up)."""
     now = datetime.now(UTC)
@@ -161,7 +189,7 @@ def create_csm_task(args: TaskArgs, ctx: ToolContext) -> Done:
     return Done(id=task_id, status="open", preview=preview, undo={"id": task_id})
 
 
-@tool(scopes=["task:create"], effect="write", kind="compensation", cost=0.0)
+@tool(scopes=["task:create"], effect="write", kind="compensation", cost=0.0, dedup_by_key=True)
 def cancel_csm_task(args: CancelArgs, ctx: ToolContext) -> Done:
     """Cancel an open CSM task."""
     return _cancel(ctx, CsmTask, args.id, what="task", final="done")
@@ -212,7 +240,7 @@ def _crm_set(ctx: ToolContext, args: CrmFieldArgs, *, compensation: bool) -> Don
         )
         r.raise_for_status()
     except httpx.HTTPError as err:
-        raise ToolError(f"CRM request failed: {err}") from err
+        raise _http_error(err, "CRM request failed") from err
     previous = (
         r.json().get("previous", {}).get(args.field, before)
     )  # what the CRM replaced, replay-safe
@@ -230,13 +258,14 @@ def _crm_set(ctx: ToolContext, args: CrmFieldArgs, *, compensation: bool) -> Don
     kind="crm_update",
     cost=0.0,
     compensate="crm_revert_field",
+    dedup_by_key=True,  # the CRM honours Idempotency-Key
 )
 def crm_update_field(args: CrmFieldArgs, ctx: ToolContext) -> Done:
     """Set one field of an account in the CRM (the renewal forecast, a health note)."""
     return _crm_set(ctx, args, compensation=False)
 
 
-@tool(scopes=["crm:write"], effect="external", kind="compensation", cost=0.0)
+@tool(scopes=["crm:write"], effect="external", kind="compensation", cost=0.0, dedup_by_key=True)
 def crm_revert_field(args: CrmFieldArgs, ctx: ToolContext) -> Done:
     """Put a CRM field back to its previous value."""
     return _crm_set(ctx, args, compensation=True)
@@ -259,6 +288,7 @@ class ForecastRestoreArgs(BaseModel):
     kind="crm_update",
     cost=0.0,
     compensate="crm_restore_forecast",
+    dedup_by_key=True,
 )
 def crm_write_forecast(args: ForecastArgs, ctx: ToolContext) -> Done:
     """Write the renewal forecast (probability and ARR) back to the CRM, where finance reads it."""
@@ -284,7 +314,7 @@ def crm_write_forecast(args: ForecastArgs, ctx: ToolContext) -> Done:
         )
         r.raise_for_status()
     except httpx.HTTPError as err:
-        raise ToolError(f"CRM request failed: {err}") from err
+        raise _http_error(err, "CRM request failed") from err
     previous = r.json().get("previous")
     return Done(
         id=args.account_id,
@@ -294,7 +324,7 @@ def crm_write_forecast(args: ForecastArgs, ctx: ToolContext) -> Done:
     )
 
 
-@tool(scopes=["crm:write"], effect="external", kind="compensation", cost=0.0)
+@tool(scopes=["crm:write"], effect="external", kind="compensation", cost=0.0, dedup_by_key=True)
 def crm_restore_forecast(args: ForecastRestoreArgs, ctx: ToolContext) -> Done:
     """Put the CRM's renewal forecast back as it was before this product wrote it."""
     base, headers = _crm(ctx)
@@ -316,7 +346,7 @@ def crm_restore_forecast(args: ForecastRestoreArgs, ctx: ToolContext) -> Done:
                 timeout=10,
             ).raise_for_status()
     except httpx.HTTPError as err:
-        raise ToolError(f"CRM request failed: {err}") from err
+        raise _http_error(err, "CRM request failed") from err
     return Done(id=args.account_id, status="restored", preview={"to": args.previous})
 
 
@@ -347,5 +377,5 @@ def post_slack(args: SlackArgs, ctx: ToolContext) -> Done:
             url, json=payload, timeout=10, headers={"Idempotency-Key": ctx.idempotency_key}
         ).raise_for_status()
     except httpx.HTTPError as err:
-        raise ToolError(f"webhook failed: {err}") from err
+        raise _http_error(err, "webhook failed") from err
     return Done(id=ctx.idempotency_key, status="posted", preview={"json": payload})

@@ -20,6 +20,7 @@ class SmtpConfig:
     password: str = ""
     starttls: bool = False
     ca_file: str = ""  # a private CA for the server's certificate (empty: the system's)
+    timeout: float = 10.0  # seconds per SMTP reply; past it after hand-over: outcome unknown
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,14 @@ from icalendar import Calendar, Event, vCalAddress
 from pydantic import BaseModel, Field
 
 from autopilot.runtime.contracts.hashing import sha256_hex
-from autopilot.tools.registry import SmtpConfig, ToolContext, ToolError, tool
+from autopilot.tools.registry import (
+    SmtpConfig,
+    ToolContext,
+    ToolError,
+    ToolOutcomeUnknown,
+    ToolUnavailable,
+    tool,
+)
 
 
 class SendEmailArgs(BaseModel):
@@ -54,14 +61,69 @@ def _message(ctx: ToolContext, to: str, subject: str, body: str) -> EmailMessage
     return msg
 
 
+class _Smtp(smtplib.SMTP):
+    """smtplib's client, noting the moment the message is handed over: once DATA's final
+    dot has left, the server may have stored it, so a lost reply is not a failure."""
+
+    handed_over = False
+    _host: str = ""  # smtplib sets it only when the constructor connects; STARTTLS reads it
+
+    def send(self, s: bytes | str) -> None:
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.handed_over = True
+
+
+def _refused(code: int, what: str) -> ToolError:
+    """An SMTP reply that refuses the message: 4xx is "try later" (known not sent), 5xx is
+    final (known not sent, a retry will not change it)."""
+    if 400 <= code < 500:
+        return ToolUnavailable(f"SMTP {what}: {code} (try later)")
+    return ToolError(f"SMTP {what}: {code}")
+
+
 def smtp_send(config: SmtpConfig, msg: EmailMessage) -> None:
-    """Hand one message to the configured SMTP server (STARTTLS and auth by settings)."""
-    with smtplib.SMTP(config.host, config.port, timeout=10) as smtp:
+    """Hand one message to the configured SMTP server (STARTTLS and auth by settings).
+
+    Raises ToolUnavailable when the server was not reached or said 4xx, ToolError on a
+    5xx, and ToolOutcomeUnknown when the message was handed over and no reply came."""
+    smtp = _Smtp(timeout=config.timeout)
+    smtp._host = config.host  # what STARTTLS checks the certificate against
+    try:
+        smtp.connect(config.host, config.port)
         if config.starttls:  # the server's certificate is verified (against ca_file when set)
             smtp.starttls(context=ssl.create_default_context(cafile=config.ca_file or None))
         if config.username:
             smtp.login(config.username, config.password)
-        smtp.send_message(msg)
+        refused = smtp.send_message(msg)
+        if refused:  # some recipients refused, the others took it: report, do not resend
+            raise ToolError(f"recipient refused: {sorted(refused)}")
+    except smtplib.SMTPRecipientsRefused as err:
+        codes = [code for code, _ in err.recipients.values()]
+        raise (
+            _refused(min(codes), "recipient refused")
+            if all(400 <= c < 500 for c in codes)
+            else ToolError(f"recipient refused: {sorted(err.recipients)}")
+        ) from err
+    except smtplib.SMTPAuthenticationError as err:
+        raise ToolError(f"SMTP authentication failed: {err.smtp_code}") from err
+    except smtplib.SMTPResponseException as err:  # MAIL, DATA or the final reply refused it
+        raise _refused(err.smtp_code, "refused the message") from err
+    except ssl.SSLCertVerificationError as err:  # a configuration to fix, not a bad moment
+        raise ToolError(f"SMTP server certificate not trusted: {err.verify_message}") from err
+    except (smtplib.SMTPException, OSError) as err:  # disconnected, timed out, refused
+        if smtp.handed_over:
+            raise ToolOutcomeUnknown(
+                f"the message was handed to {config.host}:{config.port} and no reply came: {err}"
+            ) from err
+        raise ToolUnavailable(f"SMTP server {config.host}:{config.port}: {err}") from err
+    finally:
+        try:
+            if smtp.sock is not None and smtp.handed_over:
+                smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass  # the message is in; a lost QUIT changes nothing
+        smtp.close()
 
 
 def _deliver(ctx: ToolContext, msg: EmailMessage) -> EmailSent:
@@ -75,10 +137,7 @@ def _deliver(ctx: ToolContext, msg: EmailMessage) -> EmailSent:
     )
     if ctx.dry_run:
         return result
-    try:
-        smtp_send(ctx.smtp, msg)
-    except smtplib.SMTPRecipientsRefused as err:
-        raise ToolError(f"recipient refused: {err.recipients}") from err
+    smtp_send(ctx.smtp, msg)
     return result.model_copy(update={"delivered": True})
 
 

@@ -17,9 +17,17 @@ class ToolArgsInvalid(ToolError):
     code = "tool.args_invalid"
 
 
+class ToolUnavailable(ToolError):
+    """The receiver could not be reached or said "try later" before it took anything
+    (connection refused, an SMTP 4xx, an HTTP 503): known not sent, safe to retry."""
+
+    code = "tool.unavailable"
+
+
 class ToolOutcomeUnknown(ToolError):
-    """A previous attempt started the side effect and never recorded its end: we do not
-    repeat it (at most once), a human has to look."""
+    """The effect was handed over and no answer came back (a timeout after the message
+    was sent, a worker killed mid-call): it may or may not have happened. Never retried
+    blindly; reconciled with the receiver where it can be asked, else a person looks."""
 
     code = "tool.outcome_unknown"
 
@@ -30,9 +38,10 @@ class ToolSandboxViolation(ToolError):
     code = "tool.sandbox_violation"
 
 
-class ToolResourceExceeded(ToolError):
+# A tool stopped mid-run may already have had its effect: both are unknown outcomes.
+class ToolResourceExceeded(ToolOutcomeUnknown):
     code = "tool.resource_exceeded"
 
 
-class ToolTimeout(ToolError):
+class ToolTimeout(ToolOutcomeUnknown):
     code = "tool.timeout"

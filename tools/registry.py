@@ -16,7 +16,13 @@ from typing import Any, Literal, TypeVar, get_type_hints
 from pydantic import BaseModel
 
 from autopilot.tools.context import SmtpConfig, ToolContext
-from autopilot.tools.errors import ToolArgsInvalid, ToolError, ToolNotGranted, ToolOutcomeUnknown
+from autopilot.tools.errors import (
+    ToolArgsInvalid,
+    ToolError,
+    ToolNotGranted,
+    ToolOutcomeUnknown,
+    ToolUnavailable,
+)
 from autopilot.tools.sandbox import SandboxPolicy, run_sandboxed
 
 __all__ = [  # the names tool authors import from here
@@ -29,6 +35,7 @@ __all__ = [  # the names tool authors import from here
     "ToolError",
     "ToolNotGranted",
     "ToolOutcomeUnknown",
+    "ToolUnavailable",
     "registry",
     "tool",
 ]
@@ -65,6 +72,9 @@ class ToolDef:
     source: str = "built-in"  # or the entry point / MCP server it came from
     json_schema: dict[str, Any] | None = None  # an imported tool's own argument schema
     confined: bool = False  # runs confined by itself (an imported MCP server under the sandbox)
+    # The receiver de-duplicates by the idempotency key (an Idempotency-Key header, a row
+    # keyed by it): asking again is safe, so an unknown outcome is reconciled by retrying.
+    dedup_by_key: bool = False
 
     def schema(self) -> dict[str, Any]:
         return self.json_schema or self.args_model.model_json_schema()
@@ -80,6 +90,7 @@ class ToolDef:
             "compensate": self.compensate,
             "irreversible": self.irreversible,
             "sandboxed": self.sandbox is not None or self.confined,
+            "dedup_by_key": self.dedup_by_key,
             "source": self.source,
         }
 
@@ -154,6 +165,7 @@ def tool(
     compensate: str | None = None,
     irreversible: bool = False,
     sandbox: SandboxPolicy | bool | None = None,
+    dedup_by_key: bool = False,
     into: Registry | None = None,
 ) -> Callable[[F], F]:
     """Register a typed tool: `fn(args: ArgsModel, ctx: ToolContext) -> ResultModel`.
@@ -185,6 +197,7 @@ def tool(
                 irreversible=irreversible,
                 sandbox=policy,
                 source=source or "built-in",
+                dedup_by_key=dedup_by_key,
             )
         )
         return fn

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import smtplib
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
@@ -25,6 +24,7 @@ from autopilot.runtime.store.approvals import Approval, ApprovalVote
 from autopilot.runtime.store.customer import RiskAlert
 from autopilot.runtime.store.users import User
 from autopilot.tools.email import smtp_send
+from autopilot.tools.errors import ToolError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def _mail(svc: Services, to: str, subject: str, body: str, key: str) -> bool:
     try:
         smtp_send(svc.smtp, msg)
         return True
-    except (OSError, smtplib.SMTPException) as err:
+    except ToolError as err:
         log.warning("notification mail to %s failed: %s", to, err)
         return False
 

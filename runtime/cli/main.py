@@ -104,7 +104,7 @@ def worker() -> None:
             task_queue=settings.task_queue,
             policy=services.policy,
         )
-        async with beside_worker(ingest):
+        async with beside_worker(ingest, services):
             await build_worker(client, services, settings.task_queue).run()
 
     try:

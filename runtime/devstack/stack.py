@@ -135,7 +135,7 @@ async def running_stack(
             task_queue=settings.task_queue,
             policy=services.policy,
         )
-        await stack.enter_async_context(beside_worker(ingest))
+        await stack.enter_async_context(beside_worker(ingest, services))
         app = create_app(services, ingest)
         api = uvicorn.Server(
             uvicorn.Config(

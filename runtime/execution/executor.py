@@ -1,9 +1,14 @@
-"""Run a tool call at most once per idempotency key; a repeat returns the stored result.
+"""Run a tool call at most once per idempotency key, and know how every call ended.
 
-The key is reserved (status `started`) before the side effect and closed (`done`)
-after it, in separate commits. A retry that finds `done` replays the stored output;
-one that finds `started` means an earlier attempt died mid-effect, and we refuse to
-guess (ToolOutcomeUnknown) rather than risk a second email."""
+The key is reserved (`started`) before the side effect and closed after it, in separate
+commits. Each call ends in one of three states:
+- `done`: it happened once; a repeat returns the stored output and does nothing.
+- `failed`: known not to have happened (refused, receiver not reached, "try later"); a
+  retry may try again.
+- `unknown`: handed over with no answer, or an earlier attempt died mid-call. A tool whose
+  receiver de-duplicates by the key (the CRM's Idempotency-Key) is asked again with the
+  same key (`reconciling`); any other is never repeated blindly: it waits for a person
+  (runtime/execution/outcomes.py) or for the receiver's word."""
 
 from __future__ import annotations
 
@@ -24,26 +29,33 @@ from autopilot.tools.registry import (
     ToolError,
     ToolNotGranted,
     ToolOutcomeUnknown,
+    ToolUnavailable,
 )
 
+DIED = "an earlier attempt started the call and never recorded its end"
 
-def _reserve(engine: Engine, call: ToolCall) -> ToolResult | None:
-    """Returns the stored result when the call already completed, else reserves the key."""
+
+def _stored(row: ToolCallRecord) -> ToolResult:
+    return ToolResult(
+        tool=row.tool,
+        idempotency_key=row.idempotency_key,
+        status="done",
+        output=row.output,
+        replayed=True,
+    )
+
+
+def _reserve(engine: Engine, call: ToolCall, *, dedup: bool) -> tuple[ToolResult | None, bool]:
+    """The stored result when the call already completed; else reserves the key and says
+    whether this attempt reconciles an unknown outcome. Raises ToolOutcomeUnknown when the
+    outcome is unknown and the receiver cannot be asked again safely."""
+    unknown: str | None = None
+    now = datetime.now(UTC)
     try:
         with transaction(engine) as session:
             row = session.get(ToolCallRecord, call.idempotency_key)
             if row is not None and row.status == "done":
-                return ToolResult(
-                    tool=row.tool,
-                    idempotency_key=row.idempotency_key,
-                    status="done",
-                    output=row.output,
-                    replayed=True,
-                )
-            if row is not None and row.status == "started":
-                raise ToolOutcomeUnknown(
-                    f"an earlier attempt of {call.idempotency_key} started and never finished"
-                )
+                return _stored(row), False
             if row is None:
                 session.add(
                     ToolCallRecord(
@@ -51,15 +63,25 @@ def _reserve(engine: Engine, call: ToolCall) -> ToolResult | None:
                         tool=call.tool,
                         args=call.args,
                         status="started",
-                        started_at=datetime.now(UTC),
+                        started_at=now,
                     )
                 )
-            else:  # failed before any effect: try again
+            elif row.status in ("started", "unknown", "reconciling"):
+                if dedup:  # the receiver answers a repeat with what it did the first time
+                    row.status, row.attempts = "reconciling", row.attempts + 1
+                else:
+                    if row.status != "unknown":  # the attempt that started it died mid-call
+                        row.status, row.error, row.finished_at = "unknown", DIED, now
+                    unknown = row.error or DIED
+                session.add(row)
+            else:  # failed: known not sent, so it may be tried again
                 row.status, row.attempts, row.error = "started", row.attempts + 1, None
                 session.add(row)
-    except IntegrityError as err:  # a concurrent attempt holds the key
+    except IntegrityError as err:  # a concurrent attempt reserved the key first
         raise ToolOutcomeUnknown(f"{call.idempotency_key} is being executed elsewhere") from err
-    return None
+    if unknown is not None:
+        raise ToolOutcomeUnknown(unknown)
+    return None, row is not None and row.status == "reconciling"
 
 
 def _close(
@@ -73,6 +95,11 @@ def _close(
         session.add(row)
 
 
+def call_state(engine: Engine, key: str) -> ToolCallRecord | None:
+    with transaction(engine) as session:
+        return session.get(ToolCallRecord, key)
+
+
 def execute_once(
     engine: Engine,
     registry: Registry,
@@ -81,6 +108,9 @@ def execute_once(
     settings: Any = None,
     limits: PolicyLimits | None = None,
 ) -> ToolResult:
+    """Run `call` once. Raises ToolUnavailable (known not sent: retry later),
+    ToolOutcomeUnknown (may have happened: do not repeat, unless the tool's receiver
+    de-duplicates by key) or ToolError (refused: known not sent, final)."""
     if call.tool not in call.granted:
         raise ToolNotGranted(f"tool '{call.tool}' is not granted to this agent")
     tool_def = registry.get(call.tool)
@@ -100,17 +130,26 @@ def execute_once(
             status="dry_run" if call.dry_run else "done",
             output=output,
         )
-    stored = _reserve(engine, call)
+    stored, reconciling = _reserve(engine, call, dedup=tool_def.dedup_by_key)
     if stored is not None:
         return stored
+    # After an unknown outcome, even a refusal does not prove the first attempt failed.
+    not_sent = "unknown" if reconciling else "failed"
+    key = call.idempotency_key
     try:
         output = registry.call(call.tool, call.args, ctx)
-    except (ToolError, OSError) as err:
-        # The tool raised before completing its effect (refused, connection failed):
-        # release the key so a retry may try again.
-        _close(engine, call.idempotency_key, status="failed", error=str(err)[:500])
+    except ToolOutcomeUnknown as err:
+        _close(engine, key, status="unknown", error=str(err)[:500])
         raise
-    _close(engine, call.idempotency_key, status="done", output=output)
-    return ToolResult(
-        tool=call.tool, idempotency_key=call.idempotency_key, status="done", output=output
-    )
+    except ToolError as err:  # refused or not reached: the effect did not happen
+        _close(engine, key, status=not_sent, error=f"{err.code}: {str(err)[:480]}")
+        raise
+    except Exception as err:
+        # Anything else (a tool's own OSError, a bug) may have struck after the effect.
+        _close(engine, key, status="unknown", error=f"{type(err).__name__}: {str(err)[:480]}")
+        raise ToolOutcomeUnknown(f"{call.tool} raised {type(err).__name__}: {err}") from err
+    _close(engine, key, status="done", output=output)
+    return ToolResult(tool=call.tool, idempotency_key=key, status="done", output=output)
+
+
+__all__ = ["ToolOutcomeUnknown", "ToolUnavailable", "call_state", "execute_once"]

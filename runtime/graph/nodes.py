@@ -4,12 +4,14 @@ in the workflow (the interrupt must be raised there)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from langgraph.types import interrupt
 from sqlalchemy import update
 from sqlmodel import Session, col, select
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from autopilot.runtime import services
@@ -27,7 +29,8 @@ from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.contracts.policy import ActorIn, Decision
 from autopilot.runtime.contracts.run import ActionOutcome
 from autopilot.runtime.contracts.tool import ToolCall
-from autopilot.runtime.execution.executor import execute_once
+from autopilot.runtime.execution.executor import call_state, execute_once
+from autopilot.runtime.execution.outcomes import open_check
 from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.graph.state import RunState, View
 from autopilot.runtime.ledger.cbr import book_action_cost
@@ -43,7 +46,7 @@ from autopilot.runtime.store.actions import ActionRecord, AttributedRevenue
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.events import Event
 from autopilot.runtime.store.users import User
-from autopilot.tools.registry import ToolError
+from autopilot.tools.registry import ToolError, ToolOutcomeUnknown, ToolUnavailable
 
 # --- activities --------------------------------------------------------------
 
@@ -214,10 +217,17 @@ async def gate(state: RunState) -> dict[str, Any]:
     return {"decision": decision.model_dump(mode="json"), "approval": None, "result": None}
 
 
-def execute(state: RunState) -> dict[str, Any]:
+async def execute(state: RunState) -> dict[str, Any]:
+    """Run the action's tool once. A send that is known not to have happened (the server
+    down, "try later") is retried by Temporal with back-off for `send_retry_hours`; each
+    retry first checks that the approval is still valid and, after a policy change, that
+    the policy in force still allows it. An unknown outcome is never retried blindly."""
     svc = services.current()
     v = View(state)
     spec = svc.specs[v.run.agent]
+    retry = activity.in_activity() and activity.info().attempt > 1
+    if retry and (stop := await _still_allowed(svc, v, spec)) is not None:
+        return stop
     with transaction(svc.db) as session:
         # Claim the action before the side effect: a supervisor that preempts it (or
         # compliance that blocks it) after this sees it executing and decides again.
@@ -244,13 +254,92 @@ def execute(state: RunState) -> dict[str, Any]:
     call = ToolCall(
         tool=v.action.tool, args=v.action.args, idempotency_key=v.key, granted=spec.tools
     )
-    try:
-        result = execute_once(
-            svc.db, svc.tools, call, svc.smtp, svc.settings, read_limits(svc.policy)
+    limits = read_limits(svc.policy)
+    try:  # the tool blocks (SMTP, HTTP): off the worker's event loop
+        result = await asyncio.to_thread(
+            execute_once, svc.db, svc.tools, call, svc.smtp, svc.settings, limits
         )
+    except ToolUnavailable as err:
+        return _retry_or_give_up(svc, v.key, err)
+    except ToolOutcomeUnknown as err:
+        if _dedup(svc, call.tool):  # the receiver de-duplicates by key: ask it again
+            return _retry_or_give_up(svc, v.key, err)
+        return {"result": {"status": "unknown", "code": err.code, "error": str(err)[:500]}}
     except ToolError as err:
         return {"result": {"status": "failed", "code": err.code, "error": str(err)[:500]}}
     return {"result": result.model_dump(mode="json")}
+
+
+def _dedup(svc: services.Services, tool: str) -> bool:
+    try:
+        return svc.tools.get(tool).dedup_by_key
+    except ToolError:
+        return False
+
+
+def _retry_or_give_up(svc: services.Services, key: str, err: ToolError) -> dict[str, Any]:
+    """Raise for Temporal to retry with back-off, while the send is young enough; then
+    end it: known not sent, or (if any attempt may have landed) unknown."""
+    row = call_state(svc.db, key)
+    first = row.started_at if row is not None else svc.clock()
+    first = first if first.tzinfo else first.replace(tzinfo=UTC)
+    waited_h = (svc.clock() - first).total_seconds() / 3600
+    if waited_h < svc.settings.send_retry_hours:
+        raise ApplicationError(str(err)[:500], type=err.code)
+    status = "unknown" if row is not None and row.status == "unknown" else "failed"
+    return {
+        "result": {
+            "status": status,
+            "code": err.code,
+            "error": f"gave up after {waited_h:.1f} h: {str(err)[:400]}",
+        }
+    }
+
+
+async def _still_allowed(svc: services.Services, v: View, spec: AgentSpec) -> dict[str, Any] | None:
+    """Before a retried send: None to go on, or the update that ends the action unsent."""
+    state = call_state(svc.db, v.key)
+    if state is not None and state.status in ("done", "unknown", "reconciling"):
+        return None  # nothing to decide again: replay, or reconcile with the receiver
+    approval, now = v.approval, svc.clock()
+    if approval is not None and approval.decided_at is not None:
+        decided = approval.decided_at
+        decided = decided if decided.tzinfo else decided.replace(tzinfo=UTC)
+        if now - decided > timedelta(hours=svc.settings.approval_valid_hours):
+            return {
+                "result": {
+                    "status": "failed",
+                    "code": "approval.lapsed",
+                    "error": f"approved {decided.isoformat()}; not sent within "
+                    f"{svc.settings.approval_valid_hours:g} h",
+                }
+            }
+    if svc.policy.bundle_hash == v.decision.bundle_hash:
+        return None
+    # The policy changed while the send waited: it goes only if the policy in force
+    # allows it now, and asks for no approval beyond the one it has.
+    decision = await gate_action(
+        svc,
+        run_key=f"{v.key}/regate/{svc.policy.bundle_hash[:12]}",
+        action=v.action,
+        account=v.account,
+        spec=spec,
+        actor=ActorIn(type="agent", id=v.run.agent),
+        pinned_bundle=None,
+        reserve=Reservation(key=v.key, workflow_id=v.run.workflow_id, agent=v.run.agent),
+    )
+    had = set(v.decision.roles) if approval is not None else set()
+    if decision.allow and set(decision.roles) <= had:
+        return None
+    return {
+        "decision": decision.model_dump(mode="json"),
+        "result": {
+            "status": "failed",
+            "code": "policy.changed",
+            "error": "the policy changed while the send waited and no longer lets it run"
+            + (" without a new approval" if decision.allow else ""),
+        },
+    }
 
 
 def _status(
@@ -264,6 +353,8 @@ def _status(
         return str(result["code"]).removeprefix("supervisor.")
     if result is None or result.get("status") == "failed":
         return "failed"
+    if result.get("status") == "unknown":
+        return "unknown"
     return "executed"
 
 
@@ -341,6 +432,10 @@ def record(state: RunState) -> dict[str, Any]:
             session.add(row)
             if status == "executed":  # the cost ledger: booked once per action (unique key)
                 book_action_cost(session, row, at=svc.clock())
+            if status == "unknown":  # never silent: a person checks (or the receiver answers)
+                open_check(
+                    session, row, error=str((result or {}).get("error", "")), now=svc.clock()
+                )
     outcome = ActionOutcome(
         index=v.index,
         tool=final.tool,

@@ -20,6 +20,9 @@ from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.actions import ActionRecord
 
 IN_FLIGHT = ("allowed", "pending", "executing")
+# What the ledger counts as spent and as a contact: what happened, and what may have
+# (an unknown outcome is counted until a person or the receiver says it was not sent).
+SPENT = ("executed", "unknown")
 # How long a reservation holds without its action moving on. An allowed action runs
 # within its activity's retries (minutes); one waiting for people, within its approval
 # window. A run that died in between (terminated, failed past its retries) must not hold
@@ -46,7 +49,7 @@ def _counted(now: datetime, exclude_key: Excluded) -> ColumnElement[bool]:
     nor those the supervisor lets it overrule)."""
     counted = or_(
         and_(
-            col(ActionRecord.status) == "executed",
+            col(ActionRecord.status).in_(SPENT),
             col(ActionRecord.updated_at) >= quarter_start(now),
         ),
         in_flight(now),
@@ -127,7 +130,7 @@ def quarter_limits(
                 or_(
                     in_flight(now),
                     and_(
-                        col(ActionRecord.status) == "executed",
+                        col(ActionRecord.status).in_(SPENT),
                         col(ActionRecord.updated_at) >= cooldown,
                     ),
                 ),
@@ -184,9 +187,12 @@ def hours_since_contact(
         held = held.where(col(ActionRecord.run_key).not_in(keys))
     if session.exec(held.limit(1)).first() is not None:
         return 0.0
-    last = session.exec(
-        select(func.max(ActionRecord.updated_at)).where(*mine, ActionRecord.status == "executed")
-    ).one()
+    contacted = select(func.max(ActionRecord.updated_at)).where(
+        *mine, col(ActionRecord.status).in_(SPENT)
+    )
+    if keys:  # an unknown outcome being resent is not its own earlier contact
+        contacted = contacted.where(col(ActionRecord.run_key).not_in(keys))
+    last = session.exec(contacted).one()
     if last is None:
         return None
     last = last if last.tzinfo else last.replace(tzinfo=UTC)

@@ -22,6 +22,7 @@ from autopilot.runtime.store import (  # noqa: F401  (every table registers with
     mail,
     mcp,
     outbox,
+    outcomes,
     tool_calls,
     users,
 )

@@ -21,10 +21,13 @@ from autopilot.tools.registry import (
     SmtpConfig,
     ToolArgsInvalid,
     ToolContext,
+    ToolError,
     ToolNotGranted,
     ToolOutcomeUnknown,
+    ToolUnavailable,
 )
 from tests.conftest import free_port
+from tests.reliability.faults import FaultySmtp
 
 ARGS = {"to": "champion@acme.example", "subject": "Hello", "body": "Can we help?"}
 
@@ -79,14 +82,21 @@ def test_a_started_but_unfinished_call_is_not_repeated(mail: tuple[Engine, SmtpC
     with pytest.raises(ToolOutcomeUnknown):
         execute_once(db, registry, call, smtp)
     assert len(mails(db)) == 1
+    with Session(db) as s:  # not left `started` for ever: visibly unknown
+        assert s.get(ToolCallRecord, "wf/2/0").status == "unknown"  # type: ignore[union-attr]
+    with pytest.raises(ToolOutcomeUnknown):  # and still never repeated
+        execute_once(db, registry, call, smtp)
+    assert len(mails(db)) == 1
 
 
 def test_a_call_that_failed_before_sending_may_be_retried(mail: tuple[Engine, SmtpConfig]) -> None:
     db, smtp = mail
     dead = SmtpConfig(host="127.0.0.1", port=free_port(), mail_from=smtp.mail_from)
     call = ToolCall(tool="send_email", args=ARGS, idempotency_key="wf/3/0", granted=["send_email"])
-    with pytest.raises(OSError):
+    with pytest.raises(ToolUnavailable):  # connection refused: known not sent
         execute_once(db, registry, call, dead)
+    with Session(db) as s:
+        assert s.get(ToolCallRecord, "wf/3/0").status == "failed"  # type: ignore[union-attr]
     result = execute_once(db, registry, call, smtp)
     assert result.output["delivered"] and len(mails(db)) == 1
     with Session(db) as s:
@@ -114,7 +124,7 @@ def test_meeting_request_and_its_cancellation(tmp_path: Path) -> None:
     from autopilot.runtime.store.db import make_engine
     from autopilot.runtime.store.mail import ReceivedMail
     from autopilot.tools.builtin import registry
-    from autopilot.tools.registry import SmtpConfig, ToolContext
+    from autopilot.tools.registry import SmtpConfig, ToolContext, ToolError
     from tests.conftest import free_port
 
     db = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
@@ -144,7 +154,6 @@ def test_starttls_and_auth_against_a_real_tls_server(tmp_path: Path) -> None:
     """An SMTP server that requires STARTTLS and a login (aiosmtpd with a certificate made
     here): the email tool upgrades, verifies the certificate against the CA and logs in;
     a certificate it cannot verify stops it before anything is sent."""
-    import smtplib
     import ssl
     import subprocess
 
@@ -178,13 +187,81 @@ def test_starttls_and_auth_against_a_real_tls_server(tmp_path: Path) -> None:
         out = registry.call("send_email", args, ToolContext("tls/1", False, smtp=good))
         assert out["delivered"]
         anonymous = SmtpConfig(**{**good.__dict__, "username": "", "password": ""})
-        with pytest.raises(smtplib.SMTPSenderRefused, match="530"):  # the server insists on a login
+        with pytest.raises(ToolError) as refused:  # the server insists on a login: 530, final
             registry.call("send_email", args, ToolContext("tls/2", False, smtp=anonymous))
+        assert refused.value.code == "tool.failed" and "530" in str(refused.value)
         untrusted = SmtpConfig(**{**good.__dict__, "ca_file": ""})
-        with pytest.raises(ssl.SSLCertVerificationError):
+        with pytest.raises(ToolError) as untrusted_err:  # a configuration error, not "try later"
             registry.call("send_email", args, ToolContext("tls/3", False, smtp=untrusted))
+        assert untrusted_err.value.code == "tool.failed"
+        assert isinstance(untrusted_err.value.__cause__, ssl.SSLCertVerificationError)
         with Session(db) as s:
             assert [m.subject for m in s.exec(select(ReceivedMail))] == ["Hello over TLS"]
     finally:
         server.stop()
         db.dispose()
+
+
+# --- how a send ends: known not sent, refused, or unknown -------------------------------
+
+
+@pytest.fixture
+def faulty(tmp_path: Path) -> Iterator[tuple[Engine, FaultySmtp, SmtpConfig]]:
+    db = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    server = FaultySmtp(port=free_port(), reply_delay_s=2.0).start()
+    yield db, server, SmtpConfig(host="127.0.0.1", port=server.port, mail_from="cs@vendor.example", timeout=0.5)
+    server.stop()
+    db.dispose()
+
+
+def _status(db: Engine, key: str) -> str:
+    with Session(db) as s:
+        row = s.get(ToolCallRecord, key)
+        assert row is not None
+        return row.status
+
+
+def test_try_later_is_known_not_sent_and_retried_into_one_delivery(faulty) -> None:  # type: ignore[no-untyped-def]
+    db, server, smtp = faulty
+    call = ToolCall(tool="send_email", args=ARGS, idempotency_key="f/1", granted=["send_email"])
+    server.mode = "tempfail"
+    with pytest.raises(ToolUnavailable):
+        execute_once(db, registry, call, smtp)
+    assert server.stored == [] and _status(db, "f/1") == "failed"
+    server.mode = "ok"
+    execute_once(db, registry, call, smtp)
+    assert len(server.stored) == 1 and _status(db, "f/1") == "done"
+
+
+def test_a_refused_recipient_is_final_and_not_retryable(faulty) -> None:  # type: ignore[no-untyped-def]
+    db, server, smtp = faulty
+    server.mode = "reject"
+    call = ToolCall(tool="send_email", args=ARGS, idempotency_key="f/2", granted=["send_email"])
+    with pytest.raises(ToolError) as err:
+        execute_once(db, registry, call, smtp)
+    assert not isinstance(err.value, ToolUnavailable | ToolOutcomeUnknown)
+    assert server.stored == [] and _status(db, "f/2") == "failed"
+
+
+def test_a_reply_lost_after_the_message_was_stored_is_unknown_and_never_resent(faulty) -> None:  # type: ignore[no-untyped-def]
+    """The server stores the message; its 250 arrives after the client's timeout. Before,
+    this was a failure retried into a second copy."""
+    db, server, smtp = faulty
+    server.mode = "lost_reply"
+    call = ToolCall(tool="send_email", args=ARGS, idempotency_key="f/3", granted=["send_email"])
+    with pytest.raises(ToolOutcomeUnknown):
+        execute_once(db, registry, call, smtp)
+    assert len(server.stored) == 1 and _status(db, "f/3") == "unknown"
+    server.mode = "ok"
+    with pytest.raises(ToolOutcomeUnknown):  # a retry does not guess
+        execute_once(db, registry, call, smtp)
+    assert len(server.stored) == 1
+
+
+def test_a_server_that_is_down_is_known_not_sent(faulty) -> None:  # type: ignore[no-untyped-def]
+    db, server, smtp = faulty
+    server.stop()
+    call = ToolCall(tool="send_email", args=ARGS, idempotency_key="f/4", granted=["send_email"])
+    with pytest.raises(ToolUnavailable):
+        execute_once(db, registry, call, smtp)
+    assert _status(db, "f/4") == "failed"
