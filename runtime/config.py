@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # retried, with back-off, before the action is given up as not sent.
     send_retry_hours: float = 24.0
     send_max_backoff_s: float = 300.0  # the longest wait between two such retries
+    http_timeout_s: float = 10.0  # connectors' HTTP calls (CRM, webhooks), per call
+    send_timeout_s: float = 90.0  # one send attempt; a worker that died is noticed after it
     # An approval is acted on within this window; a send still retrying past it stops.
     approval_valid_hours: float = 72.0
     mail_from: str = "cs-autopilot@vendor.example"

@@ -41,6 +41,10 @@ def _http_error(err: httpx.HTTPError, what: str) -> ToolError:
     return ToolOutcomeUnknown(f"{what}: no answer after the request left: {err}")
 
 
+def _timeout(ctx: ToolContext) -> float:
+    return float(getattr(ctx.settings, "http_timeout_s", 10.0)) if ctx.settings else 10.0
+
+
 def _db(ctx: ToolContext):  # type: ignore[no-untyped-def]
     if ctx.db is None:
         raise ToolError("no store configured")
@@ -215,7 +219,9 @@ def _crm(ctx: ToolContext) -> tuple[str, dict[str, str]]:
 def _crm_set(ctx: ToolContext, args: CrmFieldArgs, *, compensation: bool) -> Done:
     base, headers = _crm(ctx)
     try:
-        current = httpx.get(f"{base}/accounts/{args.account_id}", headers=headers, timeout=10)
+        current = httpx.get(
+            f"{base}/accounts/{args.account_id}", headers=headers, timeout=_timeout(ctx)
+        )
         current.raise_for_status()
         before = current.json().get("fields", {}).get(args.field)
         diff = {
@@ -235,7 +241,7 @@ def _crm_set(ctx: ToolContext, args: CrmFieldArgs, *, compensation: bool) -> Don
         r = httpx.patch(
             f"{base}/accounts/{args.account_id}",
             json={"fields": {args.field: args.value}},
-            timeout=10,
+            timeout=_timeout(ctx),
             headers={**headers, "Idempotency-Key": ctx.idempotency_key},
         )
         r.raise_for_status()
@@ -295,7 +301,9 @@ def crm_write_forecast(args: ForecastArgs, ctx: ToolContext) -> Done:
     base, headers = _crm(ctx)
     body = {"renewal_probability": args.renewal_probability, "forecast_arr": args.forecast_arr}
     try:
-        current = httpx.get(f"{base}/accounts/{args.account_id}", headers=headers, timeout=10)
+        current = httpx.get(
+            f"{base}/accounts/{args.account_id}", headers=headers, timeout=_timeout(ctx)
+        )
         current.raise_for_status()
         before = current.json().get("forecast")
         if ctx.dry_run:
@@ -309,7 +317,7 @@ def crm_write_forecast(args: ForecastArgs, ctx: ToolContext) -> Done:
         r = httpx.put(
             f"{base}/accounts/{args.account_id}/forecast",
             json=body,
-            timeout=10,
+            timeout=_timeout(ctx),
             headers={**headers, "Idempotency-Key": ctx.idempotency_key},
         )
         r.raise_for_status()
@@ -336,14 +344,14 @@ def crm_restore_forecast(args: ForecastRestoreArgs, ctx: ToolContext) -> Done:
         h = {**headers, "Idempotency-Key": ctx.idempotency_key}
         if args.previous is None:
             httpx.delete(
-                f"{base}/accounts/{args.account_id}/forecast", headers=h, timeout=10
+                f"{base}/accounts/{args.account_id}/forecast", headers=h, timeout=_timeout(ctx)
             ).raise_for_status()
         else:
             httpx.put(
                 f"{base}/accounts/{args.account_id}/forecast",
                 json=args.previous,
                 headers=h,
-                timeout=10,
+                timeout=_timeout(ctx),
             ).raise_for_status()
     except httpx.HTTPError as err:
         raise _http_error(err, "CRM request failed") from err
@@ -374,7 +382,10 @@ def post_slack(args: SlackArgs, ctx: ToolContext) -> Done:
         )
     try:
         httpx.post(
-            url, json=payload, timeout=10, headers={"Idempotency-Key": ctx.idempotency_key}
+            url,
+            json=payload,
+            timeout=_timeout(ctx),
+            headers={"Idempotency-Key": ctx.idempotency_key},
         ).raise_for_status()
     except httpx.HTTPError as err:
         raise _http_error(err, "webhook failed") from err

@@ -20,13 +20,15 @@ _IO = {
 _PURE = {"execute_in": "workflow"}
 
 
-def _send(max_backoff_s: float) -> dict[str, object]:
+def _send(max_backoff_s: float, timeout_s: float) -> dict[str, object]:
     """The execute node: a send known not to have happened is retried with back-off for
     as long as the node lets it (settings.send_retry_hours), not for ten quick attempts;
     an unknown outcome is never raised, so never retried blindly."""
     return {
         "execute_in": "activity",
-        "start_to_close_timeout": timedelta(seconds=90),
+        # A worker killed mid-send is noticed when this passes: the retry then finds the
+        # call started and never finished (unknown), or not started at all (sent now).
+        "start_to_close_timeout": timedelta(seconds=timeout_s),
         "retry_policy": RetryPolicy(
             initial_interval=timedelta(seconds=1),
             backoff_coefficient=2.0,
@@ -36,7 +38,7 @@ def _send(max_backoff_s: float) -> dict[str, object]:
     }
 
 
-def build_graph(*, max_send_backoff_s: float = 300.0) -> StateGraph:
+def build_graph(*, max_send_backoff_s: float = 300.0, send_timeout_s: float = 90.0) -> StateGraph:
     """A fresh graph per worker: the Temporal plugin wraps the node functions in place."""
     g = StateGraph(RunState)
     g.add_node("observe", nodes.observe, metadata=_IO)
@@ -44,7 +46,7 @@ def build_graph(*, max_send_backoff_s: float = 300.0) -> StateGraph:
     g.add_node("plan", nodes.plan, metadata=_IO)
     g.add_node("gate", nodes.gate, metadata=_IO)
     g.add_node("approve", nodes.approve, metadata=_PURE)
-    g.add_node("execute", nodes.execute, metadata=_send(max_send_backoff_s))
+    g.add_node("execute", nodes.execute, metadata=_send(max_send_backoff_s, send_timeout_s))
     g.add_node("record", nodes.record, metadata=_IO)
     g.add_edge(START, "observe")
     g.add_edge("observe", "assess")

@@ -281,9 +281,10 @@ def _retry_or_give_up(svc: services.Services, key: str, err: ToolError) -> dict[
     """Raise for Temporal to retry with back-off, while the send is young enough; then
     end it: known not sent, or (if any attempt may have landed) unknown."""
     row = call_state(svc.db, key)
-    first = row.started_at if row is not None else svc.clock()
+    now = datetime.now(UTC)  # the executor stamps attempts in real time, so must this
+    first = row.started_at if row is not None else now
     first = first if first.tzinfo else first.replace(tzinfo=UTC)
-    waited_h = (svc.clock() - first).total_seconds() / 3600
+    waited_h = (now - first).total_seconds() / 3600
     if waited_h < svc.settings.send_retry_hours:
         raise ApplicationError(str(err)[:500], type=err.code)
     status = "unknown" if row is not None and row.status == "unknown" else "failed"
