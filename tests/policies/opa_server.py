@@ -111,7 +111,7 @@ class OpaLikeServer(ThreadingHTTPServer):
     def __init__(self, folder: Path) -> None:
         self.evaluator = _Evaluator(folder)
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.mode = "ok"  # ok | error | slow | undefined
+        self.mode = "ok"  # ok | error | slow | undefined | garbage | oversized
 
     @property
     def url(self) -> str:
@@ -153,12 +153,23 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(3)
         if mode == "undefined":
             return self._send(200, {})
+        if mode == "garbage" and path.endswith("/decision"):
+            data = b"<html>502 Bad Gateway</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
         try:
             result = self.server.evaluate(
                 path.removeprefix("/v1/data"), body.get("input"), has_input="input" in body
             )
         except (RuntimeError, ValueError) as err:
             return self._send(500, {"code": "internal_error", "message": str(err)[:200]})
+        if mode == "oversized" and path.endswith("/decision"):  # 20 MB of obligations
+            pad = [{"type": "note", "text": "x" * 1000}] * 20_000
+            result = {"result": {**result.get("result", {}), "obligations": pad}}
         self._send(200, result)
 
     def do_GET(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, select
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from autopilot.runtime.accounts.ingest import Ingest
@@ -34,9 +35,10 @@ from tests.reliability.faults import FaultySmtp
 FINAL = ("executed", "unknown", "failed", "denied", "rejected", "preempted", "blocked")
 
 
-def _spawn(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "tests.reliability.worker_proc"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:  # every worker's log, to tell why a task failed
+        return subprocess.Popen([sys.executable, "-m", "tests.reliability.worker_proc"], cwd=REPO, env=env,
+                                stdout=out, stderr=out)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +64,8 @@ async def test_a_worker_killed_again_and_again_loses_and_doubles_no_email(
     client = temporal_env.client
     ingest = Ingest(services.db, client, services.specs, task_queue=task_queue, policy=services.policy)
     rng = random.Random(7)
-    proc = _spawn(env)
+    log = tmp_path / "workers.log"
+    proc = _spawn(env, log)
     kills = 0
     workflow_ids: set[str] = set()
     try:
@@ -76,7 +79,7 @@ async def test_a_worker_killed_again_and_again_loses_and_doubles_no_email(
             proc.kill()
             proc.wait()
             kills += 1
-            proc = _spawn(env)
+            proc = _spawn(env, log)
 
         def settled() -> list[ActionRecord]:
             with Session(services.db) as s:
@@ -88,7 +91,10 @@ async def test_a_worker_killed_again_and_again_loses_and_doubles_no_email(
                 handle = client.get_workflow_handle(wf)
                 if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
                     continue
-                if (await handle.query("progress"))["status"] != "waiting":
+                try:
+                    if (await handle.query("progress"))["status"] != "waiting":
+                        return False
+                except RPCError:  # its workflow task is being retried (a worker died in it)
                     return False
             return True
 
@@ -124,6 +130,7 @@ async def test_a_worker_killed_again_and_again_loses_and_doubles_no_email(
         "lost": len(lost),
         "duplicated": sum(n - 1 for n in by_id.values() if n > 1),
         "unknown_outcomes": len(unknown),
+        "workflow_task_failures": log.read_text(errors="replace").count("activation on workflow"),
         "unknown_surfaced": sum(1 for r in unknown if r.run_key in checks and checks[r.run_key].status == "open"),
     }
     if path := os.environ.get("AUTOPILOT_FAULTS_REPORT"):
