@@ -16,8 +16,10 @@ from datetime import datetime
 from typing import Literal
 
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from autopilot.runtime.accounts.snapshot import get_snapshot
+from autopilot.runtime.approvals.access import Principal, accounts_visible_to
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.audit import AuditEvent
 from autopilot.runtime.contracts.hashing import sha256_hex
@@ -40,10 +42,23 @@ log = logging.getLogger(__name__)
 Verdict = Literal["sent", "not_sent", "resend"]
 
 
+# Who may say what happened: the account's CSM, and the people who run CS.
+RESOLVERS = frozenset({"csm", "manager", "vp", "admin"})
+
+
 class CheckError(Exception):
-    """The check cannot take this answer (unknown, or already closed)."""
+    """The check cannot take this answer: it is closed already."""
 
     code = "outcome.not_open"
+    status_code = 409
+
+
+class CheckNotFound(CheckError):
+    code, status_code = "outcome.not_found", 404
+
+
+class CheckForbidden(CheckError):
+    code, status_code = "outcome.forbidden", 403
 
 
 def open_check(session: Session, action: ActionRecord, *, error: str, now: datetime) -> None:
@@ -288,15 +303,42 @@ async def _resend(svc: Services, check: OutcomeCheck, out: Reconciled) -> None:
     _audit(svc, row, what=verdict, actor="system:reconciler", detail={"note": note[:500]})
 
 
-def list_checks(
-    session: Session, *, org_id: str, account_ids: list[str] | None = None, status: str = "open"
+def _book(user: Principal) -> SelectOfScalar[str] | None:
+    """The ids of the accounts in a CSM's book (None: the whole organisation)."""
+    return accounts_visible_to(user, select(Account.id)) if user.book_only else None
+
+
+def visible_checks(
+    svc: Services, user: Principal, *, status: str = "open", limit: int = 200
 ) -> list[OutcomeCheck]:
-    query = select(OutcomeCheck).where(OutcomeCheck.org_id == org_id)
-    if status != "all":
-        query = query.where(OutcomeCheck.status == status)
-    if account_ids is not None:
-        query = query.where(col(OutcomeCheck.account_id).in_(account_ids))
-    return list(session.exec(query.order_by(col(OutcomeCheck.opened_at))))
+    """The checks `user` may see (their book, or their organisation), oldest first."""
+    with transaction(svc.db) as session:
+        query = select(OutcomeCheck).where(OutcomeCheck.org_id == user.org_id)
+        if status != "all":
+            query = query.where(OutcomeCheck.status == status)
+        if (book := _book(user)) is not None:
+            query = query.where(col(OutcomeCheck.account_id).in_(book))
+        return list(session.exec(query.order_by(col(OutcomeCheck.opened_at)).limit(limit)))
+
+
+def resolve_as(
+    svc: Services, user: Principal, *, run_key: str, verdict: Verdict, note: str = ""
+) -> str:
+    """`resolve`, for a person: only a check they may see, and only with a role that may
+    say what happened (an auditor reads, never decides)."""
+    with transaction(svc.db) as session:
+        row = session.get(OutcomeCheck, run_key)
+        book = _book(user)
+        visible = (
+            row is not None
+            and row.org_id == user.org_id
+            and (book is None or row.account_id in set(session.exec(book)))
+        )
+    if not visible:
+        raise CheckNotFound(f"no check {run_key}")
+    if not user.roles & RESOLVERS:
+        raise CheckForbidden("only a CSM, manager, VP or admin may say what happened")
+    return resolve(svc, run_key=run_key, verdict=verdict, actor=user.user_id, note=note)
 
 
 async def run_reconciler(svc: Services, stop: asyncio.Event, *, interval_s: float = 5.0) -> None:

@@ -3,7 +3,6 @@ denied (fail closed), nothing is sent, and the decision log stays small."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
