@@ -6,12 +6,23 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from autopilot.runtime.accounts.ingest import Ingest
-from autopilot.runtime.api.routes import accounts, approvals, decisions, events, health, web
+from autopilot.runtime.api.routes import (
+    accounts,
+    approvals,
+    decisions,
+    events,
+    health,
+    outcomes,
+    web,
+)
+from autopilot.runtime.api.routes.errors import ErrorOut, FieldError
 from autopilot.runtime.approvals.service import Inbox
 from autopilot.runtime.services import Services
 
@@ -26,6 +37,7 @@ def create_app(services: Services, ingest: Ingest) -> FastAPI:
     app.include_router(events.router)
     app.include_router(approvals.router)
     app.include_router(decisions.router)
+    app.include_router(outcomes.router)
     app.include_router(accounts.router)
     app.include_router(health.router)
     app.include_router(web.router)
@@ -35,8 +47,19 @@ def create_app(services: Services, ingest: Ingest) -> FastAPI:
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # The field and the problem, not the value: a NaN or an infinity cannot be echoed
         # as JSON (that was a 500), and a refused value may be a secret.
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return JSONResponse(status_code=422, content={"detail": detail})
+        detail = [
+            FieldError(loc=list(e["loc"]), msg=e["msg"], type=e["type"]) for e in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content=ErrorOut(detail=detail).model_dump())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # A body that is not UTF-8 cannot be JSON: FastAPI answers 400 for it, where a JSON
+        # syntax error is a 422. One status for "the body is not JSON", as documented.
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            invalid = FieldError(loc=["body"], msg="the body is not UTF-8", type="json_invalid")
+            return JSONResponse(status_code=422, content=ErrorOut(detail=[invalid]).model_dump())
+        return await http_exception_handler(request, exc)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -34,14 +35,28 @@ async def _inbox(request: Request) -> Inbox:
     return request.app.state.inbox  # type: ignore[no-any-return]
 
 
-async def optional_user(request: Request) -> Principal | None:
-    """A bearer API token, or the web session cookie (one primary-key lookup each, run
-    on the event loop: cheaper than a hop to a worker thread)."""
-    header = request.headers.get("authorization", "")
+# Declared as security schemes so that the OpenAPI schema (and /docs) tells clients how
+# to authenticate; neither refuses by itself: current_user answers the 401.
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token from `autopilot users token USER` (expires; can be revoked).",
+)
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="The web inbox's session, after sign-in."
+)
+
+
+async def optional_user(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    sid: Annotated[str | None, Depends(_cookie)],
+) -> Principal | None:
+    """A bearer API token, or the web session cookie (a few primary-key lookups, run on
+    the event loop: cheaper than a hop to a worker thread). An unknown, expired or
+    revoked token is no user, even with a session cookie beside it."""
     with Session(request.app.state.services.db) as session:
-        if header.lower().startswith("bearer "):
-            return auth.from_token(session, header[7:].strip())
-        sid = request.cookies.get(SESSION_COOKIE)
+        if bearer is not None:
+            return auth.from_token(session, bearer.credentials.strip())
         return auth.from_session(session, sid) if sid else None
 
 

@@ -3,23 +3,34 @@ argon2id (OWASP's first choice; a slow, memory-hard hash because people pick gue
 passwords), tokens and session ids with SHA-256 (they are long random strings, so a
 fast hash is enough). Hashes from older releases (scrypt) still verify and are
 replaced by argon2id at the user's next successful login, the only moment we hold
-the plain password."""
+the plain password. API tokens expire (90 days unless issued for another term) and can
+be revoked; an expired or revoked token is refused like an unknown one (401)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from autopilot.runtime.approvals.access import ROLES, Principal
 from autopilot.runtime.store.db import transaction
-from autopilot.runtime.store.users import ApiToken, LoginThrottle, Organization, User, WebSession
+from autopilot.runtime.store.users import (
+    ApiToken,
+    ApiTokenValidity,
+    LoginThrottle,
+    Organization,
+    User,
+    WebSession,
+)
 
 
 class AuthError(Exception):
@@ -133,21 +144,120 @@ def _add_user(
     return user
 
 
-def issue_token(db: Engine, *, user_id: str, label: str = "") -> str:
-    """A new API token; only its hash is kept, so it is shown once."""
+DEFAULT_TOKEN_DAYS = 90
+MAX_TOKEN_DAYS = 3650
+# Shown to people to name a token (to list or revoke it): the start of its SHA-256, which
+# says nothing of the token itself, and is found for tokens issued before ids existed.
+TOKEN_ID_LENGTH = 12
+
+
+def token_id_of(token: str) -> str:
+    return _hash_secret(token)[:TOKEN_ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: str
+    user_id: str
+    label: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> Literal["active", "expired", "revoked"]:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "active" if now < self.expires_at else "expired"
+
+
+def issue_token(
+    db: Engine,
+    *,
+    user_id: str,
+    label: str = "",
+    days: int = DEFAULT_TOKEN_DAYS,
+    now: datetime | None = None,
+) -> str:
+    """A new API token, good for `days` days; only its hash is kept, so it is shown once."""
+    if not 1 <= days <= MAX_TOKEN_DAYS:
+        raise AuthError(f"a token lasts 1 to {MAX_TOKEN_DAYS} days, not {days}")
     token = "cap_" + secrets.token_urlsafe(32)
+    now = now or datetime.now(UTC)
     with transaction(db) as session:
         if session.get(User, user_id) is None:
             raise AuthError(f"no user {user_id}")
-        session.add(
-            ApiToken(
-                token_hash=_hash_secret(token),
-                user_id=user_id,
-                label=label,
-                created_at=datetime.now(UTC),
-            )
-        )
+        token_hash = _hash_secret(token)
+        session.add(ApiToken(token_hash=token_hash, user_id=user_id, label=label, created_at=now))
+        session.add(ApiTokenValidity(token_hash=token_hash, expires_at=now + timedelta(days=days)))
     return token
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite returns naive UTC
+
+
+def _info(row: ApiToken, validity: ApiTokenValidity | None) -> TokenInfo:
+    created = _utc(row.created_at)
+    return TokenInfo(
+        id=row.token_hash[:TOKEN_ID_LENGTH],
+        user_id=row.user_id,
+        label=row.label,
+        created_at=created,
+        # A token from before expiry existed gets the default lifetime from its creation.
+        expires_at=_utc(validity.expires_at)
+        if validity
+        else created + timedelta(days=DEFAULT_TOKEN_DAYS),
+        last_used_at=_utc(row.last_used_at) if row.last_used_at else None,
+        revoked_at=_utc(validity.revoked_at) if validity and validity.revoked_at else None,
+    )
+
+
+def list_tokens(db: Engine, *, user_id: str) -> list[TokenInfo]:
+    """The user's tokens, oldest first, revoked and expired ones included."""
+    with Session(db) as session:
+        rows = session.exec(
+            select(ApiToken, ApiTokenValidity)
+            .join(
+                ApiTokenValidity,
+                col(ApiTokenValidity.token_hash) == col(ApiToken.token_hash),
+                isouter=True,
+            )
+            .where(ApiToken.user_id == user_id)
+            .order_by(col(ApiToken.created_at))
+        ).all()
+    return [_info(row, validity) for row, validity in rows]
+
+
+def revoke_tokens(
+    db: Engine, *, user_id: str, token_id: str | None = None, now: datetime | None = None
+) -> list[str]:
+    """Revoke the user's token whose id is `token_id`, or all of them (None); the ids revoked
+    now (one already revoked stays as it was). The next request with it answers 401."""
+    now = now or datetime.now(UTC)
+    with transaction(db) as session:
+        if session.get(User, user_id) is None:
+            raise AuthError(f"no user {user_id}")
+        query = select(ApiToken).where(ApiToken.user_id == user_id)
+        if token_id is not None:
+            if not re.fullmatch(f"[0-9a-f]{{{TOKEN_ID_LENGTH}}}", token_id.lower()):
+                raise AuthError(f"a token id is {TOKEN_ID_LENGTH} hex digits, not {token_id!r}")
+            query = query.where(col(ApiToken.token_hash).startswith(token_id.lower()))
+        rows = session.exec(query).all()
+        if token_id is not None and not rows:
+            raise AuthError(f"{user_id} has no token {token_id}")
+        revoked = []
+        for row in rows:
+            validity = session.get(ApiTokenValidity, row.token_hash)
+            if validity is None:
+                validity = ApiTokenValidity(
+                    token_hash=row.token_hash, expires_at=_info(row, None).expires_at
+                )
+            if validity.revoked_at is None:
+                validity.revoked_at = now
+                session.add(validity)
+                revoked.append(row.token_hash[:TOKEN_ID_LENGTH])
+    return revoked
 
 
 # "Last used" exists to find stale tokens, for which a minute's precision is plenty; a write
@@ -156,19 +266,21 @@ TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 def from_token(session: Session, token: str, *, now: datetime | None = None) -> Principal | None:
-    """The token's user, if both are valid; records the use (see TOKEN_TOUCH_INTERVAL)."""
-    row = session.get(ApiToken, _hash_secret(token))
+    """The token's user, if the token is neither expired nor revoked and the user is
+    active; records the use (see TOKEN_TOUCH_INTERVAL)."""
+    token_hash = _hash_secret(token)
+    row = session.get(ApiToken, token_hash)
     if row is None:
+        return None
+    now = now or datetime.now(UTC)
+    info = _info(row, session.get(ApiTokenValidity, token_hash))
+    if info.state(now) != "active":
         return None
     user = session.get(User, row.user_id)
     if user is None or not user.active:
         return None
     found = principal(user)
-    now = now or datetime.now(UTC)
-    last = row.last_used_at
-    if last is not None and last.tzinfo is None:  # SQLite returns naive datetimes; we store UTC
-        last = last.replace(tzinfo=UTC)
-    if last is None or now - last >= TOKEN_TOUCH_INTERVAL:
+    if info.last_used_at is None or now - info.last_used_at >= TOKEN_TOUCH_INTERVAL:
         row.last_used_at = now
         session.add(row)
         session.commit()

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session, col, select
 
-from autopilot.runtime.cli.output import console, emit_json, fail, finish
+from autopilot.runtime.cli.output import console, emit_json, err_console, fail, finish
 from autopilot.runtime.config import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Users, roles and API tokens.")
@@ -81,13 +81,100 @@ def list_users(org: str | None = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def token(user_id: str, label: str = "", as_json: JsonOpt = False) -> None:
-    """Issue an API token (shown once; only its hash is stored)."""
-    from autopilot.runtime.auth.users import AuthError, issue_token
+def token(
+    user_id: str,
+    token_id: Annotated[
+        str | None, typer.Argument(help="with --revoke: the id of the token to revoke")
+    ] = None,
+    label: str = "",
+    days: Annotated[
+        int | None, typer.Option(help="days until the token expires (default 90)")
+    ] = None,
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="revoke the token TOKEN_ID (or --all)")
+    ] = False,
+    revoke_all: Annotated[
+        bool, typer.Option("--all", help="with --revoke: every token of the user")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue an API token (shown once; only its hash is stored), good for --days days;
+    or revoke one, `token USER --revoke TOKEN_ID`, or all, `token USER --revoke --all`.
+    A revoked or expired token is refused (401) from its next request on."""
+    from autopilot.runtime.auth.users import (
+        DEFAULT_TOKEN_DAYS,
+        AuthError,
+        issue_token,
+        list_tokens,
+        revoke_tokens,
+        token_id_of,
+    )
 
+    db = _db()
+    if revoke:
+        if (token_id is None) != revoke_all:
+            fail("--revoke takes a TOKEN_ID or --all, not both", as_json=as_json)
+        try:
+            revoked = revoke_tokens(db, user_id=user_id, token_id=token_id)
+        except AuthError as err:
+            fail(str(err), as_json=as_json)
+        if as_json:
+            emit_json({"ok": True, "user": user_id, "revoked": revoked})
+        else:
+            console.print(f"revoked {len(revoked)} token(s) of {user_id} {' '.join(revoked)}")
+        finish(0)
+    if token_id is not None or revoke_all:
+        fail("TOKEN_ID and --all go with --revoke", as_json=as_json)
     try:
-        value = issue_token(_db(), user_id=user_id, label=label)
+        value = issue_token(
+            db, user_id=user_id, label=label, days=DEFAULT_TOKEN_DAYS if days is None else days
+        )
     except AuthError as err:
         fail(str(err), as_json=as_json)
-    emit_json({"ok": True, "user": user_id, "token": value}) if as_json else console.print(value)
+    info = next(t for t in list_tokens(db, user_id=user_id) if t.id == token_id_of(value))
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "user": user_id,
+                "token": value,
+                "id": info.id,
+                "expires_at": info.expires_at.isoformat(),
+            }
+        )
+    else:
+        console.print(value)  # alone on stdout, for scripts
+        err_console.print(f"id {info.id}, expires {info.expires_at:%Y-%m-%d %H:%M} UTC")
+    finish(0)
+
+
+@app.command()
+def tokens(user_id: str, as_json: JsonOpt = False) -> None:
+    """The user's API tokens by id (never the secret): state, expiry, last use, label."""
+    from datetime import UTC, datetime
+
+    from autopilot.runtime.auth.users import list_tokens
+
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": t.id,
+            "state": t.state(now),
+            "label": t.label,
+            "created_at": t.created_at.isoformat(),
+            "expires_at": t.expires_at.isoformat(),
+            "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+            "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+        }
+        for t in list_tokens(_db(), user_id=user_id)
+    ]
+    if as_json:
+        emit_json({"user": user_id, "tokens": rows})
+        finish(0)
+    for r in rows:
+        used = (r["last_used_at"] or "never")[:16]
+        console.print(
+            f"{r['id']}  {r['state']:<8} expires {r['expires_at'][:16]}  last used {used}  {r['label']}",
+            markup=False,
+        )
     finish(0)

@@ -1,5 +1,6 @@
-"""Organisations (tenants), users with roles and books, API tokens and web sessions.
-Tokens and session ids are stored hashed; passwords with argon2id (older scrypt hashes are upgraded at the next login)."""
+"""Organisations (tenants), users with roles and books, API tokens (with their expiry and
+revocation) and web sessions. Tokens and session ids are stored hashed; passwords with
+argon2id (older scrypt hashes are upgraded at the next login)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ class ApiToken(SQLModel, table=True):
     label: str = ""
     created_at: datetime
     last_used_at: datetime | None = None
+
+
+class ApiTokenValidity(SQLModel, table=True):
+    """How long a token is good for, and whether it was revoked. A table beside `apitoken`
+    rather than columns in it: tables come from create_all, which adds missing tables to
+    an existing database but never columns. A token without a row here was issued before
+    expiry existed; it counts as issued with the default lifetime."""
+
+    token_hash: str = Field(primary_key=True, foreign_key="apitoken.token_hash")
+    expires_at: datetime
+    revoked_at: datetime | None = None
 
 
 class WebSession(SQLModel, table=True):

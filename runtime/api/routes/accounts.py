@@ -8,6 +8,7 @@ from sqlmodel import Session, col, select
 
 from autopilot.runtime.accounts.views import account_view
 from autopilot.runtime.api.deps import CurrentUser, ServicesDep
+from autopilot.runtime.api.routes.errors import errors
 from autopilot.runtime.approvals.access import accounts_visible_to
 from autopilot.runtime.ledger.cbr import cbr, period
 from autopilot.runtime.policy.limits import read_limits
@@ -17,7 +18,7 @@ from autopilot.runtime.store.customer import RiskAlert
 router = APIRouter(tags=["accounts"])
 
 
-@router.get("/accounts/{account_id}")
+@router.get("/accounts/{account_id}", responses=errors(401, 404, 422))
 def get_account(account_id: str, user: CurrentUser, svc: ServicesDep) -> dict[str, Any]:
     """The account, Health 2.0 with every factor's signed contribution (baseline +
     contributions = health), expansion/adoption/risk signals, the latest early-warning
@@ -32,7 +33,7 @@ def get_account(account_id: str, user: CurrentUser, svc: ServicesDep) -> dict[st
         return account_view(session, account, read_limits(svc.policy), today=now.date(), now=now)
 
 
-@router.get("/alerts")
+@router.get("/alerts", responses=errors(401, 422))
 def list_alerts(
     user: CurrentUser,
     svc: ServicesDep,
@@ -57,7 +58,7 @@ def list_alerts(
     return [r.model_dump(mode="json") for r in rows]
 
 
-@router.get("/metrics/cbr")
+@router.get("/metrics/cbr", responses=errors(401, 403, 422))
 def get_cbr(
     user: CurrentUser,
     svc: ServicesDep,

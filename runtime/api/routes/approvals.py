@@ -5,6 +5,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from autopilot.runtime.api.deps import CurrentUser, InboxDep
+from autopilot.runtime.api.routes.errors import errors
 from autopilot.runtime.approvals.models import (
     ApprovalDetail,
     ApprovalPublic,
@@ -26,7 +27,7 @@ def _http(err: InboxError) -> HTTPException:
     return HTTPException(err.status_code, detail=str(err))
 
 
-@router.get("", response_model=list[ApprovalPublic])
+@router.get("", response_model=list[ApprovalPublic], responses=errors(401, 422))
 async def list_approvals(
     user: CurrentUser,
     inbox: InboxDep,
@@ -66,13 +67,13 @@ async def list_approvals(
     )
 
 
-@router.post("/bulk")
+@router.post("/bulk", responses=errors(401, 422))
 async def bulk(body: BulkCreate, user: CurrentUser, inbox: InboxDep) -> list[BulkResult]:
     """Approve or reject several items; a result per item."""
     return await inbox.bulk(user, body)
 
 
-@router.get("/{approval_id}")
+@router.get("/{approval_id}", responses=errors(401, 404, 422))
 def get_approval(approval_id: str, user: CurrentUser, inbox: InboxDep) -> ApprovalDetail:
     """The action, its dry-run preview, the policy decision, the account's health and
     its explanation, cost and uplift, the alternatives, and the run's history."""
@@ -82,7 +83,7 @@ def get_approval(approval_id: str, user: CurrentUser, inbox: InboxDep) -> Approv
         raise _http(err) from err
 
 
-@router.post("/{approval_id}/decision")
+@router.post("/{approval_id}/decision", responses=errors(401, 403, 404, 409, 422))
 async def decide(
     approval_id: str, body: DecisionCreate, user: CurrentUser, inbox: InboxDep
 ) -> ApprovalOutcome:
@@ -92,7 +93,7 @@ async def decide(
         raise _http(err) from err
 
 
-@router.post("/{approval_id}/edit")
+@router.post("/{approval_id}/edit", responses=errors(401, 403, 404, 409, 422))
 async def edit(
     approval_id: str, body: EditCreate, user: CurrentUser, inbox: InboxDep
 ) -> ApprovalOutcome:
@@ -103,7 +104,7 @@ async def edit(
         raise _http(err) from err
 
 
-@router.post("/{approval_id}/reassign")
+@router.post("/{approval_id}/reassign", responses=errors(401, 403, 404, 409, 422))
 def reassign(
     approval_id: str, body: ReassignCreate, user: CurrentUser, inbox: InboxDep
 ) -> ApprovalPublic:
@@ -113,7 +114,7 @@ def reassign(
         raise _http(err) from err
 
 
-@router.post("/{approval_id}/comments", status_code=201)
+@router.post("/{approval_id}/comments", status_code=201, responses=errors(401, 404, 422))
 def comment(
     approval_id: str, body: CommentCreate, user: CurrentUser, inbox: InboxDep
 ) -> CommentPublic:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 from sqlmodel import Session, select
 
 from autopilot.runtime.api.deps import CurrentUser, DbDep
+from autopilot.runtime.api.routes.errors import errors
 from autopilot.runtime.approvals.access import accounts_visible_to
 from autopilot.runtime.policy.decisions import DecisionPublic, query
 from autopilot.runtime.store.accounts import Account
@@ -13,7 +14,7 @@ from autopilot.runtime.store.accounts import Account
 router = APIRouter(prefix="/decisions", tags=["decisions"])
 
 
-@router.get("")
+@router.get("", responses=errors(401, 422))
 def list_decisions(
     user: CurrentUser,
     db: DbDep,

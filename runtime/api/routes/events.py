@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from autopilot.runtime.accounts.ingest import UnknownAccount
 from autopilot.runtime.api.deps import CurrentUser, IngestDep
+from autopilot.runtime.api.routes.errors import errors
 from autopilot.runtime.contracts.event import EventIn
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -19,7 +20,7 @@ class EventAccepted(BaseModel):
     pending: bool = False  # runs still to start (Temporal unreachable): the dispatcher retries
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=errors(401, 403, 422))
 async def post_event(
     event: EventIn,
     user: CurrentUser,

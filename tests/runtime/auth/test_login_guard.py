@@ -67,7 +67,9 @@ def test_an_unknown_email_costs_the_same_hash_check_as_a_known_one(
     assert len(checked) == 2 and all(h.startswith("$argon2id$") for h in checked)
 
 
-async def test_the_login_page_sets_a_secure_cookie_over_https_and_safe_headers(stack: Stack) -> None:
+async def test_the_login_page_sets_a_secure_cookie_over_https_and_safe_headers(
+    stack: Stack,
+) -> None:
     form = {"email": "maria@demo.example", "password": "demo"}
     plain = await stack.http.post("/login", data=form)
     assert plain.status_code == 303 and "secure" not in plain.headers["set-cookie"].lower()

@@ -46,7 +46,9 @@ def stored_hash(db: Engine) -> str:
 
 
 def test_a_new_password_is_stored_as_argon2id(db: Engine) -> None:
-    add_user(db, user_id="ann", org_id="acme", email=EMAIL, name="Ann", roles=["csm"], password="s3cret")
+    add_user(
+        db, user_id="ann", org_id="acme", email=EMAIL, name="Ann", roles=["csm"], password="s3cret"
+    )
     assert stored_hash(db).startswith("$argon2id$")
     _, who = login(db, email=EMAIL, password="s3cret", hours=1)
     assert who.user_id == "ann"
