@@ -123,6 +123,8 @@ async def test_a_person_marks_an_unknown_outcome_sent_and_nothing_more_goes_out(
     assert [(c["run_key"], c["tool"], c["status"]) for c in listed] == [(key, "send_email", "open")]
     other = next(c for c in ("alice", "bob", "chen", "dana", "emeka") if demo_user_id("demo", c) != owner)
     assert (await stack.http.get("/outcomes", headers=stack.headers(other))).json() == []  # not their book
+    page = (await stack.http.get("/inbox", headers=stack.headers(owner))).text
+    assert f'data-key="{key}"' in page and "Outcome unknown (1)" in page  # in the web inbox too
     url = f"/outcomes/{key}/resolve"
     r = await stack.http.post(url, json={"outcome": "sent"}, headers=stack.headers(other))
     assert r.status_code == 404

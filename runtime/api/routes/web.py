@@ -14,6 +14,7 @@ from autopilot.runtime.api.deps import SESSION_COOKIE, InboxDep, OptionalUser, S
 from autopilot.runtime.approvals.metrics import manager_view
 from autopilot.runtime.approvals.service import InboxError
 from autopilot.runtime.auth import users as auth
+from autopilot.runtime.execution.outcomes import visible_checks
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -101,6 +102,7 @@ def inbox_page(
         "inbox.html",
         user=user,
         items=items,
+        checks=visible_checks(request.app.state.services, user, limit=100),
         status=status,
         segment=segment or "",
         role=role or "",

@@ -10,6 +10,16 @@
     return {ok: res.ok, status: res.status, data};
   }
 
+  // Unknown outcomes: a person says what happened (resend goes through the gate again).
+  document.querySelectorAll("#checks button[data-outcome]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const row = button.closest("tr");
+      const res = await api(`/outcomes/${row.dataset.key}/resolve`, {outcome: button.dataset.outcome});
+      if (res.ok) row.remove();
+      else alert(res.data.detail || `failed (${res.status})`);
+    });
+  });
+
   async function show(i) {
     const list = rows();
     if (!list.length) return;
