@@ -26,6 +26,7 @@ class FaultySmtp:
     port: int
     mode: Mode = "ok"
     reply_delay_s: float = 3.0  # lost_reply: the 250 comes after the client gave up
+    ack_delay_s: float = 0.0  # ok: the 250 comes this late (a window to be killed in)
     stored: list[Stored] = field(default_factory=list)
     attempts: int = 0  # DATA commands seen (a retry shows here)
     connections_refused_while_down: int = 0
@@ -69,4 +70,6 @@ class _Handler:
             self.server.stored.append(Stored(msg.get("Message-ID", ""), rcpt, msg.get("Subject", "")))
         if self.server.mode == "lost_reply":
             await asyncio.sleep(self.server.reply_delay_s)
+        elif self.server.ack_delay_s:
+            await asyncio.sleep(self.server.ack_delay_s)
         return "250 Message accepted for delivery"

@@ -50,7 +50,8 @@ async def test_a_worker_killed_again_and_again_loses_and_doubles_no_email(
     temporal_env: WorkflowEnvironment, tmp_path: Path, runs: int, kill_for_s: float, accounts: int
 ) -> None:
     settings = make_settings(tmp_path, send_timeout_s=6.0, smtp_timeout=2.0, send_max_backoff_s=1.0)
-    server = FaultySmtp(port=settings.smtp_port).start()
+    # Each message is acknowledged 0.8 s after it is stored: kills land mid-send too.
+    server = FaultySmtp(port=settings.smtp_port, ack_delay_s=0.8).start()
     services = build_services(settings, clock=lambda: NOW)
     seed_portfolio(services.db, n=accounts, today=NOW.date())
     picked = pick_accounts(services.db, "smb", n=runs, max_arr=50_000, at=NOW, strict=False)
