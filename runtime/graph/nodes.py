@@ -305,7 +305,8 @@ async def _still_allowed(svc: services.Services, v: View, spec: AgentSpec) -> di
     state = call_state(svc.db, v.key)
     if state is not None and state.status in ("done", "unknown", "reconciling"):
         return None  # nothing to decide again: replay, or reconcile with the receiver
-    approval, now = v.approval, svc.clock()
+    approval = v.approval
+    now = datetime.now(UTC)  # approvals are stamped with the workflow's (real) time
     if approval is not None and approval.decided_at is not None:
         decided = approval.decided_at
         decided = decided if decided.tzinfo else decided.replace(tzinfo=UTC)

@@ -4,6 +4,7 @@ counted at the server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -169,3 +170,29 @@ async def test_a_send_waiting_past_a_policy_change_is_gated_again(faulty_stack, 
     assert [o.status for o in result.outcomes] == ["denied"]
     assert "budget.account_exceeded" in result.outcomes[0].codes
     assert server.stored == []
+
+
+async def test_an_approved_send_still_failing_past_the_approvals_validity_stops_unsent(faulty_stack) -> None:  # type: ignore[no-untyped-def]
+    """Approved, then the server is down for longer than an approval holds: the send
+    stops, known not sent, instead of going out days after the person said yes."""
+    stack, server = faulty_stack
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
+    wf_id, = await stack.post_events(drop_events(stack.db, account))
+    email, = await stack.pending_for(account)
+    assert (await stack.decide(email, "approve")).status_code == 200
+    await wait_for(lambda: (c := _call(stack)) is not None and c.attempts >= 2, timeout=30,
+                   what="a failed first send")
+    stack.services.settings.approval_valid_hours = 5 / 3600  # an approval holds 5 s here
+    await asyncio.sleep(6)
+    server.start()
+    key = _call(stack).idempotency_key  # type: ignore[union-attr]
+
+    def status() -> str:
+        with Session(stack.db) as s:
+            return s.get(ActionRecord, key).status  # type: ignore[union-attr]
+
+    await wait_for(lambda: status() == "failed", timeout=30, what="the send to stop")
+    assert server.stored == []
+    with Session(stack.db) as s:
+        entry = s.exec(select(AuditEntry).where(AuditEntry.step == "execute", AuditEntry.run_key == key)).one()
+        assert entry.decision["code"] == "approval.lapsed"
