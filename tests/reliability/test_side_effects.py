@@ -13,10 +13,13 @@ from typing import Any
 
 import pytest
 from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.devstack.users import demo_user_id
 from autopilot.runtime.execution.outcomes import reconcile_once
+from autopilot.runtime.graph.builder import GRAPH_NAME
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.audit import AuditEntry
@@ -196,3 +199,46 @@ async def test_an_approved_send_still_failing_past_the_approvals_validity_stops_
     with Session(stack.db) as s:
         entry = s.exec(select(AuditEntry).where(AuditEntry.step == "execute", AuditEntry.run_key == key)).one()
         assert entry.decision["code"] == "approval.lapsed"
+
+
+class _DiesMidCall(Interceptor):
+    """The first execute attempt sends, then "dies" before its end is recorded: the key
+    is left `started`, as a kill -9 between the hand-over and the commit leaves it."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        outer = self
+
+        class Inbound(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                result = await super().execute_activity(input)
+                info = activity.info()
+                if info.activity_type == f"{GRAPH_NAME}.execute" and info.attempt == 1:
+                    with Session(outer.db) as s:
+                        for row in s.exec(select(ToolCallRecord)):
+                            row.status, row.finished_at = "started", None
+                            s.add(row)
+                        s.commit()
+                    raise RuntimeError("worker killed mid-call")
+                return result
+
+        return Inbound(next)
+
+
+async def test_a_call_left_started_by_a_dead_worker_becomes_an_inbox_check(stack_factory: Any, tmp_path: Path) -> None:
+    """Before, the key stayed `started` for ever, the action failed and nobody was told."""
+    settings = make_settings(tmp_path)
+    chaos = _DiesMidCall(None)
+    async with stack_factory(settings=settings, worker_kwargs={"interceptors": [chaos]}) as stack:
+        chaos.db = stack.db
+        account, = stack.pick("smb", max_arr=50_000)
+        wf_id, = await stack.post_events(drop_events(stack.db, account))
+        result = await stack.run_result(wf_id)
+        assert [(o.status, o.codes) for o in result.outcomes] == [("unknown", ["tool.outcome_unknown"])]
+        assert len(stack.mails()) == 1  # sent once, not again
+        key = _action(stack, wf_id).run_key
+        with Session(stack.db) as s:
+            assert s.get(ToolCallRecord, key).status == "unknown"  # type: ignore[union-attr]
+            assert s.get(OutcomeCheck, key).status == "open"  # type: ignore[union-attr]
