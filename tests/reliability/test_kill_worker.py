@@ -38,7 +38,14 @@ FINAL = ("executed", "unknown", "failed", "denied", "rejected", "preempted", "bl
 def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:  # every worker's log, to tell why a task failed
         return subprocess.Popen([sys.executable, "-m", "tests.reliability.worker_proc"], cwd=REPO, env=env,
-                                stdout=out, stderr=out)
+                                stdout=subprocess.PIPE, stderr=out)
+
+
+async def _ready(proc: subprocess.Popen[bytes]) -> None:
+    """Until the worker polls (a kill before that would test only start-up)."""
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=120)
+    assert line.strip() == b"ready", line
 
 
 @pytest.mark.parametrize(
@@ -76,7 +83,8 @@ async def test_a_worker_killed_again_and_again_loses_and_doubles_no_email(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + kill_for_s
         while loop.time() < deadline:
-            await asyncio.sleep(rng.uniform(0.5, 3.0))
+            await _ready(proc)
+            await asyncio.sleep(rng.uniform(0.3, 3.0))  # then killed at a random moment of its work
             proc.kill()
             proc.wait()
             kills += 1
