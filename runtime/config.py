@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     # second so that follow-ups after a wait show within its run; production keeps 1.
     playbook_wait_scale: float = Field(default=1.0, gt=0, le=1)
     decision_log_retention_days: int = 365
+    # The Ed25519 key that signs audit checkpoints (PEM, PKCS#8). Empty = `audit-ed25519.pem`
+    # in the data directory, generated on first use. Keep it off the database's host: whoever
+    # holds it can re-sign a rewritten trail.
+    audit_key_file: Path | None = None
+    # Public keys (PEM) of earlier signing keys, so checkpoints signed before a rotation verify.
+    audit_trusted_keys: list[Path] = []
+    audit_checkpoint_every: int = Field(default=100, ge=1)  # entries between two checkpoints
     # Where each tool sends account data (data residency); unlisted tools stay "local".
     tool_regions: dict[str, str] = {}
     # Empty host = embedded aiosmtpd sink that stores every message in the store.
@@ -77,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'autopilot.db'}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit-ed25519.pem"
 
     @property
     def temporal_target(self) -> str:

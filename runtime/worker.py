@@ -16,6 +16,8 @@ from temporalio.worker import Worker
 
 from autopilot.runtime import services as services_mod
 from autopilot.runtime.accounts.ingest import Ingest
+from autopilot.runtime.audit.checkpoints import run_checkpoints
+from autopilot.runtime.audit.keys import load_or_create
 from autopilot.runtime.execution.outcomes import run_reconciler
 from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
 from autopilot.runtime.health.scoring import run_daily_rescore
@@ -79,14 +81,22 @@ async def prepare_namespace(ingest: Ingest) -> None:
 async def beside_worker(ingest: Ingest, services: Services) -> AsyncIterator[None]:
     """What runs next to a worker: the namespace's search attributes and sweep schedules
     (set up once), the event dispatcher (runs of events stored while Temporal was
-    unreachable), the daily Health 2.0 rescore and the reconciler of unknown outcomes;
-    stopped on exit."""
+    unreachable), the daily Health 2.0 rescore, the reconciler of unknown outcomes and
+    the signed audit checkpoints; stopped on exit."""
     await prepare_namespace(ingest)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(ingest.run_dispatcher(stop)),
         asyncio.create_task(run_daily_rescore(ingest.db, stop)),
         asyncio.create_task(run_reconciler(services, stop)),
+        asyncio.create_task(
+            run_checkpoints(
+                services.db,
+                load_or_create(services.settings.audit_key_path),
+                stop,
+                every=services.settings.audit_checkpoint_every,
+            )
+        ),
     ]
     try:
         yield

@@ -1,8 +1,11 @@
-"""Append-only, hash-chained audit log."""
+"""Append-only, hash-chained audit log, and the signed checkpoints of its head.
+
+Appends are serialised by the database, not by the process: on SQLite `append` takes the
+write lock before it reads the head (BEGIN IMMEDIATE), on Postgres an exclusive table
+lock, so several worker processes extend one chain instead of forking it."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -15,9 +18,6 @@ from autopilot.runtime.contracts.audit import AuditEvent
 from autopilot.runtime.contracts.hashing import sha256_hex
 
 GENESIS = "0" * 64
-# SQLite serialises writers anyway; the lock keeps the read-last/insert pair atomic
-# between the threads of one process. (Postgres: a table lock, see append.)
-_chain_lock = threading.Lock()
 
 
 class AuditEntry(SQLModel, table=True):
@@ -51,9 +51,8 @@ def append(engine: Engine, events: list[AuditEvent]) -> int:
     """Append events in one transaction; an already-recorded (run_key, step) is skipped,
     so a retried activity never writes a step twice. Returns how many were written."""
     written = 0
-    with _chain_lock, Session(engine) as session:
-        if engine.dialect.name == "postgresql":
-            session.connection().exec_driver_sql("LOCK TABLE auditentry IN EXCLUSIVE MODE")
+    with Session(engine) as session:
+        lock_chain(session)
         last = session.exec(
             select(AuditEntry).order_by(col(AuditEntry.seq).desc()).limit(1)
         ).first()
@@ -73,6 +72,50 @@ def append(engine: Engine, events: list[AuditEvent]) -> int:
             written += 1
         session.commit()
     return written
+
+
+def lock_chain(session: Session) -> None:
+    """Take the chain's write lock for this transaction, before the head is read: the
+    read-head/insert pair is then atomic across threads and processes. (A deferred SQLite
+    transaction would read the head in one snapshot and insert in a later one: a fork.)"""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql":
+        session.connection().exec_driver_sql("LOCK TABLE auditentry IN EXCLUSIVE MODE")
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A signed statement of the chain's head: "entry `seq` has hash `head_hash` and the
+    chain holds `entries` entries up to it". The chain alone cannot show that its newest
+    entries were cut, or that it was rewritten from some entry on with recomputed hashes;
+    a checkpoint signed with a key the store does not hold can. Checkpoints link to each
+    other (`prev`: the hash of the previous checkpoint's signature)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(index=True)
+    head_hash: str
+    entries: int
+    at: datetime
+    key_id: str
+    prev: str
+    signature: str  # hex Ed25519 over `checkpoint_message(...)`
+
+
+def checkpoint_message(
+    *, seq: int, head_hash: str, entries: int, at: datetime, key_id: str, prev: str
+) -> bytes:
+    """The exact bytes a checkpoint's signature covers (canonical JSON)."""
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite hands it back naive
+    body = {
+        "seq": seq,
+        "head_hash": head_hash,
+        "entries": entries,
+        "at": at.isoformat(),
+        "key_id": key_id,
+        "prev": prev,
+    }
+    return sha256_hex(body).encode()
 
 
 @dataclass(frozen=True)

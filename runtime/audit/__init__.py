@@ -1,0 +1,1 @@
+"""Governance over the audit trail: signed checkpoints, verification, replay for auditors."""

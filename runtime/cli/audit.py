@@ -1,0 +1,167 @@
+"""`autopilot audit …`: verify the trail, sign its head, export and replay a run."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from autopilot.runtime.cli.output import console, emit_json, fail, finish
+from autopilot.runtime.config import get_settings
+
+app = typer.Typer(no_args_is_help=True, help="Audit trail: verify, checkpoint, export, replay.")
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+
+
+@app.command()
+def verify(as_json: JsonOpt = False) -> None:
+    """Check every link of the chain and every signed checkpoint; name the first entry
+    edited, deleted, reordered or missing, and each checkpoint that fails. Exit 1 if broken."""
+    from sqlmodel import Session
+
+    from autopilot.runtime.audit.keys import AuditKeyError, trusted_keys
+    from autopilot.runtime.audit.verify import verify as run_verify
+    from autopilot.runtime.store.db import make_engine
+
+    settings = get_settings()
+    try:
+        trusted = trusted_keys(settings.audit_key_path, settings.audit_trusted_keys)
+    except (AuditKeyError, OSError) as err:
+        fail(str(err), as_json=as_json)
+    with Session(make_engine(settings.db_url)) as session:
+        report = run_verify(session, trusted)
+    if as_json:
+        emit_json(report.as_json())
+        finish(0 if report.intact else 1)
+    for f in report.findings:
+        console.print(f"[red]{f.code}[/red] {f.message}")
+    state = "[green]intact[/green]" if report.intact else "[red]BROKEN[/red]"
+    console.print(
+        f"{state}: {report.verified}/{report.entries} entries verify in order; "
+        f"{report.checkpoints} checkpoint(s), signed up to entry {report.signed_seq or '-'}"
+        + (f"; {report.unsigned} entries after it not yet signed" if report.unsigned else "")
+    )
+    finish(0 if report.intact else 1)
+
+
+@app.command()
+def checkpoint(
+    every: Annotated[int, typer.Option(help="only if this many entries are unsigned")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign the chain's head (AUTOPILOT_AUDIT_KEY_FILE; generated into the data dir when
+    unset). Run it on a schedule: entries after the newest checkpoint can be cut unseen."""
+    from autopilot.runtime.audit.checkpoints import checkpoint as write_checkpoint
+    from autopilot.runtime.audit.keys import AuditKeyError, load_or_create
+    from autopilot.runtime.store.db import make_engine
+
+    settings = get_settings()
+    try:
+        key = load_or_create(settings.audit_key_path)
+    except (AuditKeyError, OSError) as err:
+        fail(str(err), as_json=as_json)
+    row = write_checkpoint(make_engine(settings.db_url), key, every=every)
+    out: dict[str, Any] = {"ok": True, "checkpoint": None, "key_id": key.key_id}
+    if row is not None:
+        out["checkpoint"] = row.model_dump(mode="json")
+    if as_json:
+        emit_json(out)
+    elif row is None:
+        console.print("nothing to sign: no entries since the last checkpoint")
+    else:
+        console.print(
+            f"checkpoint {row.id}: entry {row.seq} ({row.entries} entries), key {key.key_id}"
+        )
+    finish(0)
+
+
+def _history(workflow_id: str, history_file: Path | None) -> Any:
+    from autopilot.runtime.audit.replay import fetch_history, read_history
+    from autopilot.runtime.devstack.temporal import connect
+
+    if history_file is not None:
+        return read_history(history_file, workflow_id)
+    settings = get_settings()
+
+    async def fetch() -> Any:
+        try:
+            client = await connect(settings.temporal_target, settings.temporal_namespace)
+        except RuntimeError as err:
+            raise ConnectionError(
+                f"Temporal is not reachable at {settings.temporal_target}: "
+                "run `autopilot up`, set TEMPORAL_ADDRESS, or pass --history FILE"
+            ) from err
+        return await fetch_history(client, workflow_id)
+
+    return asyncio.run(fetch())
+
+
+@app.command("export-history")
+def export_history(
+    workflow_id: str,
+    out: Annotated[Path, typer.Option("--out", help="the JSON file to write")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a run's Temporal history as JSON, for offline audit and `replay --history`."""
+    from temporalio.service import RPCError
+
+    try:
+        history = _history(workflow_id, None)
+    except (ConnectionError, RPCError) as err:
+        fail(f"{workflow_id}: {err}", as_json=as_json)
+    out.write_text(history.to_json())
+    if as_json:
+        emit_json(
+            {"ok": True, "workflow_id": workflow_id, "events": len(history.events), "out": str(out)}
+        )
+    else:
+        console.print(f"{workflow_id}: {len(history.events)} events written to {out}")
+    finish(0)
+
+
+@app.command()
+def replay(
+    workflow_id: str,
+    history_file: Annotated[
+        Path | None, typer.Option("--history", help="an exported history (default: fetch it)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay a run on today's code, show its decisions, and re-evaluate each gate input
+    against today's policy; exit 1 if replay fails or a decision would differ."""
+    from sqlmodel import Session
+    from temporalio.service import RPCError
+
+    from autopilot.runtime.audit.replay import replay_run
+    from autopilot.runtime.services import make_policy_engine
+    from autopilot.runtime.store.db import make_engine
+
+    settings = get_settings()
+    try:
+        history = _history(workflow_id, history_file)
+    except (ConnectionError, RPCError, OSError, ValueError) as err:
+        fail(f"{workflow_id}: {err}", as_json=as_json)
+    with Session(make_engine(settings.db_url)) as session:
+        report = asyncio.run(replay_run(history, session, make_policy_engine(settings)))
+    if as_json:
+        emit_json(report.as_json())
+        finish(0 if report.ok else 1)
+    det = (
+        "[green]deterministic[/green]"
+        if report.replay_failure is None
+        else (f"[red]replay fails[/red]: {report.replay_failure}")
+    )
+    console.print(f"[bold]{workflow_id}[/bold]: {report.events} history events, {det}")
+    for s in report.steps:
+        console.print(
+            f"  #{s.seq:<5} {s.at[:19]} {s.run_key:<40} {s.step:<8} {s.actor:<22} {s.summary}"
+        )
+    for r in report.regates:
+        mark = "[red]WOULD DIFFER[/red]" if r.differs else "same"
+        console.print(
+            f"  gate {r.decision_id} {r.run_key}: {r.outcome_then} {r.codes_then} {r.roles_then} → "
+            f"{r.outcome_now} {r.codes_now} {r.roles_now} (bundle {r.bundle_now[:12]}) {mark}"
+        )
+    finish(0 if report.ok else 1)
