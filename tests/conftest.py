@@ -36,6 +36,7 @@ from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.approvals import Approval
 from autopilot.runtime.store.mail import ReceivedMail
 from autopilot.runtime.worker import build_worker
+from tests.pg import database_url, postgres_cluster, pytest_generate_tests  # noqa: F401  (the stores)
 
 REPO = Path(__file__).resolve().parents[1]
 # The stacks' clock: business hours in Europe and the US east, so scenarios are stable.
@@ -182,14 +183,14 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path):  # type: ignore[no-untyped-def]
+def stack_factory(temporal_env: WorkflowEnvironment, tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]  # noqa: F811
     """Builds a full stack (optionally with a custom policy engine or worker options)."""
 
     @asynccontextmanager_stack
     async def make(policy: Any = None, worker_kwargs: dict[str, Any] | None = None,
                    settings: Settings | None = None, client: Client | None = None,
                    accounts: int = 160) -> AsyncIterator[Stack]:
-        settings = settings or make_settings(tmp_path)
+        settings = settings or make_settings(tmp_path).model_copy(update={"database_url": database_url})
         services = build_services(settings, policy=policy, clock=lambda: NOW)
         seed_portfolio(services.db, n=accounts, today=NOW.date())
         smtp = start_smtp_sink(services.db, port=settings.smtp_port)

@@ -14,6 +14,8 @@ from pydantic import ValidationError
 
 from autopilot.runtime.cli.accounts import accounts_app, metrics_app, model_app
 from autopilot.runtime.cli.agents import app as agents_app
+from autopilot.runtime.cli.audit import app as audit_app
+from autopilot.runtime.cli.db import app as db_app
 from autopilot.runtime.cli.kb import app as kb_app
 from autopilot.runtime.cli.mcp import app as mcp_app
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
@@ -43,6 +45,8 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(sweep_app, name="sweep")
 app.add_typer(agents_app, name="agents")
+app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
 runs_app = typer.Typer(no_args_is_help=True, help="Agent runs: roll back.")
 app.add_typer(runs_app, name="runs")
 app.command("simulate")(simulate_cmd)

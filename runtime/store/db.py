@@ -1,4 +1,7 @@
-"""Engine and sessions: SQLite by default, any SQLAlchemy URL (Postgres) by DATABASE_URL."""
+"""Engine and sessions: SQLite by default, any SQLAlchemy URL (Postgres) by DATABASE_URL.
+
+Opening the store migrates it (`migrations.upgrade`): every process that opens it
+(API, worker, CLI) sees the schema of the code it runs."""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
-# Import every table module so that create_all sees them.
+# Import every table module so that the migrations (and their checks) see them.
 from autopilot.runtime.store import (  # noqa: F401  (every table registers with the metadata)
     accounts,
     actions,
@@ -21,6 +24,7 @@ from autopilot.runtime.store import (  # noqa: F401  (every table registers with
     events,
     mail,
     mcp,
+    migrations,
     outbox,
     outcomes,
     tool_calls,
@@ -29,21 +33,27 @@ from autopilot.runtime.store import (  # noqa: F401  (every table registers with
 
 
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    """The store at `url`, migrated to the newest revision."""
+    engine = connect(url)
+    migrations.upgrade(engine)
+    return engine
 
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
 
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
+def connect(url: str) -> Engine:
+    """The store at `url` as it is (no migration): for `autopilot db` and migration tests."""
+    if not url.startswith("sqlite:///"):
+        return create_engine(url, pool_pre_ping=True)
+    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
     return engine
 
 

@@ -25,8 +25,8 @@ NOW = datetime(2026, 11, 25, 10, tzinfo=UTC)
 ARR = 10_000.0  # smb: 12 % of ARR a quarter = a budget of 1,200
 
 
-def _services(tmp_path: Path) -> tuple[Services, AccountSnapshot]:
-    svc = build_services(Settings(data_dir=tmp_path), clock=lambda: NOW)
+def _services(tmp_path: Path, database_url: str) -> tuple[Services, AccountSnapshot]:
+    svc = build_services(Settings(data_dir=tmp_path, database_url=database_url), clock=lambda: NOW)
     with transaction(svc.db) as s:
         s.add(Account(id="acc-race", name="Race Ltd", segment="smb", region="eu", arr=ARR, seats_purchased=10,
                       seats_used=9, active_users_30d=8, logins_30d=100, renewal_date=date(2027, 3, 1),
@@ -54,8 +54,8 @@ async def _race(svc: Services, snapshot: AccountSnapshot, costs: list[float]) ->
     return [d.outcome for d in decisions]
 
 
-async def test_two_runs_racing_for_one_budget_exactly_one_passes(tmp_path: Path) -> None:
-    svc, snapshot = _services(tmp_path)
+async def test_two_runs_racing_for_one_budget_exactly_one_passes(tmp_path: Path, database_url: str) -> None:
+    svc, snapshot = _services(tmp_path, database_url)
     for _ in range(3):  # a few rounds: the interleaving differs from round to round
         with transaction(svc.db) as s:
             for row in s.exec(select(ActionRecord)):
@@ -69,8 +69,8 @@ async def test_two_runs_racing_for_one_budget_exactly_one_passes(tmp_path: Path)
         assert spent.account_spend_quarter == 700.0  # the reservation counts before anything ran
 
 
-async def test_a_reservation_is_released_when_its_action_is_denied_or_rejected(tmp_path: Path) -> None:
-    svc, snapshot = _services(tmp_path)
+async def test_a_reservation_is_released_when_its_action_is_denied_or_rejected(tmp_path: Path, database_url: str) -> None:
+    svc, snapshot = _services(tmp_path, database_url)
     assert await _race(svc, snapshot, [700.0]) == ["allow"]
     with transaction(svc.db) as s:
         row = s.get(ActionRecord, "run-0")
@@ -85,8 +85,8 @@ async def test_a_reservation_is_released_when_its_action_is_denied_or_rejected(t
         assert quarter_limits(s, account, read_limits(svc.policy), now=NOW).budget == 1200.0
 
 
-async def test_an_action_regated_under_its_own_key_does_not_count_against_itself(tmp_path: Path) -> None:
-    svc, snapshot = _services(tmp_path)
+async def test_an_action_regated_under_its_own_key_does_not_count_against_itself(tmp_path: Path, database_url: str) -> None:
+    svc, snapshot = _services(tmp_path, database_url)
     assert await _race(svc, snapshot, [1000.0]) == ["allow"]
     spec = svc.specs["adoption"]
     again = await gate_action(svc, run_key="run-0/retry", action=_task(1000.0), account=snapshot, spec=spec,
@@ -95,10 +95,10 @@ async def test_an_action_regated_under_its_own_key_does_not_count_against_itself
     assert again.outcome == "allow"
 
 
-async def test_a_person_with_an_action_in_flight_counts_as_just_contacted(tmp_path: Path) -> None:
+async def test_a_person_with_an_action_in_flight_counts_as_just_contacted(tmp_path: Path, database_url: str) -> None:
     from autopilot.runtime.contracts.account import ContactInfo
 
-    svc, snapshot = _services(tmp_path)
+    svc, snapshot = _services(tmp_path, database_url)
     snapshot = snapshot.model_copy(update={"contacts": [
         ContactInfo(id="c1", name="Champ", email="champ@race.example", role="champion", timezone="UTC")]})
     spec = svc.specs["churn_rescue"]
@@ -113,10 +113,10 @@ async def test_a_person_with_an_action_in_flight_counts_as_just_contacted(tmp_pa
     assert outcomes[0][0] != "deny" and outcomes[1] == ("deny", ["contact.cooldown"])
 
 
-async def test_a_reservation_whose_run_died_lapses(tmp_path: Path) -> None:
+async def test_a_reservation_whose_run_died_lapses(tmp_path: Path, database_url: str) -> None:
     from datetime import timedelta
 
-    svc, snapshot = _services(tmp_path)
+    svc, snapshot = _services(tmp_path, database_url)
     assert await _race(svc, snapshot, [700.0]) == ["allow"]
     later = NOW + timedelta(hours=2)  # allowed, never executed, never recorded: the run died
     with Session(svc.db) as s:

@@ -5,7 +5,6 @@ write access to the store (and knowledge of the hash function) would."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +30,8 @@ def event(step: str) -> AuditEvent:
                       spec_hash="c" * 64)
 
 
-def chain_of_four(tmp_path: Path) -> tuple[Engine, list[int]]:
-    db = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+def chain_of_four(database_url: str) -> tuple[Engine, list[int]]:
+    db = make_engine(database_url)
     assert audit.append(db, [event("plan"), event("gate"), event("execute"), event("record")]) == 4
     return db, [r.seq for r in rows(db) if r.seq is not None]
 
@@ -69,16 +68,16 @@ def relink(db: Engine, seq: int, to: int) -> None:
     edit(db, seq, prev_hash=hash_of(db, to))
 
 
-def test_a_retried_step_is_not_written_twice(tmp_path: Path) -> None:
-    db = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+def test_a_retried_step_is_not_written_twice(database_url: str) -> None:
+    db = make_engine(database_url)
     assert audit.append(db, [event("plan"), event("gate")]) == 2
     assert audit.append(db, [event("gate"), event("execute")]) == 1
     assert [e.step for e in rows(db)] == ["plan", "gate", "execute"]
     assert check(db) == ChainCheck(checked=3)
 
 
-def test_an_untouched_chain_verifies(tmp_path: Path) -> None:
-    db, _ = chain_of_four(tmp_path)
+def test_an_untouched_chain_verifies(database_url: str) -> None:
+    db, _ = chain_of_four(database_url)
     assert check(db) == ChainCheck(checked=4) and check(db).intact
     with Session(db) as s:
         assert verify_chain(s) == (True, 4)
@@ -94,17 +93,17 @@ def test_an_untouched_chain_verifies(tmp_path: Path) -> None:
     ("hash", "e" * 64),
 ])
 def test_editing_an_entry_is_detected_at_that_entry(
-    tmp_path: Path, field: str, value: Any
+    database_url: str, field: str, value: Any
 ) -> None:
-    db, (_, second, *_) = chain_of_four(tmp_path)
+    db, (_, second, *_) = chain_of_four(database_url)
     edit(db, second, **{field: value})
     assert check(db) == ChainCheck(checked=1, broken=ChainBreak(second, "audit.entry_altered"))
     with Session(db) as s:
         assert verify_chain(s) == (False, 1)
 
 
-def test_moving_an_entry_in_time_is_detected_at_that_entry(tmp_path: Path) -> None:
-    db, (_, second, *_) = chain_of_four(tmp_path)
+def test_moving_an_entry_in_time_is_detected_at_that_entry(database_url: str) -> None:
+    db, (_, second, *_) = chain_of_four(database_url)
     with Session(db) as s:
         at = s.exec(select(AuditEntry.at).where(AuditEntry.seq == second)).one()
     edit(db, second, at=at - timedelta(hours=1))
@@ -112,9 +111,9 @@ def test_moving_an_entry_in_time_is_detected_at_that_entry(tmp_path: Path) -> No
 
 
 def test_an_edited_entry_with_a_recomputed_hash_is_detected_at_the_next_entry(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
-    db, (_, second, third, _) = chain_of_four(tmp_path)
+    db, (_, second, third, _) = chain_of_four(database_url)
     edit(db, second, rehash=True, decision={"ok": False})
     assert check(db) == ChainCheck(checked=2, broken=ChainBreak(third, "audit.link_broken"))
     # Pointing the next entry at the new hash does not help: its own hash covers the old one.
@@ -122,8 +121,8 @@ def test_an_edited_entry_with_a_recomputed_hash_is_detected_at_the_next_entry(
     assert check(db) == ChainCheck(checked=2, broken=ChainBreak(third, "audit.entry_altered"))
 
 
-def test_deleting_a_middle_entry_is_detected(tmp_path: Path) -> None:
-    db, (first, second, third, _) = chain_of_four(tmp_path)
+def test_deleting_a_middle_entry_is_detected(database_url: str) -> None:
+    db, (first, second, third, _) = chain_of_four(database_url)
     with Session(db) as s:
         s.connection().execute(delete(AuditEntry).where(col(AuditEntry.seq) == second))
         s.commit()
@@ -132,8 +131,8 @@ def test_deleting_a_middle_entry_is_detected(tmp_path: Path) -> None:
     assert check(db) == ChainCheck(checked=1, broken=ChainBreak(third, "audit.entry_altered"))
 
 
-def test_swapping_two_entries_is_detected(tmp_path: Path) -> None:
-    db, (first, second, third, fourth) = chain_of_four(tmp_path)
+def test_swapping_two_entries_is_detected(database_url: str) -> None:
+    db, (first, second, third, fourth) = chain_of_four(database_url)
     with Session(db) as s:
         for old, new in ((second, -1), (third, second), (-1, third)):
             moved = update(AuditEntry).where(col(AuditEntry.seq) == old).values(seq=new)
@@ -148,8 +147,8 @@ def test_swapping_two_entries_is_detected(tmp_path: Path) -> None:
     assert check(db) == ChainCheck(checked=1, broken=ChainBreak(second, "audit.entry_altered"))
 
 
-def test_truncating_the_tail_is_not_detected_by_the_chain_alone(tmp_path: Path) -> None:
-    db, (*_, last) = chain_of_four(tmp_path)
+def test_truncating_the_tail_is_not_detected_by_the_chain_alone(database_url: str) -> None:
+    db, (*_, last) = chain_of_four(database_url)
     with Session(db) as s:
         s.connection().execute(delete(AuditEntry).where(col(AuditEntry.seq) == last))
         s.commit()
