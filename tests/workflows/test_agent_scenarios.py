@@ -23,6 +23,7 @@ from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.actions import AttributedRevenue
 from autopilot.runtime.store.compliance import AdmtDecision
+from autopilot.runtime.store.customer import AccountScore
 from autopilot.runtime.store.events import Event
 from tests.conftest import Stack, make_settings
 from tests.tools.test_connectors import crm  # noqa: F401 - the reference CRM on loopback
@@ -201,3 +202,52 @@ async def test_compliance_records_decisions_and_gives_the_missing_notice(sk: Sta
     with Session(sk.db) as s:
         assert s.get(Contact, sponsor_id).notice_at is not None  # type: ignore[union-attr]
         assert s.exec(select(AdmtDecision)).all() == []  # the rescue email is not a significant decision
+
+
+async def until_done(stack: Stack, wf_id: str) -> AgentRunResult:
+    """Through its waits to the end, approving whatever it asks on the way."""
+    handle = stack.client.get_workflow_handle(wf_id, result_type=AgentRunResult)
+    for _ in range(2400):
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return await handle.result()
+        r = await stack.http.get("/approvals", params={"status": "pending"}, headers=stack.headers("maria"))
+        for item in r.json():
+            if item["workflow_id"] == wf_id:
+                await stack.approve_fully(item)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{wf_id} did not finish")
+
+
+async def test_churn_rescue_asks_for_human_help_after_five_quiet_days(sk: Stack) -> None:
+    account, = sk.pick("smb", max_arr=50_000)
+    wf_id, = await sk.post_events(drop_events(sk.db, account))
+    assert await first_stretch(sk, wf_id) == ["executed"]
+    result = await until_done(sk, wf_id)
+    assert result.stretches == 2 and result.exit is None
+    assert [s for s, _ in steps(result)] == ["rescue_email", "human_help"]
+    assert dict(steps(result))["human_help"] == "executed"  # the cheapest human help, approved
+
+
+async def test_churn_rescue_sends_no_follow_up_when_the_champion_replies(sk: Stack) -> None:
+    account, = sk.pick("smb", max_arr=50_000)
+    wf_id, = await sk.post_events(drop_events(sk.db, account))
+    await first_stretch(sk, wf_id)
+    await sk.post_events([{"account_id": account, "type": "email_reply"}])
+    result = await until_done(sk, wf_id)
+    assert [s for s, _ in steps(result)] == ["rescue_email"]
+
+
+async def test_churn_rescue_ends_on_its_goal_when_the_account_recovers(sk: Stack) -> None:
+    """Health 2.0 brings the churn risk back under 30 % during the wait (the daily rescore
+    writes the stored score): the run wakes, sees its goal met, and asks nobody."""
+    account, = sk.pick("smb", max_arr=50_000)
+    wf_id, = await sk.post_events(drop_events(sk.db, account))
+    await first_stretch(sk, wf_id)
+    with Session(sk.db) as s:
+        score = s.get(AccountScore, account)
+        assert score is not None and score.risk > 0.3
+        score.risk, score.health = 0.1, 88.0
+        s.add(score)
+        s.commit()
+    result = await until_done(sk, wf_id)
+    assert result.exit == "goal_met" and [s for s, _ in steps(result)] == ["rescue_email"]
