@@ -22,6 +22,7 @@ from autopilot.runtime.contracts.account import (
 )
 from autopilot.runtime.contracts.agent_spec import ActionStep, AgentSpec
 from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.tools.builtin import registry
 
 
@@ -307,3 +308,26 @@ def load_specs(folder: Path) -> dict[str, AgentSpec]:
             raise SpecError(path, 1, "name", f"agent '{spec.name}' is defined twice")
         specs[spec.name] = spec
     return specs
+
+
+def check_tightens(path: Path, spec: AgentSpec, limits: PolicyLimits) -> None:
+    """An agent's limits only tighten the policy. One set looser than the policy allows
+    in any segment could never apply, and tells its reader something false: an error."""
+    root = yaml.compose(path.read_text()) if path.is_file() else None
+    written = _written_limits(root)
+    caps = [d.cap_pct for d in limits.discount.values()]
+    if "max_discount_pct" in written and caps and spec.limits.max_discount_pct > max(caps):
+        raise SpecError(
+            path,
+            _line_of(root, ("limits", "max_discount_pct")) if root else 1,
+            "limits.max_discount_pct",
+            f"{spec.limits.max_discount_pct:g} % is looser than the policy's cap in every "
+            f"segment (at most {max(caps):g} %): an agent's limits only tighten",
+        )
+
+
+def _written_limits(root: yaml.Node | None) -> set[str]:
+    if not isinstance(root, yaml.MappingNode):
+        return set()
+    node = next((v for k, v in root.value if k.value == "limits"), None)
+    return {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()

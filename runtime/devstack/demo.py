@@ -18,6 +18,7 @@ import httpx
 from sqlmodel import Session, col, select
 
 from autopilot.runtime.accounts.ingest import Stored
+from autopilot.runtime.agents.preview import preview
 from autopilot.runtime.agents.triggers import SCHEDULE_EVENT
 from autopilot.runtime.auth.users import issue_token
 from autopilot.runtime.config import Settings
@@ -228,7 +229,25 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             return task.result()
 
         smb, smb_b = pick_accounts(db, "smb", n=2, max_arr=50_000)
-        ent_a, ent_b = pick_accounts(db, "enterprise", n=2, min_arr=250_000, max_arr=1_000_000)
+        candidates = pick_accounts(
+            db, "enterprise", n=6, min_arr=250_000, max_arr=1_000_000, strict=False
+        )
+        if len(candidates) < 2:
+            raise RuntimeError("demo: fewer than two enterprise accounts awake now")
+        # Scene 3 needs Expansion's proposal to reach a person (an email or a meeting, not
+        # only a task for the owner): which it is depends on the account's room this
+        # quarter, so ask the planner (a preview: nothing reserved, nothing sent).
+        ent_b = candidates[0]
+        for account_id in candidates:
+            out = await asyncio.to_thread(
+                preview, stack.settings, "expansion", account_id, "usage_snapshot"
+            )
+            if any(
+                a["args"].get("to") and a["decision"]["outcome"] != "deny" for a in out["actions"]
+            ):
+                ent_b = account_id
+                break
+        ent_a = next(a for a in candidates if a != ent_b)
         day = stack.settings.playbook_wait_scale * 86400
 
         say(

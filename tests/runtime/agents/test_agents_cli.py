@@ -310,3 +310,18 @@ def test_a_broken_copy_fails_with_its_file_and_line(
     if field == "priority":  # the file alone: the same error
         one = cli("validate", str(spec), "--json", env=env)
         assert one.returncode == 1 and json.loads(one.stdout)["line"] == line
+
+
+def test_a_limit_looser_than_the_policy_everywhere_fails_with_its_line(tmp_path: Path) -> None:
+    """An agent's limits only tighten the policy: 30 % against segment caps of at most
+    20 % could never apply, so validate says so (a tighter one passes)."""
+    text = (REPO / "agents" / "churn_rescue.yaml").read_text()
+    shutil.copytree(REPO / "agents" / "churn_rescue", tmp_path / "churn_rescue")
+    loose = tmp_path / "churn_rescue.yaml"
+    loose.write_text(text.replace("  max_discount_pct: 20", "  max_discount_pct: 30", 1))
+    proc = cli("validate", str(loose))
+    line = line_of(loose.read_text(), "max_discount_pct: 30")
+    assert proc.returncode == 1
+    assert f"{loose}:{line}: limits.max_discount_pct:" in proc.stdout + proc.stderr
+    loose.write_text(text.replace("  max_discount_pct: 20", "  max_discount_pct: 12", 1))
+    assert cli("validate", str(loose)).returncode == 0
