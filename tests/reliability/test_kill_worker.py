@@ -112,6 +112,10 @@ async def test_a_worker_killed_again_and_again_loses_and_doubles_no_email(
             assert loop.time() < end, Counter(r.status for r in settled())
             await asyncio.sleep(0.5)
         rows = settled()
+        states: Counter[str] = Counter()
+        for wf in workflow_ids:
+            desc = await client.get_workflow_handle(wf).describe()
+            states[desc.status.name if desc.status else "?"] += 1
         with Session(services.db) as s:
             checks = {c.run_key: c for c in s.exec(select(OutcomeCheck))}
             calls = {c.idempotency_key: c for c in s.exec(select(ToolCallRecord))}
@@ -137,6 +141,8 @@ async def test_a_worker_killed_again_and_again_loses_and_doubles_no_email(
         "emails_expected": len(executed),
         "emails_received": sum(by_id.values()),
         "lost": len(lost),
+        "runs_by_state": dict(states),
+        "runs_without_action": len(workflow_ids - {r.workflow_id for r in rows}),
         "duplicated": sum(n - 1 for n in by_id.values() if n > 1),
         "unknown_outcomes": len(unknown),
         "workflow_task_failures": log.read_text(errors="replace").count("activation on workflow"),
@@ -148,6 +154,8 @@ async def test_a_worker_killed_again_and_again_loses_and_doubles_no_email(
     print(report)
     assert kills >= 3 and len(workflow_ids) == len(picked)
     assert report["lost"] == 0 and report["duplicated"] == 0  # each executed email arrived once
+    assert report["runs_without_action"] == 0, report  # every run reached its first action
+    assert set(states) <= {"RUNNING", "COMPLETED"}, report  # none failed or timed out
     assert report["unknown_surfaced"] == report["unknown_outcomes"]  # none silent
     # Nothing else arrived: an unknown outcome's message at most once, nothing from nowhere.
     assert report["emails_received"] <= report["emails_expected"] + report["unknown_outcomes"]
