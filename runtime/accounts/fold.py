@@ -27,12 +27,19 @@ def fold(
     row = session.exec(
         select(AccountDay).where(AccountDay.account_id == account.id, AccountDay.day == day)
     ).first() or AccountDay(account_id=account.id, day=day)
+    fold_into(row, account, ev, day, current=current)
+    session.add(account)
+    session.add(row)
+
+
+def fold_into(
+    row: AccountDay, account: Account, ev: dict[str, Any], day: date, *, current: bool
+) -> None:
+    """The fold itself, on rows already at hand: `row` is the account's rollup of `day`."""
     _fold_day(row, ev)
     _fold_lifecycle(account, ev, day)
     if current:
         _fold_state(account, ev)
-    session.add(account)
-    session.add(row)
 
 
 def _fold_day(row: AccountDay, ev: dict[str, Any]) -> None:

@@ -5,25 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
-from autopilot.runtime.accounts.fold import fold, on_event
-from autopilot.runtime.accounts.snapshot import get_snapshot
+from autopilot.runtime.accounts.batch import BatchFold, load_accounts
+from autopilot.runtime.accounts.snapshot import get_snapshot, snapshot_of
+from autopilot.runtime.accounts.warm import Warm, WarmCache, stamp
 from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.agents.triggers import SCHEDULE_EVENT, Triggers
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
-from autopilot.runtime.health.scoring import score
 from autopilot.runtime.policy.engine import PolicyEngine
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import transaction
@@ -58,12 +61,54 @@ def workflow_id(agent: str, account_id: str) -> str:
 
 log = logging.getLogger(__name__)
 DISPATCH_TIMEOUT = timedelta(seconds=3)  # per start: a Temporal outage must not hold the caller
+DISPATCH_CONCURRENCY = 32  # starts in flight at once, each a round trip to Temporal
 
 # An event that happened longer ago than this is history: folded in and scored, never
 # a trigger (a backfill must not contact customers about old facts).
 LIVE_WINDOW = timedelta(hours=24)
 
 SWEEP_BATCH = 100  # accounts per sweep transaction: the write lock is released between them
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A batch ready to write: folded, scored, its triggers evaluated."""
+
+    batch: BatchFold
+    timed: list[tuple[EventIn, datetime]]  # each event, with when it happened (UTC)
+    payloads: list[dict[str, Any]]
+    hits: list[list[str]]  # the agents each event starts
+
+
+def _lock(session: Session) -> bool:
+    """Take SQLite's write lock (True); elsewhere the rows were locked as they were read."""
+    if session.get_bind().dialect.name != "sqlite":
+        return False
+    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    return True
+
+
+def _in_scope(
+    accounts: dict[str, Account],
+    events: list[EventIn],
+    *,
+    org_id: str | None,
+    owner: str | None,
+) -> None:
+    """The first event whose account is unknown, of another organisation or (with
+    `owner`) outside that CSM's book raises: the same answer for all three."""
+    for i, ev in enumerate(events):
+        account = accounts.get(ev.account_id)
+        if (
+            account is None
+            or (org_id is not None and account.org_id != org_id)
+            or (owner is not None and account.owner_csm != owner)
+        ):
+            raise UnknownAccount(i, ev.account_id)
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def sweep_key(day: date, agent: str, account_id: str) -> str:
@@ -91,6 +136,7 @@ class Ingest:
         self.policy = policy
         self.specs = specs
         self.triggers = Triggers(specs)
+        self._warm = WarmCache()  # what a batch leaves for the next (see `warm`)
         self.spec_hashes = {name: spec_hash(s) for name, s in specs.items()}
 
     def store(
@@ -103,88 +149,169 @@ class Ingest:
     ) -> list[Stored]:
         """All or nothing: every event stored and folded in, or none. With `org_id`,
         an account of another organisation is unknown (no existence leak); with `owner`,
-        so is an account outside that CSM's book. Live events
-        are scored as they come and evaluate the triggers; history is folded in and its
-        accounts rescored once, as of today."""
+        so is an account outside that CSM's book. Live events are scored as they come and
+        evaluate the triggers; history is folded in and its accounts rescored once, as of
+        today. The list is one batch (`BatchFold`) and one write transaction.
+
+        On SQLite the batch is planned (read, folded, scored, triggers evaluated) before
+        the write lock is taken, and the lock is held only for its writes: another writer
+        (`POST /events` beside a bulk import) waits for those, not for the planning. If
+        anyone wrote in between (the stamp moved), the batch is planned again, holding
+        the lock, so no update is ever lost. Elsewhere the accounts are locked (`SELECT
+        ... FOR UPDATE`) as they are read."""
         now = datetime.now(UTC)
-        out = []
-        backfilled: dict[str, Account] = {}
         if (
             idempotency_key is not None
             and (seen := self._seen(org_id or "", idempotency_key)) is not None
         ):
             return [seen]  # a retry: the event was stored (and counted) once already
+        if not events:
+            return []
         try:
-            with transaction(self.db, writes=True) as session:
-                for i, ev in enumerate(events):
-                    # Row-locked where the database can (Postgres); SQLite holds its write lock.
-                    account = session.get(Account, ev.account_id, with_for_update=True)
-                    if (
-                        account is None
-                        or (org_id is not None and account.org_id != org_id)
-                        or (owner is not None and account.owner_csm != owner)
-                    ):
-                        raise UnknownAccount(i, ev.account_id)
-                    at = ev.occurred_at or now
-                    at = at if at.tzinfo else at.replace(tzinfo=UTC)
-                    payload = ev.model_dump(mode="json", exclude_none=True)
-                    live = at >= now - LIVE_WINDOW
-                    if live:
-                        on_event(
-                            session,
-                            account,
-                            ev.model_dump(exclude_none=True),
-                            at=at,
-                            today=now.date(),
-                        )
-                    else:
-                        fold(session, account, ev.model_dump(exclude_none=True), at, current=False)
-                        backfilled[account.id] = account
-                    row = Event(
-                        account_id=ev.account_id,
-                        type=ev.type,
-                        occurred_at=at,
-                        received_at=now,
-                        payload=payload,
-                    )
-                    session.add(row)
-                    session.flush()
-                    assert row.id is not None
-                    hits: list[str] = []
-                    if live and account.status == "active":  # a churned account starts no agent
-                        snapshot = get_snapshot(session, account_id=account.id, today=now.date())
-                        assert snapshot is not None
-                        hits = self.triggers.matching(
-                            snapshot, {"type": ev.type, **row.payload}, now.date()
-                        )
-                    out.append(
-                        Stored(event_id=row.id, account_id=ev.account_id, type=ev.type, agents=hits)
-                    )
-                    if hits:  # the dispatch intent commits with the event and the account change
-                        session.add(
-                            EventDispatch(
-                                event_id=row.id,
-                                account_id=ev.account_id,
-                                type=ev.type,
-                                agents=hits,
-                                created_at=now,
-                            )
-                        )
-                    if idempotency_key is not None:
-                        session.add(
-                            EventKey(org_id=org_id or "", key=idempotency_key, event_id=row.id)
-                        )
-                active = [a for a in backfilled.values() if a.status == "active"]
-                if active:
-                    session.flush()
-                    score(session, active, today=now.date(), now=now)
-
+            with Session(self.db, expire_on_commit=False) as session:
+                try:
+                    before = stamp(session, now.date())
+                    plan = self._plan(session, events, now, org_id, owner, self._warm.take(before))
+                    if _lock(session) and stamp(session, now.date()) != before:
+                        plan = self._plan(session, events, now, org_id, owner, Warm())
+                    ids = self._write(session, plan, now, org_id, idempotency_key)
+                    warm = plan.batch.leave()
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+            self._warm.keep(warm)  # committed: the next batch may start from here
         except IntegrityError:
             # The same idempotency key posted twice at once: the other request stored it.
             if idempotency_key is not None and (seen := self._seen(org_id or "", idempotency_key)):
                 return [seen]
             raise
-        return out
+        return [
+            Stored(event_id=i, account_id=ev.account_id, type=ev.type, agents=agents)
+            for i, ev, agents in zip(ids, events, plan.hits, strict=True)
+        ]
+
+    def _plan(
+        self,
+        session: Session,
+        events: list[EventIn],
+        now: datetime,
+        org_id: str | None,
+        owner: str | None,
+        warm: Warm,
+    ) -> _Plan:
+        """Everything the batch will write, from reads only."""
+        timed = [(ev, _utc(ev.occurred_at or now)) for ev in events]
+        accounts = load_accounts(session, {ev.account_id for ev in events}, warm)
+        _in_scope(accounts, events, org_id=org_id, owner=owner)
+        batch = BatchFold(
+            session,
+            accounts,
+            today=now.date(),
+            now=now,
+            days={(ev.account_id, at.astimezone(UTC).date()) for ev, at in timed},
+            warm=warm,
+        )
+        points = [
+            batch.add(
+                accounts[ev.account_id],
+                ev.model_dump(exclude_none=True),
+                at,
+                live=at >= now - LIVE_WINDOW,
+            )
+            for ev, at in timed
+        ]
+        batch.finish()
+        payloads = [ev.model_dump(mode="json", exclude_none=True) for ev in events]
+        hits = self._triggered(batch, events, payloads, points, now.date())
+        return _Plan(batch, timed, payloads, hits)
+
+    def _write(
+        self,
+        session: Session,
+        plan: _Plan,
+        now: datetime,
+        org_id: str | None,
+        idempotency_key: str | None,
+    ) -> list[int]:
+        plan.batch.write()
+        ids = self._insert(session, plan.timed, plan.payloads, plan.hits, now=now)
+        if idempotency_key is not None:
+            session.add(EventKey(org_id=org_id or "", key=idempotency_key, event_id=ids[0]))
+        return ids
+
+    def _triggered(
+        self,
+        batch: BatchFold,
+        events: list[EventIn],
+        payloads: list[dict[str, Any]],
+        points: list[int | None],
+        today: date,
+    ) -> list[list[str]]:
+        """The agents each event starts: its triggers, on the account as the event left
+        it (the batch's point); none for history or a churned account."""
+        contacts = batch.contacts({batch.points[p].account_id for p in points if p is not None})
+        hits: list[list[str]] = []
+        for ev, payload, p in zip(events, payloads, points, strict=True):
+            if p is None:
+                hits.append([])
+                continue
+            at = batch.points[p]
+            snapshot = snapshot_of(
+                at.fields,
+                health=at.health,
+                risk=at.risk,
+                reasons=[],  # triggers do not see the reasons (`as_cel`)
+                contacts=contacts[ev.account_id],
+            )
+            hits.append(self.triggers.matching(snapshot, {"type": ev.type, **payload}, today))
+        return hits
+
+    @staticmethod
+    def _insert(
+        session: Session,
+        timed: list[tuple[EventIn, datetime]],
+        payloads: list[dict[str, Any]],
+        hits: list[list[str]],
+        *,
+        now: datetime,
+    ) -> list[int]:
+        """The events, then the dispatch intents of those that triggered (in the same
+        transaction as the account change); returns the events' ids, in order."""
+        conn = session.connection()
+        ids = list(
+            conn.execute(
+                insert(Event).returning(col(Event.id), sort_by_parameter_order=True),
+                [
+                    {
+                        "account_id": ev.account_id,
+                        "type": ev.type,
+                        "occurred_at": at,
+                        "received_at": now,
+                        "payload": payload,
+                        "dispatched": False,
+                    }
+                    for (ev, at), payload in zip(timed, payloads, strict=True)
+                ],
+            ).scalars()
+        )
+        intents = [
+            {
+                "event_id": i,
+                "account_id": ev.account_id,
+                "type": ev.type,
+                "agents": agents,
+                "created_at": now,
+                "dispatched_at": None,
+                "attempts": 0,
+                "last_error": None,
+            }
+            for i, (ev, _), agents in zip(ids, timed, hits, strict=True)
+            if agents
+        ]
+        if intents:
+            conn.execute(insert(EventDispatch), intents)
+        return [i for i in ids if i is not None]  # RETURNING gives every inserted id
 
     def unknown_accounts(self, events: list[EventIn], *, org_id: str | None = None) -> list[int]:
         """The indexes of events whose account does not exist (in `org_id`), in one query."""
@@ -215,48 +342,67 @@ class Ingest:
         """Start (or signal) the runs the events triggered. A failure (Temporal down)
         leaves the intent pending for `redispatch`; nothing is lost and nothing raised.
         Starting twice is harmless: a running run coalesces the event, and a finished
-        one's replay of the same event reuses its idempotency keys (no second email)."""
-        started: list[Started] = []
+        one's replay of the same event reuses its idempotency keys (no second email).
+        Different accounts' starts are in flight together (a round trip each); one
+        account's go in order, so its runs get their events in order. The outcomes are
+        recorded in one transaction, off the event loop (it may wait for the write lock)."""
+        todo = [item for item in stored if item.agents]
+        if not todo:
+            return []
         segments = (
-            self._segments({item.account_id for item in stored if item.agents})
+            await asyncio.to_thread(self._segments, {item.account_id for item in todo})
             if self.search_attributes
             else {}
         )
-        for item in stored:
-            if not item.agents:
-                continue
-            signal = EventSignal(event_id=item.event_id, type=item.type)
-            error: str | None = None
-            try:
-                for agent in item.agents:
-                    wf_id = workflow_id(agent, item.account_id)
-                    # Signal-with-start: a running workflow gets the event, otherwise one starts.
-                    await self.client.start_workflow(
-                        AgentRunWorkflow.run,
-                        AgentRunInput(
-                            agent=agent,
-                            account_id=item.account_id,
-                            event=signal,
-                            spec_hash=self.spec_hashes[agent],
-                            bundle_hash=self.policy.bundle_hash,
-                        ),
-                        id=wf_id,
-                        task_queue=self.task_queue,
-                        start_signal="event",
-                        start_signal_args=[signal],
-                        search_attributes=run_attributes(
-                            agent, item.account_id, segments.get(item.account_id, "")
-                        )
-                        if self.search_attributes
-                        else None,
-                        rpc_timeout=DISPATCH_TIMEOUT,
+        by_account: dict[str, list[Stored]] = {}
+        for item in todo:
+            by_account.setdefault(item.account_id, []).append(item)
+        gate = asyncio.Semaphore(DISPATCH_CONCURRENCY)
+        outcomes: dict[int, tuple[list[Started], str | None]] = {}
+
+        async def in_order(items: list[Stored]) -> None:
+            for item in items:
+                async with gate:
+                    outcomes[item.event_id] = await self._start(
+                        item, segments.get(item.account_id, "")
                     )
-                    started.append(Started(event_id=item.event_id, workflow_id=wf_id))
-            except (RPCError, TemporalError, OSError, TimeoutError) as err:
-                error = f"{type(err).__name__}: {err}"[:300]
-                log.warning("event %s not dispatched yet (%s): will retry", item.event_id, error)
-            self._mark(item.event_id, error)
-        return started
+
+        await asyncio.gather(*(in_order(items) for items in by_account.values()))
+        await asyncio.to_thread(self._mark, {i: error for i, (_, error) in outcomes.items()})
+        return [s for item in todo for s in outcomes[item.event_id][0]]
+
+    async def _start(self, item: Stored, segment: str) -> tuple[list[Started], str | None]:
+        """Each of the event's runs, in turn, until one cannot be started."""
+        started: list[Started] = []
+        signal = EventSignal(event_id=item.event_id, type=item.type)
+        try:
+            for agent in item.agents:
+                wf_id = workflow_id(agent, item.account_id)
+                # Signal-with-start: a running workflow gets the event, otherwise one starts.
+                await self.client.start_workflow(
+                    AgentRunWorkflow.run,
+                    AgentRunInput(
+                        agent=agent,
+                        account_id=item.account_id,
+                        event=signal,
+                        spec_hash=self.spec_hashes[agent],
+                        bundle_hash=self.policy.bundle_hash,
+                    ),
+                    id=wf_id,
+                    task_queue=self.task_queue,
+                    start_signal="event",
+                    start_signal_args=[signal],
+                    search_attributes=run_attributes(agent, item.account_id, segment)
+                    if self.search_attributes
+                    else None,
+                    rpc_timeout=DISPATCH_TIMEOUT,
+                )
+                started.append(Started(event_id=item.event_id, workflow_id=wf_id))
+        except (RPCError, TemporalError, OSError, TimeoutError) as err:
+            error = f"{type(err).__name__}: {err}"[:300]
+            log.warning("event %s not dispatched yet (%s): will retry", item.event_id, error)
+            return started, error
+        return started, None
 
     def _segments(self, account_ids: set[str]) -> dict[str, str]:
         if not account_ids:
@@ -267,20 +413,23 @@ class Ingest:
             ).all()
         return dict(rows)
 
-    def _mark(self, event_id: int, error: str | None) -> None:
-        with transaction(self.db) as session:
-            intent = session.get(EventDispatch, event_id)
-            if intent is None:
-                return
-            intent.attempts += 1
-            intent.last_error = error
-            if error is None:
-                intent.dispatched_at = datetime.now(UTC)
-                event = session.get(Event, event_id)
-                if event is not None:
-                    event.dispatched = True
-                    session.add(event)
-            session.add(intent)
+    def _mark(self, outcomes: dict[int, str | None]) -> None:
+        """Record each event's dispatch attempt: its error, or that all its runs started."""
+        now = datetime.now(UTC)
+        with transaction(self.db, writes=True) as session:  # attempts += 1: read, then write
+            intents = session.exec(
+                select(EventDispatch).where(col(EventDispatch.event_id).in_(list(outcomes)))
+            ).all()
+            for intent in intents:
+                intent.attempts += 1
+                intent.last_error = outcomes[intent.event_id]
+                if intent.last_error is None:
+                    intent.dispatched_at = now
+                session.add(intent)
+            if done := [i.event_id for i in intents if i.last_error is None]:
+                session.connection().execute(
+                    update(Event).where(col(Event.id).in_(done)).values(dispatched=True)
+                )
 
     async def redispatch(
         self, *, older_than: timedelta = timedelta(seconds=5), limit: int = 500
@@ -298,17 +447,17 @@ class Ingest:
                 .order_by(col(EventDispatch.event_id))
                 .limit(limit)
             ).all()
-        done = 0
-        for intent in pending:
-            item = Stored(
+        items = [
+            Stored(
                 event_id=intent.event_id,
                 account_id=intent.account_id,
                 type=intent.type,
                 agents=list(intent.agents),
             )
-            if len(await self.dispatch([item])) == len(item.agents):
-                done += 1
-        return done
+            for intent in pending
+        ]
+        started = Counter(s.event_id for s in await self.dispatch(items))
+        return sum(1 for item in items if started[item.event_id] == len(item.agents))
 
     async def run_dispatcher(self, stop: asyncio.Event, *, interval_s: float = 2.0) -> None:
         """The dispatcher loop beside the worker: retries pending intents until stopped."""

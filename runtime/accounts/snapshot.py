@@ -3,37 +3,76 @@ and its Health 2.0 score with the reasons behind it (the one health)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
+from typing import Any
 
 from sqlmodel import Session, col, select
 
 from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo, HealthReason
+from autopilot.runtime.health.model import Explanation
 from autopilot.runtime.health.scoring import current
 from autopilot.runtime.store.accounts import Account, Contact
 
 REASONS = 3  # the factors that pull the score down most, as the action's reasons
+
+# The account's own fields in a snapshot (the rest is health and contacts).
+ACCOUNT_FIELDS = tuple(f for f in AccountSnapshot.model_fields if f in Account.model_fields)
 
 
 def get_snapshot(session: Session, *, account_id: str, today: date) -> AccountSnapshot | None:
     account = session.get(Account, account_id)
     if account is None:
         return None
-    contacts = session.exec(
-        select(Contact).where(Contact.account_id == account_id).order_by(col(Contact.id))
-    ).all()
     health = current(session, account, today=today)
-    down = sorted((f for f in health.factors if f.contribution < 0), key=lambda f: f.contribution)[
-        :REASONS
-    ]
-    return AccountSnapshot(
-        **account.model_dump(exclude={"org_id", "churned_at", "custom"}),
+    return snapshot_of(
+        account_fields(account),
         health=health.health,
-        churn_risk=health.risk,
-        health_reasons=[
-            HealthReason(label=f.label, value=f.value, contribution=f.contribution) for f in down
-        ],
-        contacts=[
-            ContactInfo(**c.model_dump(exclude={"account_id", "seniority", "region"}))
-            for c in contacts
-        ],
+        risk=health.risk,
+        reasons=reasons_of(health),
+        contacts=contact_infos(session, [account_id])[account_id],
+    )
+
+
+def account_fields(account: Account) -> dict[str, Any]:
+    """The account as it is now: a batch takes one of these after each event it folds."""
+    return {f: getattr(account, f) for f in ACCOUNT_FIELDS}
+
+
+def reasons_of(health: Explanation) -> list[HealthReason]:
+    down = sorted((f for f in health.factors if f.contribution < 0), key=lambda f: f.contribution)
+    return [
+        HealthReason(label=f.label, value=f.value, contribution=f.contribution)
+        for f in down[:REASONS]
+    ]
+
+
+def contact_infos(session: Session, account_ids: Iterable[str]) -> dict[str, list[ContactInfo]]:
+    """The contacts of each account (in one query), ordered by id."""
+    ids = list(account_ids)
+    out: dict[str, list[ContactInfo]] = {a: [] for a in ids}
+    if not ids:
+        return out
+    q = (
+        select(Contact.account_id, *(getattr(Contact, f) for f in ContactInfo.model_fields))
+        .where(col(Contact.account_id).in_(ids))
+        .order_by(col(Contact.id))
+    )
+    for account_id, *values in session.connection().execute(q):
+        out[account_id].append(
+            ContactInfo(**dict(zip(ContactInfo.model_fields, values, strict=True)))
+        )
+    return out
+
+
+def snapshot_of(
+    fields: dict[str, Any],
+    *,
+    health: float,
+    risk: float,
+    reasons: list[HealthReason],
+    contacts: list[ContactInfo],
+) -> AccountSnapshot:
+    return AccountSnapshot(
+        **fields, health=health, churn_risk=risk, health_reasons=reasons, contacts=contacts
     )

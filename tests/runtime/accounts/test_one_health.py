@@ -15,9 +15,9 @@ from tests.runtime.test_cli import arun_cli, stack_env
 
 
 async def test_every_surface_shows_the_same_health(stack: Stack) -> None:
-    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
+    (account,) = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
     await stack.post_events(drop_events(stack.db, account))
-    item, = await stack.pending_for(account)  # the rescue email waits for the CSM
+    (item,) = await stack.pending_for(account)  # the rescue email waits for the CSM
     owner = stack.owner(account)
 
     with Session(stack.db) as s:
@@ -48,7 +48,9 @@ async def test_every_surface_shows_the_same_health(stack: Stack) -> None:
     assert marked is not None and (marked.health, marked.churn_risk) == (42.42, 0.6061)
 
     listed = (await stack.http.get("/approvals", headers=stack.headers(owner))).json()
-    assert next(a for a in listed if a["id"] == item["id"])["risk"] == 0.6061  # the list: the risk now
+    assert (
+        next(a for a in listed if a["id"] == item["id"])["risk"] == 0.6061
+    )  # the list: the risk now
     panel = (await stack.http.get(f"/approvals/{item['id']}", headers=stack.headers(owner))).json()
     assert (panel["health"]["health"], panel["health"]["risk"]) == (42.42, 0.6061)
     api = (await stack.http.get(f"/accounts/{account}", headers=stack.headers(owner))).json()
