@@ -27,6 +27,7 @@ from autopilot.runtime.agents.triggers import SCHEDULE_EVENT, Triggers
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
+from autopilot.runtime.loops import every
 from autopilot.runtime.policy.engine import PolicyEngine
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import transaction
@@ -461,15 +462,7 @@ class Ingest:
 
     async def run_dispatcher(self, stop: asyncio.Event, *, interval_s: float = 2.0) -> None:
         """The dispatcher loop beside the worker: retries pending intents until stopped."""
-        while not stop.is_set():
-            try:
-                await self.redispatch()
-            except Exception:  # a store hiccup must not end the loop: log it, try again
-                log.exception("event dispatcher failed; retrying")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval_s)
-            except TimeoutError:
-                pass
+        await every(interval_s, stop, self.redispatch, what="event dispatcher")
 
     async def ingest(self, events: list[EventIn]) -> list[Started]:
         return await self.dispatch(self.store(events))

@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from autopilot.runtime import loops
 from autopilot.runtime.audit.keys import SigningKey
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.store.audit import (
@@ -68,14 +69,9 @@ async def run_checkpoints(
 ) -> None:
     """Beside the worker: sign the head whenever `every` entries were appended since the
     last checkpoint (checked each `interval_s`), and once more on the way out."""
-    while True:
-        try:
-            await asyncio.to_thread(checkpoint, engine, key, every=every)
-        except Exception:  # a store hiccup must not end the loop: log it, try again
-            log.exception("audit checkpoint failed; retrying")
-        if stop.is_set():
-            return
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
-        except TimeoutError:
-            pass
+
+    async def step() -> None:
+        await asyncio.to_thread(checkpoint, engine, key, every=every)
+
+    await loops.every(interval_s, stop, step, what="audit checkpoint")
+    await step()  # the head as the worker leaves it

@@ -27,6 +27,7 @@ from autopilot.runtime.contracts.policy import ActorIn
 from autopilot.runtime.contracts.tool import ToolCall
 from autopilot.runtime.execution.executor import execute_once
 from autopilot.runtime.ledger.cbr import book_action_cost
+from autopilot.runtime.loops import every
 from autopilot.runtime.policy.gate import Reservation, gate_action
 from autopilot.runtime.policy.limits import read_limits
 from autopilot.runtime.services import Services
@@ -343,14 +344,10 @@ def resolve_as(
 
 async def run_reconciler(svc: Services, stop: asyncio.Event, *, interval_s: float = 5.0) -> None:
     """The reconciler loop beside the worker."""
-    while not stop.is_set():
-        try:
-            done = await reconcile_once(svc)
-            if done.reconciled or done.resent or done.not_sent:
-                log.info("reconciler: %s", done)
-        except Exception:  # a store hiccup must not end the loop: log it, try again
-            log.exception("outcome reconciler failed; retrying")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
-        except TimeoutError:
-            pass
+
+    async def step() -> None:
+        done = await reconcile_once(svc)
+        if done.reconciled or done.resent or done.not_sent:
+            log.info("reconciler: %s", done)
+
+    await every(interval_s, stop, step, what="outcome reconciler")

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from autopilot.runtime.config import get_settings
 from autopilot.runtime.health.features import FEATURES, SIGNALS, WINDOW, Windows, compute
 from autopilot.runtime.health.model import Explanation, Factor, HealthModel, default_model_dir
+from autopilot.runtime.loops import every
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountDay, AccountScore, RiskAlert
 
@@ -199,19 +200,16 @@ async def run_daily_rescore(
 ) -> None:
     """Beside the worker: once a day (and at start), the accounts not scored today."""
     done: date | None = None
-    while not stop.is_set():
+
+    async def step() -> None:
+        nonlocal done
         today = datetime.now(UTC).date()
         if today != done:
-            try:
-                count = await asyncio.to_thread(rescore_stale, db, today=today)
-                log.info("daily rescore: %d account(s) as of %s", count, today)
-                done = today
-            except Exception:  # a store hiccup must not end the loop: log it, try again
-                log.exception("daily rescore failed; retrying")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=check_every_s)
-        except TimeoutError:
-            pass
+            count = await asyncio.to_thread(rescore_stale, db, today=today)
+            log.info("daily rescore: %d account(s) as of %s", count, today)
+            done = today
+
+    await every(check_every_s, stop, step, what="daily rescore")
 
 
 def current(session: Session, account: Account, *, today: date) -> Explanation:
