@@ -106,7 +106,7 @@ def test_demo_json_reports_every_kind_of_outcome(tmp_path: Path) -> None:
     assert out["rejected"] >= 1 and out["pending"] >= 1
     # A follow-up after the wait; the supervisor settled a contact by priority; the
     # expansion run ended on its goal; the compliance run recorded; a forecast was written.
-    assert out["follow_up"] == ["executed"]
+    assert out["follow_up"] and set(out["follow_up"]) == {"executed"}  # the human help, approved
     assert {"kind": "contact", "winner": "churn_rescue", "other": "expansion", "outcome": "preempted"} in out["conflicts"]
     assert out["expansion_exit"] == "goal_met"
     assert "executed" in out["compliance"]

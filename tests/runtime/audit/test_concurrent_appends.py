@@ -4,6 +4,7 @@ not a per-process lock, serialises the read-head/insert pair."""
 from __future__ import annotations
 
 import multiprocessing
+import time
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def _worker(url: str, name: str, go: Barrier) -> None:
             for step in ("plan", "record")
         ]
         assert audit.append(db, steps) == 2
+        time.sleep(0.002)  # yield the CPU: on a loaded machine one writer could otherwise finish first
 
 
 def test_three_processes_appending_at_once_make_one_unbroken_chain(
