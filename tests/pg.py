@@ -28,7 +28,8 @@ POSTGRES_SUBSET = (
     "tests/runtime/store/",
     "tests/runtime/ledger/",
     "tests/runtime/test_events_api.py::",
-    "tests/workflows/test_agent_run.py::test_allowed_action_executes_exactly_once",
+    "tests/runtime/approvals/test_inbox.py::",
+    "tests/workflows/test_agent_run.py::",
 )
 SUPERUSER = "autopilot"
 
