@@ -18,7 +18,10 @@ from autopilot.runtime.cli.audit import app as audit_app
 from autopilot.runtime.cli.db import app as db_app
 from autopilot.runtime.cli.kb import app as kb_app
 from autopilot.runtime.cli.mcp import app as mcp_app
+from autopilot.runtime.cli.outcomes import register as register_outcomes
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
+from autopilot.runtime.cli.people import AsOpt
+from autopilot.runtime.cli.people import principal_of as _principal
 from autopilot.runtime.cli.policy import app as policy_app
 from autopilot.runtime.cli.schedules import app as schedules_app
 from autopilot.runtime.cli.schedules import sweep_app
@@ -34,6 +37,7 @@ events_app = typer.Typer(no_args_is_help=True, help="Feed account events.")
 approvals_app = typer.Typer(no_args_is_help=True, help="Work the approval inbox.")
 app.add_typer(events_app, name="events")
 app.add_typer(approvals_app, name="approvals")
+register_outcomes(approvals_app)
 app.add_typer(policy_app, name="policy")
 app.add_typer(users_app, name="users")
 app.add_typer(model_app, name="model")
@@ -231,25 +235,6 @@ async def _inbox() -> Any:
     return Inbox(build_services(get_settings()), client)
 
 
-def _principal(user_id: str, as_json: bool) -> Any:
-    from sqlmodel import Session
-
-    from autopilot.runtime.auth.users import principal
-    from autopilot.runtime.store.db import make_engine
-    from autopilot.runtime.store.users import User
-
-    with Session(make_engine(get_settings().db_url)) as session:
-        user = session.get(User, user_id)
-    if user is None or not user.active:
-        fail(f"no active user {user_id}", as_json=as_json)
-    return principal(user)
-
-
-AsOpt = Annotated[
-    str, typer.Option("--as", help="the user you act as (their roles and book apply)")
-]
-
-
 @approvals_app.command("list")
 def approvals_list(user: AsOpt, as_json: JsonOpt = False, status: str = "pending") -> None:
     """List the approvals a user may see (pending by default)."""
@@ -311,59 +296,6 @@ def approvals_reject(
 ) -> None:
     """Reject a pending action; the reason reaches the agent (no re-proposal meanwhile)."""
     _decide(approval_id, "reject", user, reason, as_json)
-
-
-@approvals_app.command("outcomes")
-def approvals_outcomes(
-    user: AsOpt, as_json: JsonOpt = False, status: str = "open", limit: int = 200
-) -> None:
-    """Actions whose outcome is unknown (an email whose reply was lost, a worker killed
-    mid-call): check each, then `approvals resolve`."""
-    from autopilot.runtime.execution.outcomes import visible_checks
-    from autopilot.runtime.services import build_services
-
-    p = _principal(user, as_json)
-    rows = visible_checks(build_services(get_settings()), p, status=status, limit=limit)
-    if as_json:
-        emit_json({"ok": True, "outcomes": [r.model_dump(mode="json") for r in rows]})
-        finish(0)
-    for r in rows:
-        console.print(f"{r.run_key}  {r.status:<8} {r.account_id:<10} {r.tool:<11} {r.error[:60]}")
-    console.print(f"{len(rows)} check(s)")
-    finish(0)
-
-
-@approvals_app.command("resolve")
-def approvals_resolve(
-    run_key: str,
-    user: AsOpt,
-    outcome: Annotated[str, typer.Option("--outcome", help="sent | not_sent | resend")],
-    note: str = "",
-    as_json: JsonOpt = False,
-) -> None:
-    """Say what happened to an action with an unknown outcome; `resend` is gated again
-    and sent with the same key by the worker's reconciler."""
-    from autopilot.runtime.execution.outcomes import CheckError, resolve_as
-    from autopilot.runtime.services import build_services
-
-    if outcome not in ("sent", "not_sent", "resend"):
-        fail("--outcome: one of sent, not_sent, resend", as_json=as_json)
-    p = _principal(user, as_json)
-    try:
-        status = resolve_as(
-            build_services(get_settings()),
-            p,
-            run_key=run_key,
-            verdict=outcome,
-            note=note,  # type: ignore[arg-type]
-        )
-    except CheckError as err:
-        fail(f"{err.code}: {err}", as_json=as_json)
-    if as_json:
-        emit_json({"ok": True, "run_key": run_key, "status": status})
-    else:
-        console.print(f"{run_key}: {status}")
-    finish(0)
 
 
 @approvals_app.command("alerts")
