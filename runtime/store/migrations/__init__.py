@@ -22,6 +22,51 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
 BASELINE = "0001"
+# The tables of the baseline revision: a pre-migrations store is completed with these only,
+# since a table added later comes with its own revision.
+BASELINE_TABLES = frozenset(
+    [
+        "account",
+        "accountday",
+        "accountscore",
+        "actionrecord",
+        "admtdecision",
+        "admtnotice",
+        "apitoken",
+        "apitokenvalidity",
+        "approval",
+        "approvalcomment",
+        "approvalvote",
+        "attributedrevenue",
+        "auditcheckpoint",
+        "auditentry",
+        "compliancegap",
+        "contact",
+        "contract",
+        "costentry",
+        "csmtask",
+        "customfieldschema",
+        "event",
+        "eventdispatch",
+        "eventkey",
+        "inappmessage",
+        "ledgerversion",
+        "loginthrottle",
+        "mcpclient",
+        "mcpimport",
+        "modelcardrecord",
+        "optoutseen",
+        "organization",
+        "outcomecheck",
+        "policydecisionrecord",
+        "receivedmail",
+        "riskalert",
+        "supervisorconflict",
+        "toolcallrecord",
+        "user",
+        "websession",
+    ]
+)
 VERSION_TABLE = "alembic_version"
 # Any constant: Postgres serialises concurrent start-ups (worker and API) on it.
 _PG_LOCK_KEY = 0x61757470696C6F74  # "autpilot"
@@ -62,7 +107,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
         if VERSION_TABLE not in tables and tables & set(SQLModel.metadata.tables):
             # Made by create_all before migrations: add the tables it would have added
             # (as it did on every start), then call that the baseline.
-            SQLModel.metadata.create_all(conn)
+            baseline = [t for n, t in SQLModel.metadata.tables.items() if n in BASELINE_TABLES]
+            SQLModel.metadata.create_all(conn, tables=baseline)
             command.stamp(cfg, BASELINE)
         command.upgrade(cfg, revision)
         return MigrationContext.configure(conn).get_current_revision()
