@@ -27,7 +27,7 @@ from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
 from autopilot.runtime.policy.engine import UNAVAILABLE
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.accounts import Contact
-from autopilot.runtime.store.actions import PolicyDecisionRecord
+from autopilot.runtime.store.actions import ActionRecord, PolicyDecisionRecord
 from autopilot.runtime.store.audit import AuditEntry, verify_chain
 from autopilot.runtime.store.tool_calls import ToolCallRecord
 from autopilot.runtime.worker import build_worker
@@ -81,6 +81,11 @@ async def test_approval_required_action_waits_and_executes_after_approve(stack: 
     decided = {a.id: a for a in stack.approval_rows()}
     assert decided[email["id"]].decided_by == owner and decided[email["id"]].decided_at is not None
     assert decided[offer["id"]].status == "approved" and decided[offer["id"]].decided_by == "maria"
+    # Each inbox item names the action it is about: an action's approvers are found from
+    # its key (the ADMT record's reviewers, the replay's approvals).
+    with Session(stack.db) as s:
+        keys = {r.run_key for r in s.exec(select(ActionRecord).where(ActionRecord.account_id == account))}
+    assert {decided[email["id"]].run_key, decided[offer["id"]].run_key} <= keys
 
 
 async def test_rejected_action_never_executes_and_is_not_proposed_again(stack: Stack) -> None:

@@ -86,7 +86,9 @@ class ApprovalActivities:
                     id=request.approval_id,
                     org_id=account.org_id if account else "demo",
                     workflow_id=request.workflow_id,
-                    run_key=request.approval_id,
+                    # The action's key (an edited item keeps it), so that an action's
+                    # approvals are found from it; requests without one keep their own id.
+                    run_key=request.run_key or request.approval_id,
                     agent=request.agent,
                     account_id=request.account_id,
                     segment=account.segment if account else "",
