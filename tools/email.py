@@ -1,7 +1,9 @@
 """Email tools: a rescue email and a renewal offer, delivered over SMTP.
 
 The Message-ID is derived from the idempotency key, so a receiving system can
-de-duplicate too; the executor makes sure we never hand it a second copy."""
+de-duplicate too; the executor makes sure we never hand it a second copy. Every
+message to a contact carries their signed unsubscribe/preferences link (RFC 8058
+one-click headers and a footer), so one click stops the next automated email."""
 
 from __future__ import annotations
 
@@ -13,8 +15,12 @@ from email.utils import formatdate
 
 from icalendar import Calendar, Event, vCalAddress
 from pydantic import BaseModel, Field
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
+from autopilot.runtime.consent import tokens
 from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.tools.registry import (
     SmtpConfig,
     ToolContext,
@@ -57,8 +63,41 @@ def _message(ctx: ToolContext, to: str, subject: str, body: str) -> EmailMessage
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = f"<{sha256_hex(ctx.idempotency_key)[:32]}@cs-autopilot>"
     msg["X-Idempotency-Key"] = ctx.idempotency_key
+    links = _preference_links(ctx, to)
+    if links is not None:
+        preferences, unsubscribe = links
+        # RFC 2369 + RFC 8058: mail clients show an unsubscribe button that POSTs here.
+        msg["List-Unsubscribe"] = f"<{unsubscribe}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        body = (
+            f"{body.rstrip()}\n\n--\nThis email was sent automatically. "
+            f"Unsubscribe or choose what we may do: {preferences}\n"
+        )
     msg.set_content(body)
     return msg
+
+
+def _preference_links(ctx: ToolContext, to: str) -> tuple[str, str] | None:
+    """The recipient's preferences and one-click unsubscribe URLs, signed for the contact.
+
+    None when the tool runs without the store (a sandboxed or standalone call) or the
+    address is no contact of ours: there is no one whose choice a link could record."""
+    if ctx.db is None or ctx.settings is None:
+        return None
+    with Session(ctx.db) as session:
+        found = session.exec(
+            select(Contact.id, Account.org_id)
+            .join(Account, col(Account.id) == col(Contact.account_id))
+            .where(func.lower(Contact.email) == to.lower())
+            .order_by(col(Contact.id))
+        ).first()
+    if found is None:
+        return None
+    contact_id, org_id = found
+    token = tokens.sign(
+        tokens.secret(ctx.settings), contact_id=contact_id, org_id=org_id, now=datetime.now(UTC)
+    )
+    return tokens.preferences_url(ctx.settings, token), tokens.unsubscribe_url(ctx.settings, token)
 
 
 class _Smtp(smtplib.SMTP):

@@ -36,6 +36,8 @@ class RecipientIn(_In):
     email: str
     role: str
     opted_out: bool
+    # CPPA ADMT opt-out; a default so that decisions logged before it existed still replay.
+    admt_opted_out: bool = False
     notice_on_record: bool
     local_hour: int = Field(ge=0, le=23, description="the hour now in the recipient's time zone")
     hours_since_last_contact: float | None = Field(None, ge=0)

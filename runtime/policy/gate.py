@@ -38,6 +38,7 @@ from autopilot.runtime.contracts.run import PreemptSignal
 from autopilot.runtime.ledger.spend import Excluded, agent_spend, hours_since_contact, ledger
 from autopilot.runtime.policy.engine import UNAVAILABLE, decide
 from autopilot.runtime.services import Services
+from autopilot.runtime.store.accounts import Contact
 from autopilot.runtime.store.actions import ActionRecord, LedgerVersion, PolicyDecisionRecord
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
@@ -72,11 +73,15 @@ def policy_input(
         )
         contact = next((c for r in roles for c in account.contacts if c.role == r), None)
     if contact is not None:
+        # The customer's choices as they stand now, not as the run's snapshot saw them:
+        # an unsubscribe or ADMT opt-out binds from the moment it is recorded.
+        live = session.get(Contact, contact.id)
         recipient = RecipientIn(
             id=contact.id,
             email=contact.email,
             role=contact.role,
-            opted_out=contact.opted_out,
+            opted_out=live.opted_out if live is not None else contact.opted_out,
+            admt_opted_out=live is not None and live.admt_opted_out,
             notice_on_record=contact.notice_at is not None,
             local_hour=now.astimezone(ZoneInfo(contact.timezone)).hour,
             hours_since_last_contact=hours_since_contact(

@@ -46,6 +46,7 @@ class Contact(SQLModel, table=True):
     timezone: str = "UTC"
     language: str = "en"
     opted_out: bool = False
+    admt_opted_out: bool = False  # CPPA ADMT: no automated significant decisions about them
     notice_at: datetime | None = None  # pre-use notice of automated decision-making sent
 
 

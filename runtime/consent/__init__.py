@@ -1,0 +1,1 @@
+"""The customer's side of consent: signed links to their preferences."""
