@@ -4,6 +4,7 @@ SQLite, an aiosmtpd server on loopback, the FastAPI app over ASGI."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +40,7 @@ from autopilot.runtime.worker import build_worker
 from tests.pg import database_url, postgres_cluster, pytest_generate_tests  # noqa: F401  (the stores)
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ["AUTOPILOT_LLM_LOOPBACK_ONLY"] = "1"  # no test (nor CLI it starts) reaches a real model
 # The stacks' clock: business hours in Europe and the US east, so scenarios are stable.
 NOW = datetime.combine(date.today(), time(14, 0), UTC)
 

@@ -80,11 +80,53 @@ class Approvals(_Strict):
     role: str = Field(default="csm", pattern=r"^[a-z_]+$", description="who approves them")
 
 
-class PlannerSettings(_Strict):
+class OfflinePlanner(_Strict):
     """`offline`: the playbook as written, the optimizer choosing among a step's options.
-    An LLM planner plugs in here with the same goal, steps and grants."""
+    No model, no network."""
 
     kind: Literal["offline"] = "offline"
+
+
+class LlmPlanner(_Strict):
+    """`llm`: a model plans with the same goal, steps and grants (runtime/llm). Unset
+    fields take the settings' defaults (AUTOPILOT_LLM_*); keys are never written here."""
+
+    kind: Literal["llm"]
+    provider: Literal["openai", "anthropic", "openai_compatible"] | None = Field(
+        default=None, description="empty: the settings' llm_provider"
+    )
+    model: str | None = Field(default=None, min_length=1, description="empty: llm_model")
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=1024, ge=1, le=200_000)
+    base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+",
+        description="an OpenAI-compatible endpoint (vLLM, Ollama, Azure); empty: the provider's",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="the environment variable holding the key (never the key itself)",
+    )
+    model_budget_per_quarter: float | None = Field(
+        default=None, ge=0, description="USD of model calls this agent may spend per quarter"
+    )
+
+
+def _planner_kind(v: Any) -> str:
+    if isinstance(v, dict):
+        return str(v.get("kind", "offline"))  # type: ignore[union-attr]
+    return str(getattr(v, "kind", "offline"))
+
+
+PlannerSettings = Annotated[
+    Annotated[OfflinePlanner, Tag("offline")] | Annotated[LlmPlanner, Tag("llm")],
+    Discriminator(
+        _planner_kind,
+        custom_error_type="planner_kind",
+        custom_error_message="planner.kind is `offline` or `llm`",
+    ),
+]
 
 
 GoalMetric = Literal[
@@ -230,7 +272,7 @@ class AgentSpec(_Strict):
             "agent's approval overrides; autopilot: as the policy says"
         ),
     )
-    planner: PlannerSettings = PlannerSettings()
+    planner: PlannerSettings = OfflinePlanner()
     tools: list[str] = Field(min_length=1, description="the tools this agent is granted")
     scopes: list[str] = Field(
         default_factory=list,

@@ -1,4 +1,4 @@
-"""The cost ledger and cost to retain: CbR = (CS labour + support + education +
+"""The cost ledger and cost to retain: CbR = (CS labour + support + education + model +
 cloud + discount + incentives) / retained ARR, for a period, by account, segment,
 agent or playbook."""
 

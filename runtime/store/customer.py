@@ -10,7 +10,7 @@ from datetime import date, datetime
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-COST_KINDS = ("csm_labour", "support", "education", "cloud", "discount", "incentive")
+COST_KINDS = ("csm_labour", "support", "education", "cloud", "discount", "incentive", "model")
 
 
 class AccountDay(SQLModel, table=True):
