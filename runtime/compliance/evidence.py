@@ -23,6 +23,8 @@ from autopilot.runtime.agents.specs import load_specs
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.health.model import default_model_dir
+from autopilot.runtime.llm.config import resolve
+from autopilot.runtime.llm.errors import LlmConfigError
 from autopilot.runtime.policy.engine import PolicyEngine
 from autopilot.runtime.store.actions import ActionRecord, PolicyDecisionRecord
 from autopilot.runtime.store.approvals import Approval, ApprovalVote
@@ -199,12 +201,22 @@ def approval_config(ctx: ExportContext) -> dict[str, Any]:
     }
 
 
+def _llm(spec: AgentSpec, ctx: ExportContext) -> dict[str, Any]:
+    """The model configuration an agent plans with, as records may show it (no key, no
+    key path); a configuration that does not resolve is shown with its error."""
+    try:
+        return resolve(spec.planner, ctx.settings).public()
+    except LlmConfigError as err:
+        return {"provider": "unresolved", "error": str(err)}
+
+
 def agent_rows(ctx: ExportContext) -> list[dict[str, Any]]:
     return [
         {
             "agent": spec.name,
             "autonomy": spec.autonomy,
             "planner": spec.planner.kind,
+            "llm": _llm(spec, ctx),
             "tools": sorted(spec.tools),
             "scopes": sorted(spec.scopes),
             "approval_role": spec.approvals.role,

@@ -5,7 +5,9 @@ says so rather than describing an LLM that is not in use."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -65,24 +67,29 @@ def build(ctx: ev.ExportContext) -> Document:
             f"scores from versions {sorted(versions)} while the card is {card.get('version')}",
         )
     agents = ev.agent_rows(ctx)
-    kinds = sorted({a["planner"] for a in agents})
+    configs: dict[str, dict[str, Any]] = {}
+    for a in agents:  # one card per distinct model configuration
+        key = json.dumps(a["llm"], sort_keys=True)
+        configs.setdefault(key, {"llm": a["llm"], "kind": a["planner"], "agents": []})
+        configs[key]["agents"].append(a["agent"])
     doc.add(
         "planners",
         "Planner configurations in use",
         {
             "configurations": [
                 {
-                    "kind": k,
-                    "agents": sorted(a["agent"] for a in agents if a["planner"] == k),
-                    "language_model": None if k == "offline" else k,
+                    "kind": c["kind"],
+                    "agents": sorted(c["agents"]),
+                    "language_model": None if c["llm"]["provider"] == "offline" else c["llm"],
                     "description": "deterministic: the playbook as written, the optimizer choosing among a "
                     "step's options; no language model is called"
-                    if k == "offline"
-                    else k,
+                    if c["llm"]["provider"] == "offline"
+                    else f"{c['llm'].get('provider')} model {c['llm'].get('model')} proposes actions over the "
+                    "agent's granted tools; the optimizer chooses and the policy gate decides",
                 }
-                for k in kinds
+                for _, c in sorted(configs.items())
             ],
-            "llm_in_use": any(k != "offline" for k in kinds),
+            "llm_in_use": any(c["llm"]["provider"] != "offline" for c in configs.values()),
         },
     )
     return doc
