@@ -5,7 +5,11 @@ The chain shows an entry edited, deleted or moved (`audit.entry_altered`,
 its newest entries cut, nor a rewrite that recomputed every hash after an edit: a
 valid prefix is a valid chain. The checkpoints can (`audit.truncated`,
 `audit.rewritten`), and one whose signature does not verify against a trusted key is
-named (`audit.checkpoint_signature_invalid`, `audit.checkpoint_key_unknown`)."""
+named (`audit.checkpoint_signature_invalid`, `audit.checkpoint_key_unknown`).
+
+An erased entry (its payload a tombstone vouched for by a later erase/retention entry)
+verifies and is counted in `erased`; a payload changed without such a tombstone, or a
+tombstone changed after it was written, is `audit.entry_altered`."""
 
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ from autopilot.runtime.store.audit import (
     GENESIS,
     AuditCheckpoint,
     AuditEntry,
-    _row_hash,  # pyright: ignore[reportPrivateUsage]  (the one definition of an entry's hash)
     checkpoint_message,
+    entry_problem,
+    tombstone_mark,
+    vouchers_of,
 )
 
 Code = Literal[
@@ -50,6 +56,7 @@ class Report:
     entries: int = 0
     verified: int = 0  # entries that verified, in order, before the first break
     checkpoints: int = 0
+    erased: int = 0  # entries whose payload is a vouched-for tombstone (erasure, retention)
     head_seq: int | None = None
     signed_seq: int | None = None  # the newest head a valid checkpoint vouches for
     findings: list[Finding] = field(default_factory=list)
@@ -71,6 +78,7 @@ class Report:
             "entries": self.entries,
             "verified": self.verified,
             "checkpoints": self.checkpoints,
+            "erased": self.erased,
             "head_seq": self.head_seq,
             "signed_seq": self.signed_seq,
             "unsigned_entries": self.unsigned,
@@ -82,6 +90,7 @@ class Report:
 def _chain_break(rows: list[AuditEntry]) -> tuple[int, Finding | None]:
     """Walk the chain; the first entry that does not verify, classified."""
     by_hash = {r.hash: r.seq for r in rows}
+    vouchers = vouchers_of(rows)
     prev, prev_seq = GENESIS, 0
     for n, row in enumerate(rows):
         assert row.seq is not None  # a stored row always has one
@@ -105,12 +114,9 @@ def _chain_break(rows: list[AuditEntry]) -> tuple[int, Finding | None]:
                 f"entry {row.seq} does not link to the entry before it",
                 seq=row.seq,
             )
-        if row.hash != _row_hash(prev, row):
-            return n, Finding(
-                "audit.entry_altered",
-                f"entry {row.seq} was edited: its hash does not cover its content",
-                seq=row.seq,
-            )
+        problem = entry_problem(prev, row, vouchers)
+        if problem is not None:
+            return n, Finding("audit.entry_altered", problem, seq=row.seq)
         prev, prev_seq = row.hash, row.seq
     return len(rows), None
 
@@ -222,6 +228,7 @@ def verify(session: Session, trusted: TrustedKeys) -> Report:
     cps = list(session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id))))
     report = Report(entries=len(rows), checkpoints=len(cps))
     report.head_seq = rows[-1].seq if rows else None
+    report.erased = sum(1 for r in rows if tombstone_mark(r.decision) is not None)
     report.verified, first = _chain_break(rows)
     if first is not None:
         report.findings.append(first)

@@ -4,6 +4,8 @@ write access to the store and knowledge of the hash function, but not the signin
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import delete, text, update
@@ -13,9 +15,12 @@ from sqlmodel import Session, col, select
 from autopilot.runtime.audit import keys
 from autopilot.runtime.audit.checkpoints import checkpoint
 from autopilot.runtime.audit.keys import SigningKey
+from autopilot.runtime.contracts.audit import AuditEvent
+from autopilot.runtime.privacy.erase import erase_contact
 from autopilot.runtime.store import audit
+from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.audit import AuditCheckpoint, AuditEntry, checkpoint_message
-from tests.runtime.audit.conftest import append_runs, check, entries
+from tests.runtime.audit.conftest import append_runs, check, entries, event
 
 
 def signed_trail(db: Engine, key: SigningKey) -> None:
@@ -162,3 +167,124 @@ def test_a_checkpoint_is_written_only_when_due(db: Engine, key: SigningKey) -> N
     append_runs(db, 7, 8)
     cp = checkpoint(db, key, every=10)
     assert cp is not None and (cp.seq, cp.entries, cp.key_id) == (16, 16, key.key_id)
+
+
+# Erasure: a contact's payloads become tombstones, the chain still verifies, and a
+# tombstone is no cover for an edit.
+
+EMAIL, NAME = "ana.lee@acme.example", "Ana Lee"
+
+
+def with_contact(db: Engine) -> None:
+    with Session(db) as s:
+        s.add(
+            Account(
+                id="acc-1",
+                name="Acme",
+                segment="smb",
+                region="eu",
+                arr=1.0,
+                seats_purchased=1,
+                seats_used=1,
+                active_users_30d=1,
+                logins_30d=1,
+                renewal_date=date(2027, 1, 1),
+                owner_csm="demo:dana",
+            )
+        )
+        s.add(Contact(id="acc-1-c1", account_id="acc-1", name=NAME, email=EMAIL, role="champion"))
+        s.commit()
+
+
+def mail_step(run: int) -> AuditEvent:
+    sent = {"status": "executed", "to": EMAIL, "body": f"Hi {NAME}, your renewal", "n": run}
+    return event(run, "execute").model_copy(update={"decision": sent})
+
+
+def erased_trail(db: Engine, key: SigningKey) -> int:
+    """Entries 1-2 plain, 3 mentions the contact, 4-6 plain, checkpoint at 6; then the
+    erasure (entry 7). Returns the erased entry's seq."""
+    with_contact(db)
+    append_runs(db, 1, 1)
+    audit.append(db, [mail_step(9)])
+    append_runs(db, 2, 2)
+    audit.append(db, [event(3, "plan")])
+    assert checkpoint(db, key) is not None
+    erase_contact(db, "acc-1-c1", actor="dpo", reason="art. 17")
+    return 3
+
+
+def test_an_erased_entry_verifies_under_the_checkpoint_signed_before(
+    db: Engine, key: SigningKey
+) -> None:
+    erased = erased_trail(db, key)
+    rows = entries(db)
+    assert EMAIL not in json.dumps(rows[erased - 1].decision)
+    assert rows[erased - 1].decision["status"] == "executed"  # what is not personal stays
+    assert rows[-1].step == "erase"
+    report = check(db, key)
+    assert report.intact and report.erased == 1 and report.verified == 7
+    assert report.signed_seq == 6  # its hash did not change: the old signature still holds
+
+
+def test_an_edited_tombstone_is_named(db: Engine, key: SigningKey) -> None:
+    erased = erased_trail(db, key)
+    sql(
+        db,
+        f"UPDATE auditentry SET decision = replace(decision, 'executed', 'failed') "
+        f"WHERE seq = {erased}",
+    )
+    first = check(db, key).findings[0]
+    assert (first.code, first.seq) == ("audit.entry_altered", erased)
+
+
+def test_a_payload_swapped_for_a_forged_tombstone_is_named(db: Engine, key: SigningKey) -> None:
+    erased_trail(db, key)
+    forged = json.dumps({"erased": {"by": "erase", "ref": "privacy/erase/1"}})
+    sql(db, f"UPDATE auditentry SET decision = '{forged}' WHERE seq = 5")
+    first = check(db, key).findings[0]
+    assert (first.code, first.seq) == ("audit.entry_altered", 5)
+
+
+def test_a_tombstone_with_no_erasure_behind_it_is_named(db: Engine, key: SigningKey) -> None:
+    erased = erased_trail(db, key)
+    sql(db, "DELETE FROM auditentry WHERE step = 'erase'")  # and the vouching entry with it
+    first = check(db, key).findings[0]
+    assert (first.code, first.seq) == ("audit.entry_altered", erased)
+
+
+def legacy_append(db: Engine, events: list[AuditEvent]) -> None:
+    """Entries as written before decision digests: hashed over the whole payload."""
+    with Session(db) as s:
+        prev = audit.GENESIS
+        for ev in events:
+            at = datetime.now(UTC)
+            digest = audit._legacy_hash(prev, ev, at)  # pyright: ignore[reportPrivateUsage]
+            s.add(AuditEntry(at=at, prev_hash=prev, hash=digest, **ev.model_dump()))
+            prev = digest
+        s.commit()
+
+
+def test_a_chain_written_before_digests_verifies_edits_are_named_and_it_can_be_erased(
+    db: Engine, key: SigningKey
+) -> None:
+    with_contact(db)
+    legacy_append(db, [event(1, "plan"), mail_step(2), event(3, "plan")])
+    assert all(r.decision_hash is None for r in entries(db))
+    assert check(db, key).intact
+    audit.append(db, [event(4, "plan")])  # new entries extend an old chain
+    assert check(db, key).intact
+
+    erase_contact(db, "acc-1-c1", actor="dpo")
+    report = check(db, key)
+    assert report.intact and report.erased == 1
+    sql(db, "UPDATE auditentry SET actor = 'someone-else' WHERE seq = 2")  # the erased one
+    first = check(db, key).findings[0]
+    assert (first.code, first.seq) == ("audit.entry_altered", 2)
+
+
+def test_an_edited_legacy_payload_is_named(db: Engine, key: SigningKey) -> None:
+    legacy_append(db, [event(1, "plan"), event(2, "plan")])
+    sql(db, "UPDATE auditentry SET decision = replace(decision, 'executed', 'x') WHERE seq = 2")
+    first = check(db, key).findings[0]
+    assert (first.code, first.seq) == ("audit.entry_altered", 2)
