@@ -1,5 +1,6 @@
-"""Policy gate latency and throughput against raw regopy `query_bundle` on the same
-inputs in the same run (the physical limit of the in-process engine).
+"""Policy gate latency and throughput on both in-process engines (regorus, the default;
+regopy, the fallback), each against its raw engine call on the same inputs in the
+same run (the physical limit of that engine), plus each package's own cost.
 
     python -m autopilot.evals.bench.policy --n 5000
 """
@@ -21,9 +22,18 @@ import yaml
 
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.policy import PolicyInput
+from autopilot.runtime.policy.bundle import bundle_data, bundle_files
 from autopilot.runtime.policy.cases import case_input, load_cases
 from autopilot.runtime.policy.engine import decide
 from autopilot.runtime.policy.rego import RegoEngine, interpreter
+from autopilot.runtime.policy.regorus_engine import RULE, RegorusEngine, Sources
+
+PACKAGES = ["input", "scope", "budget", "discount", "contact", "consent", "residency"]
+RULES = [f"data.autopilot.{p}.deny" for p in PACKAGES] + [
+    "data.autopilot.approval.required",
+    "data.autopilot.approval.obligations",
+    RULE,
+]
 
 
 def inputs(folder: Path) -> list[PolicyInput]:
@@ -40,24 +50,73 @@ def inputs(folder: Path) -> list[PolicyInput]:
     return out
 
 
-def timed(fn: Callable[[Any], Any], items: list[Any], n: int) -> list[float]:
+def timed(
+    fn: Callable[[Any], Any], items: list[Any], n: int, cpu: list[float] | None = None
+) -> list[float]:
+    """Wall-clock µs per call; with `cpu`, also this thread's CPU µs per call (the
+    machine is shared: CPU time shows the engine's cost without the waits for a core)."""
     samples = []
     for i in range(n):
         item = items[i % len(items)]
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         fn(item)
         samples.append((time.perf_counter() - t0) * 1e6)
+        if cpu is not None:
+            cpu.append((time.thread_time() - c0) * 1e6)
     return samples
 
 
-def stats(samples: list[float]) -> dict[str, float]:
+def stats(samples: list[float], cpu: list[float] | None = None) -> dict[str, float]:
     ordered = sorted(samples)
-    return {
+    out = {
         "n": len(samples),
         "p50_us": round(ordered[len(ordered) // 2], 1),
         "p99_us": round(ordered[int(len(ordered) * 0.99)], 1),
         "per_s": round(1e6 / statistics.fmean(samples), 0),
     }
+    if cpu:
+        cpu = sorted(cpu)
+        out["cpu_p50_us"] = round(cpu[len(cpu) // 2], 1)
+        out["cpu_p99_us"] = round(cpu[int(len(cpu) * 0.99)], 1)
+    return out
+
+
+def package_costs(folder: Path, payloads: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """p50 µs of each package's rule alone, on each engine (input set + evaluation)."""
+    files = bundle_files(folder)
+    owner = RegorusEngine(folder)
+    regorus_engine = owner._engine(owner._current)  # this thread's own engine
+    interp = interpreter()
+    for name, text in files.items():
+        if name.endswith(".rego"):
+            interp.add_module(name, text)
+    interp.add_data(bundle_data(files))
+    texts = [json.dumps(p) for p in payloads]
+    out: dict[str, Any] = {}
+    for rule in RULES:
+        built = interp.build(f"x = {rule}", [])
+
+        def fast(k: int, rule: str = rule) -> None:
+            regorus_engine.set_input_json(texts[k])
+            regorus_engine.eval_rule_as_json(rule)
+
+        def slow(k: int, built: Any = built) -> None:
+            interp.set_input(payloads[k])  # pyright: ignore[reportArgumentType] - any JSON value
+            assert interp.query_bundle(built).ok()
+
+        idx = list(range(len(payloads)))
+        timed(fast, idx, 100)  # warm-up
+        timed(slow, idx, 100)
+        fast_cpu: list[float] = []
+        slow_cpu: list[float] = []
+        fast_s, slow_s = timed(fast, idx, n, fast_cpu), timed(slow, idx, n, slow_cpu)
+        out[rule] = {
+            "regorus_p50_us": stats(fast_s)["p50_us"],
+            "regopy_p50_us": stats(slow_s)["p50_us"],
+            "regorus_cpu_p50_us": stats(fast_s, fast_cpu)["cpu_p50_us"],
+            "regopy_cpu_p50_us": stats(slow_s, slow_cpu)["cpu_p50_us"],
+        }
+    return out
 
 
 def main() -> None:
@@ -67,67 +126,95 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     folder = settings.policies_path
-    engine = RegoEngine(folder)
+    regopy_engine, regorus_engine = RegoEngine(folder), RegorusEngine(folder)
     items = inputs(folder)
     payloads = [i.model_dump(mode="json") for i in items]
     raw_interp = interpreter()
-    bundle = engine._current.bundle  # the very bundle the engine evaluates
+    bundle = regopy_engine._current.bundle  # the very bundle the engine evaluates
+    sources: Sources = regorus_engine._current.bundle
+    raw_rust = regorus_engine._engine(regorus_engine._current)  # this thread's own engine
 
-    def raw(payload: dict[str, Any]) -> Any:
+    def raw_regopy(payload: dict[str, Any]) -> Any:
         raw_interp.set_input(payload)  # pyright: ignore[reportArgumentType] - any JSON value
         out = raw_interp.query_bundle(bundle)
         assert out.ok()
         return out.results[0].__dict__["bindings"]["x"]
 
-    def gate(item: PolicyInput) -> Any:
-        return decide(engine, item)
+    def raw_regorus(payload: dict[str, Any]) -> Any:
+        raw_rust.set_input_json(json.dumps(payload))
+        return json.loads(raw_rust.eval_rule_as_json(RULE))
 
-    # Same outcome on every input, or the comparison means nothing.
-    for item, payload in zip(items, payloads, strict=True):
-        assert raw(payload)["allow"] == gate(item).allow
-    for _ in range(3):  # warm-up
-        timed(raw, payloads, 300)
-        timed(gate, items, 300)
-    raw_s, gate_s = [], []
-    for _ in range(5):  # interleaved blocks: both see the same machine noise
-        raw_s += timed(raw, payloads, args.n // 5)
-        gate_s += timed(gate, items, args.n // 5)
-    result = {
-        "raw_regopy": stats(raw_s),
-        "gate": stats(gate_s),
-        "meta": {
-            "at": datetime.now(UTC).isoformat(),
-            "inputs": len(items),
-            "cpus": os.cpu_count(),
-            "bundle_hash": engine.bundle_hash,
-        },
+    gates: dict[str, Callable[[Any], Any]] = {
+        "gate_regorus": lambda item: decide(regorus_engine, item),
+        "gate_regopy": lambda item: decide(regopy_engine, item),
     }
-    result["ratio_throughput"] = round(result["gate"]["per_s"] / result["raw_regopy"]["per_s"], 3)
+    raws: dict[str, Callable[[Any], Any]] = {"raw_regorus": raw_regorus, "raw_regopy": raw_regopy}
+    # Same outcome on every input and engine, or the comparison means nothing.
+    for item, payload in zip(items, payloads, strict=True):
+        allow = raw_regopy(payload)["allow"]
+        assert raw_regorus(payload)["allow"] == allow
+        assert all(gate(item).allow == allow for gate in gates.values())
+    for _ in range(3):  # warm-up
+        for fn in raws.values():
+            timed(fn, payloads, 300)
+        for fn in gates.values():
+            timed(fn, items, 300)
+    samples: dict[str, list[float]] = {name: [] for name in [*gates, *raws]}
+    cpu: dict[str, list[float]] = {name: [] for name in samples}
+    for _ in range(5):  # interleaved blocks: all see the same machine noise
+        for name, fn in raws.items():
+            samples[name] += timed(fn, payloads, args.n // 5, cpu[name])
+        for name, fn in gates.items():
+            samples[name] += timed(fn, items, args.n // 5, cpu[name])
+    result: dict[str, Any] = {name: stats(s, cpu[name]) for name, s in samples.items()}
+    result["meta"] = {
+        "at": datetime.now(UTC).isoformat(),
+        "inputs": len(items),
+        "cpus": os.cpu_count(),
+        "bundle_hash": regopy_engine.bundle_hash,
+        "default_engine": settings.policy_engine,
+        "modules": len(sources.modules),
+    }
+    for engine in ("regorus", "regopy"):
+        gate, raw = result[f"gate_{engine}"], result[f"raw_{engine}"]
+        result[f"ratio_{engine}"] = {
+            "throughput": round(gate["per_s"] / raw["per_s"], 3),
+            "p50": round(gate["p50_us"] / raw["p50_us"], 3),
+        }
     # Throughput with concurrent gates (the worker's activity threads), one per core.
     threads = os.cpu_count() or 1
     per_thread = args.n // threads
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda k: timed(gate, items[k:] + items[:k], per_thread), range(threads)))
-    result["gate_concurrent"] = {
-        "threads": threads,
-        "per_s": round(threads * per_thread / (time.perf_counter() - t0), 0),
-    }
-    result["ratio_p50"] = round(result["gate"]["p50_us"] / result["raw_regopy"]["p50_us"], 3)
+    for name, gate in gates.items():
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(
+                pool.map(
+                    lambda k, gate=gate: timed(gate, items[k:] + items[:k], per_thread),
+                    range(threads),
+                )
+            )
+        result[f"{name}_concurrent"] = {
+            "threads": threads,
+            "per_s": round(threads * per_thread / (time.perf_counter() - t0), 0),
+        }
+    result["packages"] = package_costs(folder, payloads, max(args.n // 10, 200))
     out = args.out or settings.data_dir / "bench" / f"policy-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    for name in ("raw_regopy", "gate"):
+    for name in (*gates, *raws):
         r = result[name]
         print(
-            f"{name:<11} p50 {r['p50_us']:7.1f} µs  p99 {r['p99_us']:7.1f} µs  {r['per_s']:8.0f}/s"
+            f"{name:<13} p50 {r['p50_us']:7.1f} µs  p99 {r['p99_us']:7.1f} µs  {r['per_s']:8.0f}/s"
+            f"  (CPU p50 {r['cpu_p50_us']:7.1f} µs  p99 {r['cpu_p99_us']:7.1f} µs)"
         )
-    print(f"gate, {threads} threads: {result['gate_concurrent']['per_s']:.0f}/s")
-    print(
-        f"gate vs raw: throughput {result['ratio_throughput']:.2f}×, p50 {result['ratio_p50']:.2f}×  "
-        f"({len(items)} distinct inputs)"
-    )
-    print(f"written: {out}")
+    for name in gates:
+        print(f"{name}, {threads} threads: {result[f'{name}_concurrent']['per_s']:.0f}/s")
+    for rule, cost in result["packages"].items():
+        print(
+            f"{rule:<40} regorus {cost['regorus_p50_us']:7.1f} µs  regopy {cost['regopy_p50_us']:7.1f} µs"
+            f"  (CPU {cost['regorus_cpu_p50_us']:6.1f} / {cost['regopy_cpu_p50_us']:6.1f} µs)"
+        )
+    print(f"({len(items)} distinct inputs)  written: {out}")
 
 
 if __name__ == "__main__":

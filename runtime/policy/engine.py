@@ -1,4 +1,5 @@
-"""The policy engine interface, shared by both backends (in-process regopy, remote OPA).
+"""The policy engine interface, shared by every backend (in-process regorus or regopy,
+remote OPA), and the base the in-process backends share.
 
 Fail closed: a compile error, an evaluation error or timeout, an undefined or
 malformed result, or a bundle other than the one the run pinned is a deny."""
@@ -6,12 +7,18 @@ malformed result, or a bundle other than the one the run pinned is a deny."""
 from __future__ import annotations
 
 import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from autopilot.runtime.contracts.hashing import sha256_hex
+from autopilot.runtime.contracts.hashing import canonical_json, sha256_hex
 from autopilot.runtime.contracts.policy import Decision, PolicyInput
+from autopilot.runtime.policy.bundle import bundle_data, bundle_files, compute_bundle_hash
 
 UNAVAILABLE = "policy.unavailable"
 BUNDLE_MISMATCH = "policy.bundle_mismatch"
@@ -36,6 +43,110 @@ class PolicyEngine(Protocol):
     def data(self, path: str) -> Any:
         """A data document of the active bundle (`autopilot/budget/limits`); None if absent."""
         ...
+
+
+class PolicyEvalError(RuntimeError):
+    """An in-process evaluation failed; the engine turns it into a fail-closed deny."""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    bundle: Any  # the backend's compiled form
+    hash: str
+    data: dict[str, Any]  # the bundle's data documents, for the limits reader
+    files: dict[str, str]  # the sources, kept by hash in the store for replay
+
+
+def read_bundle(folder: Path) -> dict[str, str]:
+    """The bundle's files, checked before any backend compiles them."""
+    # Imported here: the schema module imports this one for PolicyLoadError.
+    from autopilot.runtime.policy.schema import validate_data  # noqa: PLC0415
+
+    files = bundle_files(folder)
+    validate_data(files)
+    if not any(name.endswith(".rego") for name in files):
+        raise PolicyLoadError(f"no .rego modules under {folder}")
+    return files
+
+
+BundleListener = Callable[[str, dict[str, str]], None]
+
+
+class LocalEngine(ABC):
+    """What every in-process backend shares, so they keep one contract: bundles
+    addressable by hash (a run pinned to an older bundle is still judged by it), an
+    atomic hot reload that keeps the last good bundle, one load hook, and the
+    fail-closed handling of every evaluation outcome. A backend only compiles and
+    queries."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._current = self._compile(folder)
+        self._bundles: dict[str, Compiled] = {self._current.hash: self._current}
+        self._listeners: list[BundleListener] = []
+
+    @abstractmethod
+    def _compile(self, folder: Path) -> Compiled:
+        """Compile the folder's bundle, or raise PolicyLoadError naming file and line."""
+
+    @abstractmethod
+    def _query(self, compiled: Compiled, payload: dict[str, Any], text: str) -> Any:
+        """data.autopilot.decision for `payload` (None if undefined); PolicyEvalError on
+        failure. `text` is the payload as canonical JSON, for engines that read JSON."""
+
+    def on_load(self, listener: BundleListener) -> None:
+        """Call `listener(hash, files)` with the bundle in force and each one loaded later."""
+        self._listeners.append(listener)
+        listener(self._current.hash, self._current.files)
+
+    @property
+    def bundle_hash(self) -> str:
+        return self._current.hash
+
+    def reload(self) -> str:
+        """Recompile if the files changed; the swap is atomic and a bad edit keeps the old bundle."""
+        if compute_bundle_hash(self.folder) != self._current.hash:
+            compiled = self._compile(self.folder)
+            with self._lock:
+                self._bundles[compiled.hash] = compiled
+                self._current = compiled
+            for listener in self._listeners:
+                listener(compiled.hash, compiled.files)
+        return self._current.hash
+
+    def data(self, path: str) -> Any:
+        """A data document of the loaded bundle, e.g. `autopilot/budget/limits` (None if absent)."""
+        node: Any = self._current.data
+        for part in path.split("/"):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    def evaluate(self, payload: dict[str, Any], *, pinned_bundle: str | None = None) -> Decision:
+        text = canonical_json(payload)  # serialised once: hashed here, read by JSON engines
+        input_hash = sha256_hex(text.encode())
+        compiled = self._bundles.get(pinned_bundle or self._current.hash)
+        if compiled is None:
+            return Decision.fail_closed(
+                BUNDLE_MISMATCH,
+                f"the run pinned policy bundle {pinned_bundle}, which this worker does not hold",
+                bundle_hash=self._current.hash,
+                input_hash=input_hash,
+            )
+        try:
+            raw = self._query(compiled, payload, text)
+        except PolicyEvalError as err:
+            return Decision.fail_closed(
+                UNAVAILABLE,
+                f"policy evaluation failed: {str(err)[:200]}",
+                bundle_hash=compiled.hash,
+                input_hash=input_hash,
+            )
+        return parse_decision(raw, bundle_hash=compiled.hash, input_hash=input_hash)
+
+
+def compiled_from(files: dict[str, str], bundle: Any) -> Compiled:
+    return Compiled(bundle=bundle, hash=sha256_hex(files), data=bundle_data(files), files=files)
 
 
 def decide(

@@ -16,12 +16,12 @@ import pytest
 import regopy
 import requests
 import yaml
+
 from autopilot.runtime.contracts.policy import Decision
 from autopilot.runtime.policy.cases import Case, load_cases, run_case
 from autopilot.runtime.policy.engine import UNAVAILABLE
 from autopilot.runtime.policy.opa import OpaEngine
 from autopilot.runtime.policy.rego import RegoEngine
-
 from tests.conftest import REPO
 from tests.policies.opa_server import OpaLikeServer, opa_like_server
 

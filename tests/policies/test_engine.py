@@ -1,19 +1,34 @@
-"""The in-process engine's own failure modes: all of them deny."""
+"""The in-process engines' own failure modes, on each engine: all of them deny."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from autopilot.runtime.policy.engine import BUNDLE_MISMATCH, UNAVAILABLE, PolicyLoadError, decide_raw
+from autopilot.runtime.policy.engine import (
+    BUNDLE_MISMATCH,
+    UNAVAILABLE,
+    LocalEngine,
+    PolicyLoadError,
+    decide_raw,
+)
 from autopilot.runtime.policy.rego import RegoEngine
+from autopilot.runtime.policy.regorus_engine import RegorusEngine
 from autopilot.runtime.services import watch_policies
 from tests.conftest import REPO, wait_for
 
 BASES = yaml.safe_load((REPO / "policies" / "cases_base.yaml").read_text())
+
+Make = Callable[[Path], LocalEngine]
+
+
+@pytest.fixture(params=[RegorusEngine, RegoEngine], ids=["regorus", "regopy"])
+def make(request: pytest.FixtureRequest) -> Make:
+    return request.param
 
 
 def _write_policy(folder: Path, rego: str) -> Path:
@@ -29,32 +44,38 @@ def _write_policy(folder: Path, rego: str) -> Path:
         'package autopilot\n\ndecision := {"allow": true}\n\ndecision := {"allow": false} if input.action\n',
         "package autopilot\n\ndecision := 1 if false\n",  # undefined
         'package autopilot\n\ndecision := {"allow": "yes", "require_approval": false}\n',  # not a boolean
-        'package autopilot\n\ndecision := {"allow": true, "require_approval": false,'
-        ' "deny": [{"code": "x", "msg": "y"}]}\n',  # contradicts itself
+        (
+            'package autopilot\n\ndecision := {"allow": true, "require_approval": false,'
+            ' "deny": [{"code": "x", "msg": "y"}]}\n'
+        ),  # contradicts itself
     ],
     ids=["conflict", "undefined", "not-boolean", "contradiction"],
 )
-def test_broken_policy_results_are_denies(tmp_path: Path, rego: str) -> None:
-    engine = RegoEngine(_write_policy(tmp_path, rego))
+def test_broken_policy_results_are_denies(tmp_path: Path, rego: str, make: Make) -> None:
+    engine = make(_write_policy(tmp_path, rego))
     assert [v.code for v in decide_raw(engine, BASES["email"]).deny] == [UNAVAILABLE]
 
 
-def test_policy_that_does_not_compile_names_file_and_line(tmp_path: Path) -> None:
+def test_policy_that_does_not_compile_names_file_and_line(tmp_path: Path, make: Make) -> None:
     with pytest.raises(PolicyLoadError) as info:
-        RegoEngine(_write_policy(tmp_path, "package autopilot\n\nimport rego.v1\n\ndecision := {{\n"))
+        make(_write_policy(tmp_path, "package autopilot\n\nimport rego.v1\n\ndecision := {{\n"))
     assert "autopilot/policy.rego" in str(info.value) and "line " in str(info.value)
 
 
-def test_run_pinned_to_an_unknown_bundle_is_denied() -> None:
-    engine = RegoEngine(REPO / "policies")
+def test_run_pinned_to_an_unknown_bundle_is_denied(make: Make) -> None:
+    engine = make(REPO / "policies")
     decision = decide_raw(engine, BASES["email"], pinned_bundle="0" * 64)
     assert [v.code for v in decision.deny] == [BUNDLE_MISMATCH]
 
 
-async def test_reload_swaps_atomically_keeps_pinned_bundles_and_refuses_bad_edits(tmp_path: Path) -> None:
+async def test_reload_swaps_atomically_keeps_pinned_bundles_and_refuses_bad_edits(
+    tmp_path: Path, make: Make
+) -> None:
     shutil.copytree(REPO / "policies", tmp_path / "policies")
     folder = tmp_path / "policies"
-    engine = RegoEngine(folder)
+    engine = make(folder)
+    loaded: list[str] = []
+    engine.on_load(lambda bundle_hash, _files: loaded.append(bundle_hash))
     old = engine.bundle_hash
     assert engine.reload() == old
     offer = {**BASES["offer"], "action": {**BASES["offer"]["action"], "discount_pct": 11}}
@@ -67,6 +88,7 @@ async def test_reload_swaps_atomically_keeps_pinned_bundles_and_refuses_bad_edit
     finally:
         stop()
     assert engine.reload() != old
+    assert loaded == [old, engine.bundle_hash]  # the store hook hears each bundle once
     assert decide_raw(engine, offer).outcome == "require_approval"
     assert decide_raw(engine, offer, pinned_bundle=old).outcome == "deny"
     rego = folder / "autopilot" / "decision.rego"
@@ -74,3 +96,4 @@ async def test_reload_swaps_atomically_keeps_pinned_bundles_and_refuses_bad_edit
     with pytest.raises(PolicyLoadError):
         engine.reload()
     assert decide_raw(engine, offer).outcome == "require_approval"  # still the last good bundle
+    assert len(loaded) == 2

@@ -1,5 +1,5 @@
-"""Every policy case (policies/**/cases.yaml), on the in-process engine and on a
-remote OPA-API server, plus backend parity on every case."""
+"""Every policy case (policies/**/cases.yaml), on both in-process engines (regorus,
+regopy) and on a remote OPA-API server."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
+
 from autopilot.runtime.policy.cases import Case, load_cases, run_case
 from autopilot.runtime.policy.engine import decide_raw
 from autopilot.runtime.policy.opa import OpaEngine
 from autopilot.runtime.policy.rego import RegoEngine
-
+from autopilot.runtime.policy.regorus_engine import RegorusEngine
 from tests.conftest import REPO
 from tests.policies.opa_server import OpaLikeServer, opa_like_server
 
 POLICIES = REPO / "policies"
 CASES = load_cases(POLICIES)
 BASES = yaml.safe_load((POLICIES / "cases_base.yaml").read_text())
-REGO = RegoEngine(POLICIES)
+ENGINES = {"regorus": RegorusEngine(POLICIES), "regopy": RegoEngine(POLICIES)}
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +36,26 @@ def opa(opa_server: OpaLikeServer) -> OpaEngine:
 def test_there_are_enough_cases_for_every_package() -> None:
     assert len(CASES) >= 60
     packages = {c.source.split("/")[1] for c in CASES if c.source.count("/") == 2}
-    assert packages >= {"input", "scope", "budget", "discount", "approval", "contact", "consent", "residency"}
+    assert packages >= {
+        "input",
+        "scope",
+        "budget",
+        "discount",
+        "approval",
+        "contact",
+        "consent",
+        "residency",
+    }
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_case_in_process(case: Case) -> None:
-    result = run_case(REGO, case, BASES)
+def test_case_in_process(case: Case, engine: str) -> None:
+    result = run_case(ENGINES[engine], case, BASES)
     assert result.ok, f"{case.source}: {result.problems}"
-    assert all(v.msg for v in result.decision.deny) and all(a.reason for a in result.decision.approval)
-
+    assert all(v.msg for v in result.decision.deny) and all(
+        a.reason for a in result.decision.approval
+    )
 
 
 @pytest.mark.parametrize("mode", ["error", "slow", "undefined"])
