@@ -28,6 +28,8 @@ from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
 from autopilot.runtime.loops import every
+from autopilot.runtime.observability.metrics import EVENTS_INGESTED
+from autopilot.runtime.observability.tracing import traced_client
 from autopilot.runtime.policy.engine import PolicyEngine
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import transaction
@@ -128,7 +130,8 @@ class Ingest:
         policy: PolicyEngine,
         search_attributes: bool = False,
     ) -> None:
-        self.db, self.client, self.task_queue = db, client, task_queue
+        # The client carries the caller's trace into the runs it starts (the API request's).
+        self.db, self.client, self.task_queue = db, traced_client(client), task_queue
         # Runs start with the account/agent/segment/status search attributes only where
         # the namespace has them: set from `ensure_search_attributes` by whoever builds this.
         self.search_attributes = search_attributes
@@ -182,6 +185,7 @@ class Ingest:
                     session.rollback()
                     raise
             self._warm.keep(warm)  # committed: the next batch may start from here
+            EVENTS_INGESTED.inc(len(ids))
         except IntegrityError:
             # The same idempotency key posted twice at once: the other request stored it.
             if idempotency_key is not None and (seen := self._seen(org_id or "", idempotency_key)):

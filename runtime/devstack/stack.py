@@ -28,6 +28,7 @@ from autopilot.runtime.devstack.seed import seed_portfolio
 from autopilot.runtime.devstack.smtp_sink import start_smtp_sink
 from autopilot.runtime.devstack.temporal import connect, start_dev_server
 from autopilot.runtime.kb.store import ensure_shipped
+from autopilot.runtime.observability import logs, tracing
 from autopilot.runtime.policy.decisions import purge as purge_decisions
 from autopilot.runtime.services import PolicyStatus, Services, build_services, watch_policies
 from autopilot.runtime.worker import beside_worker, build_worker
@@ -77,6 +78,9 @@ async def running_stack(
     settings: Settings, *, ui: bool = True, seed: int = 240
 ) -> AsyncIterator[Running]:
     async with AsyncExitStack() as stack:
+        logs.configure(settings)
+        tracing.configure(settings)  # traces off unless settings.otel_exporter says where
+        stack.callback(tracing.shutdown)  # flushes the spans still batched
         urls: dict[str, str] = {}
         if not settings.crm_url:  # the reference CRM, on loopback, for the CRM connector
             crm_port = free_port()

@@ -19,6 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from autopilot.runtime.contracts.tool import ToolCall, ToolResult
+from autopilot.runtime.observability.metrics import TOOL_CALLS, TOOL_ERRORS
+from autopilot.runtime.observability.tracing import set_attrs, span
 from autopilot.runtime.policy.limits import PolicyLimits
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.tool_calls import ToolCallRecord
@@ -110,7 +112,31 @@ def execute_once(
 ) -> ToolResult:
     """Run `call` once. Raises ToolUnavailable (known not sent: retry later),
     ToolOutcomeUnknown (may have happened: do not repeat, unless the tool's receiver
-    de-duplicates by key) or ToolError (refused: known not sent, final)."""
+    de-duplicates by key) or ToolError (refused: known not sent, final).
+    Traced (`tool.call`, with the key and how it ended) and counted."""
+    with span("tool.call", tool=call.tool, idempotency_key=call.idempotency_key) as current:
+        try:
+            result = _execute_once(engine, registry, call, smtp, settings, limits)
+        except ToolError as err:
+            outcome = "unknown" if isinstance(err, ToolOutcomeUnknown) else "failed"
+            set_attrs(current, **{"tool.outcome": outcome, "tool.error_code": err.code})
+            TOOL_CALLS.labels(call.tool, outcome).inc()
+            TOOL_ERRORS.labels(call.tool, err.code).inc()
+            raise
+        outcome = "replayed" if result.replayed else result.status
+        set_attrs(current, **{"tool.outcome": outcome})
+        TOOL_CALLS.labels(call.tool, outcome).inc()
+        return result
+
+
+def _execute_once(
+    engine: Engine,
+    registry: Registry,
+    call: ToolCall,
+    smtp: SmtpConfig | None,
+    settings: Any,
+    limits: PolicyLimits | None,
+) -> ToolResult:
     if call.tool not in call.granted:
         raise ToolNotGranted(f"tool '{call.tool}' is not granted to this agent")
     tool_def = registry.get(call.tool)

@@ -5,6 +5,7 @@ in the workflow (the interrupt must be raised there)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,9 @@ from autopilot.runtime.graph.requests import approval_id_for, approval_request
 from autopilot.runtime.graph.state import RunState, View
 from autopilot.runtime.ledger.cbr import book_action_cost
 from autopilot.runtime.ledger.spend import agent_spend, quarter_limits
+from autopilot.runtime.observability import metrics
+from autopilot.runtime.observability.nodes import traced_node
+from autopilot.runtime.observability.tracing import set_attrs, span
 from autopilot.runtime.optimizer.solver import Limits
 from autopilot.runtime.optimizer.uplift import learned_uplift
 from autopilot.runtime.policy.engine import PolicyLoadError
@@ -51,6 +55,7 @@ from autopilot.tools.registry import ToolError, ToolOutcomeUnknown, ToolUnavaila
 # --- activities --------------------------------------------------------------
 
 
+@traced_node
 def observe(state: RunState) -> dict[str, Any]:
     svc = services.current()
     run = View(state).run
@@ -61,6 +66,7 @@ def observe(state: RunState) -> dict[str, Any]:
     return {"account": snapshot.model_dump(mode="json")}
 
 
+@traced_node
 def plan(state: RunState) -> dict[str, Any]:
     """The playbook's next stretch for this account: exit criteria, step conditions,
     options priced from the catalogue and chosen by the optimizer within what the
@@ -194,29 +200,48 @@ def _room(
     return room, learned
 
 
+@traced_node
 async def gate(state: RunState) -> dict[str, Any]:
     svc = services.current()
     v = View(state)
     run = v.run
     spec = svc.specs.get(run.agent)
-    if spec is None or spec_hash(spec) != run.spec_hash:
-        decision = Decision.fail_closed(
-            "policy.spec_mismatch", "the run pinned an agent spec this worker does not hold"
+    started = time.perf_counter()
+    with span("policy.gate", tool=v.action.tool, run_key=v.key) as current:
+        if spec is None or spec_hash(spec) != run.spec_hash:
+            decision = Decision.fail_closed(
+                "policy.spec_mismatch", "the run pinned an agent spec this worker does not hold"
+            )
+        else:
+            decision = await gate_action(
+                svc,
+                run_key=v.key,
+                action=v.action,
+                account=v.account,
+                spec=spec,
+                actor=ActorIn(type="agent", id=run.agent),
+                pinned_bundle=run.bundle_hash,
+                reserve=Reservation(key=v.key, workflow_id=run.workflow_id, agent=run.agent),
+            )
+        codes = _codes(decision)
+        set_attrs(
+            current,
+            **{
+                "policy.bundle_hash": decision.bundle_hash,
+                "policy.outcome": decision.outcome,
+                "policy.codes": codes,
+                "policy.approval_roles": decision.roles,
+            },
         )
-    else:
-        decision = await gate_action(
-            svc,
-            run_key=v.key,
-            action=v.action,
-            account=v.account,
-            spec=spec,
-            actor=ActorIn(type="agent", id=run.agent),
-            pinned_bundle=run.bundle_hash,
-            reserve=Reservation(key=v.key, workflow_id=run.workflow_id, agent=run.agent),
-        )
+    metrics.decided(run.agent, decision.outcome, codes, time.perf_counter() - started)
     return {"decision": decision.model_dump(mode="json"), "approval": None, "result": None}
 
 
+def _codes(decision: Decision) -> list[str]:
+    return sorted({d.code for d in decision.deny})
+
+
+@traced_node
 async def execute(state: RunState) -> dict[str, Any]:
     """Run the action's tool once. A send that is known not to have happened (the server
     down, "try later") is retried by Temporal with back-off for `send_retry_hours`; each
@@ -363,6 +388,7 @@ def _status(
     return "executed"
 
 
+@traced_node
 def record(state: RunState) -> dict[str, Any]:
     """Write the action's audit steps (one hash-chained entry each) and its final status."""
     svc = services.current()
@@ -463,6 +489,7 @@ def record(state: RunState) -> dict[str, Any]:
 # --- workflow-side nodes -------------------------------------------------------
 
 
+@traced_node
 def assess(state: RunState) -> dict[str, Any]:
     account = View(state).account
     assessment = Assessment(
@@ -471,6 +498,7 @@ def assess(state: RunState) -> dict[str, Any]:
     return {"assessment": assessment.model_dump(mode="json")}
 
 
+@traced_node
 def approve(state: RunState) -> dict[str, Any]:
     """Pause for a human. Everything above `interrupt` re-runs on resume: keep it pure."""
     v = View(state)

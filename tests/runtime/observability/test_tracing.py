@@ -1,0 +1,76 @@
+"""One run is one trace: the API request, the workflow, every node, the gate's decision
+and the tool call, under the same trace id."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlmodel import Session, select
+
+from autopilot.runtime.config import Settings
+from autopilot.runtime.devstack.scenarios import drop_events
+from autopilot.runtime.observability import tracing
+from autopilot.runtime.store.tool_calls import ToolCallRecord
+from tests.conftest import Stack, wait_for
+
+NODES = ["node.observe", "node.assess", "node.plan", "node.gate", "node.execute", "node.record"]
+
+
+def by_name(spans: InMemorySpanExporter) -> dict[str, list[ReadableSpan]]:
+    out: dict[str, list[ReadableSpan]] = {}
+    for s in spans.get_finished_spans():
+        out.setdefault(s.name, []).append(s)
+    return out
+
+
+async def test_one_run_is_one_trace_from_the_request_to_the_tool_call(
+    stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    (account,) = stack.pick("smb", max_arr=50_000)
+    (wf_id,) = await stack.post_events(drop_events(stack.db, account))
+    result = await stack.run_result(wf_id)
+    assert [(o.tool, o.status) for o in result.outcomes] == [("send_email", "executed")]
+    named = await wait_for(lambda: "node.record" in (n := by_name(spans)) and n, what="spans")
+
+    (workflow,) = named["RunWorkflow:AgentRun"]
+    assert workflow.attributes is not None and workflow.attributes["temporalWorkflowID"] == wf_id
+    trace_id = workflow.context.trace_id
+    # The run's trace begins at the request whose event started it (one of the posted).
+    (request,) = [r for r in named["POST /events"] if r.context.trace_id == trace_id]
+    assert request.parent is None and request.kind.name == "SERVER"
+    assert request.attributes is not None and request.attributes["http.response.status_code"] == 202
+    for node in NODES:
+        assert named.get(node), f"no {node} span"
+        for s in named[node]:
+            assert s.context.trace_id == trace_id, node
+            assert s.attributes is not None and s.attributes["account"] == account
+            assert s.attributes["agent"] == "churn_rescue"
+
+    (gate,) = named["policy.gate"]
+    assert gate.attributes is not None
+    assert gate.attributes["policy.bundle_hash"] == stack.services.policy.bundle_hash
+    assert gate.attributes["policy.outcome"] == "allow"
+    assert tuple(gate.attributes["policy.codes"]) == ()  # type: ignore[arg-type]
+
+    (tool,) = named["tool.call"]
+    with Session(stack.db) as s:
+        call = s.exec(select(ToolCallRecord)).one()
+    assert tool.attributes is not None
+    assert tool.attributes["idempotency_key"] == call.idempotency_key
+    assert tool.attributes["tool.outcome"] == "done"
+    # The tool call hangs off the execute node, which hangs off the workflow's activity.
+    (execute,) = named["node.execute"]
+    assert tool.parent is not None and tool.parent.span_id == execute.context.span_id
+    assert all(s.context.trace_id == trace_id for s in (workflow, gate, tool))
+
+
+async def test_exporter_is_off_by_default_and_records_nothing(
+    stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    assert Settings().otel_exporter == "none"
+    tracing.configure(stack.settings)  # the default: replaces the test's in-memory exporter
+    (account,) = stack.pick("smb", max_arr=50_000)
+    (wf_id,) = await stack.post_events(drop_events(stack.db, account))
+    result = await stack.run_result(wf_id)
+    assert [o.status for o in result.outcomes] == ["executed"]
+    assert spans.get_finished_spans() == ()
