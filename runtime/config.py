@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,13 +27,35 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="", validation_alias=AliasChoices("DATABASE_URL", "AUTOPILOT_DATABASE_URL")
     )
-    # Empty = Rego evaluated in-process with regopy.
+    # Empty = Rego evaluated in-process, by `policy_engine`.
     opa_url: str = Field(default="", validation_alias=AliasChoices("OPA_URL", "AUTOPILOT_OPA_URL"))
     policy_timeout_s: float = 2.0
+    # The in-process Rego engine: regorus (Rust, the faster) or regopy (C++, the fallback).
+    policy_engine: Literal["regorus", "regopy"] = "regorus"
     # Playbook waits last `wait` x this (1 = as written). The demo compresses a day to a
     # second so that follow-ups after a wait show within its run; production keeps 1.
     playbook_wait_scale: float = Field(default=1.0, gt=0, le=1)
     decision_log_retention_days: int = 365
+    # Privacy (runtime/privacy): what logs and exports redact, and how long rows are kept
+    # (None: for ever; the audit chain is never deleted, only its old payloads tombstoned).
+    redact_mode: Literal["mask", "hash", "drop"] = "mask"
+    redact_fields: list[str] = [
+        "email",
+        "recipient",
+        "to",
+        "cc",
+        "bcc",
+        "rcpt_to",
+        "phone",
+        "contact_name",
+        "full_name",
+        "first_name",
+        "last_name",
+    ]
+    redact_patterns: list[str] = [r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", r"\+\d[\d ().-]{7,}\d"]
+    retention_days_events: int | None = Field(default=None, ge=1)
+    retention_days_mail: int | None = Field(default=None, ge=1)
+    retention_days_audit_payloads: int | None = Field(default=None, ge=1)
     # The Ed25519 key that signs audit checkpoints (PEM, PKCS#8). Empty = `audit-ed25519.pem`
     # in the data directory, generated on first use. Keep it off the database's host: whoever
     # holds it can re-sign a rewritten trail.
@@ -66,6 +89,12 @@ class Settings(BaseSettings):
     slack_webhook_url: str = ""  # a Slack-compatible incoming webhook for inbox notifications
     # Empty = the Health 2.0 model that ships (runtime/intel/models/default); a folder from `model train`.
     health_model_dir: Path | None = None
+    # The default LLM of `planner: {kind: llm}` agents (runtime/llm); offline = no model, no
+    # network. The key is read at call time from the provider's variable or this file.
+    llm_provider: Literal["offline", "openai", "anthropic", "openai_compatible"] = "offline"
+    llm_model: str = ""
+    llm_base_url: str = ""
+    llm_api_key_file: Path | None = None
     # Empty = chromadb PersistentClient in the data directory.
     chroma_url: str = Field(
         default="", validation_alias=AliasChoices("CHROMA_URL", "AUTOPILOT_CHROMA_URL")
@@ -76,10 +105,24 @@ class Settings(BaseSettings):
     # The address people use (e.g. https://cs.example.com): session cookies are Secure over
     # https; empty = judged per request (scheme, or X-Forwarded-Proto behind a proxy).
     public_url: str = ""
+    # Signs the customers' unsubscribe/preferences links (HMAC-SHA256). Empty = a secret
+    # generated into `preferences-secret` in the data directory on first use.
+    preferences_secret: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8400
     agents_dir: Path | None = None
     policies_dir: Path | None = None
+    # Traces (runtime/observability): off by default; `console` prints spans, `otlp` sends
+    # them over gRPC to `otel_endpoint` (empty = the exporter's default, localhost:4317).
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str = ""
+    log_format: Literal["text", "json"] = "text"  # json: one object a line, with the run's ids
+    # `GET /metrics` without sign-in, as Prometheus scrapes; the API listens on loopback by
+    # default. Set false where the API is reachable by others: then only admins may read it.
+    metrics_public: bool = True
+    # `autopilot worker` alone (no API in its process): serve its counters on this port
+    # (0 = not served). Prometheus scrapes each worker and the API, and sums.
+    worker_metrics_port: int = 0
 
     @property
     def db_url(self) -> str:

@@ -20,7 +20,9 @@ from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.policy.engine import PolicyEngine
 from autopilot.runtime.policy.opa import OpaEngine
 from autopilot.runtime.policy.rego import RegoEngine
+from autopilot.runtime.policy.regorus_engine import RegorusEngine
 from autopilot.runtime.store.db import make_engine
+from autopilot.runtime.store.policy_bundles import keep_bundles
 from autopilot.tools.builtin import registry as default_registry
 from autopilot.tools.mcp_bridge import load_imported
 from autopilot.tools.registry import Registry, SmtpConfig
@@ -60,12 +62,15 @@ def smtp_config(settings: Settings) -> SmtpConfig:
 
 
 def make_policy_engine(settings: Settings) -> PolicyEngine:
-    """In-process Rego by default; a remote OPA server when OPA_URL is set."""
+    """In-process Rego by default (`policy_engine` picks the engine); a remote OPA server
+    when OPA_URL is set."""
     if settings.opa_url:
         return OpaEngine(
             settings.opa_url, settings.policies_path, timeout_s=settings.policy_timeout_s
         )
-    return RegoEngine(settings.policies_path)
+    if settings.policy_engine == "regopy":
+        return RegoEngine(settings.policies_path)
+    return RegorusEngine(settings.policies_path)
 
 
 def build_services(
@@ -76,12 +81,14 @@ def build_services(
     clock: Callable[[], datetime] | None = None,
 ) -> Services:
     db = db or make_engine(settings.db_url)
+    policy = policy or make_policy_engine(settings)
+    keep_bundles(db, policy)  # every bundle the gate may decide with, kept for replay
     default_registry.load_entry_points()  # third-party tools (sandboxed)
     load_imported(default_registry, db)  # MCP servers imported into this store (confined)
     return Services(
         settings=settings,
         db=db,
-        policy=policy or make_policy_engine(settings),
+        policy=policy,
         policy_timeout_s=settings.policy_timeout_s,
         clock=clock or utc_now,
         specs=load_specs(settings.agents_path),

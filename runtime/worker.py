@@ -19,8 +19,11 @@ from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.audit.checkpoints import run_checkpoints
 from autopilot.runtime.audit.keys import load_or_create
 from autopilot.runtime.execution.outcomes import run_reconciler
-from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
+from autopilot.runtime.graph.builder import build_graphs
 from autopilot.runtime.health.scoring import run_daily_rescore
+from autopilot.runtime.llm.activity import LlmActivities
+from autopilot.runtime.observability import tracing
+from autopilot.runtime.observability.runs import RunMetricsInterceptor
 from autopilot.runtime.schedules import ensure_schedules
 from autopilot.runtime.services import Services
 from autopilot.workflows.agent_run.activities import ApprovalActivities
@@ -36,6 +39,13 @@ def build_worker(
     client: Client, services: Services, task_queue: str, **worker_kwargs: object
 ) -> Worker:
     services_mod.register(task_queue, services)
+    # Traces (workflow and activity spans under the caller's) and the run counters; a
+    # client that traces already passes its tracing interceptor on to the worker.
+    interceptors = [
+        *worker_kwargs.pop("interceptors", []),  # type: ignore[misc]
+        *([] if tracing.has_tracing(client) else [tracing.interceptor()]),
+        RunMetricsInterceptor(),
+    ]
     approvals = ApprovalActivities()
     sweep = SweepActivities()
     return Worker(
@@ -49,14 +59,14 @@ def build_worker(
             approvals.escalate,
             approvals.regate_edit,
             sweep.sweep_accounts,
+            LlmActivities().call_model,  # model calls (runtime/llm): budget, retries, ledger
         ],
         plugins=[
             LangGraphPlugin(
-                graphs={
-                    GRAPH_NAME: build_graph(max_send_backoff_s=services.settings.send_max_backoff_s)
-                }
+                graphs=build_graphs(max_send_backoff_s=services.settings.send_max_backoff_s)
             )
         ],
+        interceptors=interceptors,
         activity_executor=ThreadPoolExecutor(max_workers=32),
         max_concurrent_activities=32,
         **worker_kwargs,  # type: ignore[arg-type]

@@ -1,12 +1,16 @@
 """Replay a run for an auditor: its Temporal history against today's workflow code
 (determinism), the decision timeline from its audit entries, and every gate input of
-the decision log re-evaluated against today's policy engine.
+the decision log re-evaluated against the bundle its run pinned (it must reproduce) and
+against today's (what would differ); see `regate.py`.
 
 The history is Temporal's; the timeline is the hash-chained audit trail's; the gate
-inputs are the decision log's (the full input, so a decision can be evaluated again)."""
+inputs are the decision log's (the full input, so a decision can be evaluated again);
+the trigger events, score and costs are the store's (`context.py`). No redaction is
+applied: the report shows what the store holds, to whoever may read the store."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +21,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.langgraph import LangGraphPlugin
 from temporalio.worker import Replayer
 
-from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
-from autopilot.runtime.policy.engine import PolicyEngine, decide_raw
-from autopilot.runtime.store.actions import PolicyDecisionRecord
+from autopilot.runtime.audit.context import RunContext, run_context
+from autopilot.runtime.audit.regate import Regate, regate_run
+from autopilot.runtime.graph.builder import build_graphs
+from autopilot.runtime.policy.engine import PolicyEngine
 from autopilot.runtime.store.audit import AuditEntry
 from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
 
@@ -30,16 +35,23 @@ async def fetch_history(client: Client, workflow_id: str) -> WorkflowHistory:
 
 
 def read_history(path: Path, workflow_id: str) -> WorkflowHistory:
-    """An exported history (`audit export-history`, or the Temporal UI/CLI's JSON)."""
-    return WorkflowHistory.from_json(workflow_id, path.read_text())
+    """An exported history (`audit export-history`, or the Temporal UI/CLI's JSON), or a
+    golden file (`{"workflow_id", "history"}`, whose recorded id wins). The id matters:
+    the run derives its approval ids from it, so replay under another id fails."""
+    text = path.read_text()
+    data = json.loads(text)
+    if isinstance(data, dict) and "history" in data and "workflow_id" in data:
+        return WorkflowHistory.from_json(str(data["workflow_id"]), data["history"])
+    return WorkflowHistory.from_json(workflow_id, text)
 
 
-async def replay_history(history: WorkflowHistory) -> str | None:
-    """Replay on today's code, as a worker would; None if it is deterministic, else why not."""
+async def replay_history(history: WorkflowHistory, workflow: type = AgentRunWorkflow) -> str | None:
+    """Replay on today's code, as a worker would; None if it is deterministic, else why not.
+    (`workflow`: another definition of the run, e.g. a deliberately changed one in a test.)"""
     replayer = Replayer(
-        workflows=[AgentRunWorkflow],
+        workflows=[workflow],
         data_converter=pydantic_data_converter,
-        plugins=[LangGraphPlugin(graphs={GRAPH_NAME: build_graph()})],
+        plugins=[LangGraphPlugin(graphs=build_graphs())],
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     if result.replay_failure is None:
@@ -61,9 +73,20 @@ class Step:
 def _step(row: AuditEntry) -> Step:
     d, detail = row.decision, {}
     if row.step == "plan":
-        action = d.get("action", {})
-        detail = {"tool": action.get("tool"), "args": action.get("args"), "notes": d.get("notes")}
+        action, assessment = d.get("action", {}), d.get("assessment") or {}
+        detail = {
+            "tool": action.get("tool"),
+            "args": action.get("args"),
+            "notes": d.get("notes"),
+            # What the planner was given (Health 2.0's figure and its reasons) and gave.
+            "input": {"assessment": assessment, "input_hash": row.input_hash},
+            "output": action,
+            "score": {"health": assessment.get("health"), "risk": assessment.get("risk")},
+            "explanation": assessment.get("reasons", []),
+        }
         summary = f"proposed {action.get('tool')} (cost {action.get('expected_cost', 0)})"
+        if assessment:
+            summary += f"; health {assessment.get('health')}, risk {assessment.get('risk')}"
     elif row.step == "gate":
         codes = [v.get("code") for v in d.get("deny", [])]
         roles = sorted({a.get("role") for a in d.get("approval", [])})
@@ -76,6 +99,11 @@ def _step(row: AuditEntry) -> Step:
             "outcome": verdict,
             "codes": codes,
             "roles": roles,
+            # The rules that fired: each denial and approval with its reason.
+            "deny": d.get("deny", []),
+            "approval": d.get("approval", []),
+            "obligations": d.get("obligations", []),
+            "conflicts": d.get("conflicts", []),
         }
         summary = (
             f"{verdict} by bundle {row.bundle_hash[:12]}"
@@ -93,7 +121,12 @@ def _step(row: AuditEntry) -> Step:
         summary = f"{d.get('verdict')} by {d.get('actor')} at {d.get('decided_at')}"
     elif row.step == "execute":
         key = d.get("idempotency_key") or row.run_key
-        detail = {"idempotency_key": key, "status": d.get("status"), "output": d.get("output")}
+        detail = {
+            "tool": d.get("tool"),
+            "idempotency_key": key,
+            "status": d.get("status"),
+            "output": d.get("output"),
+        }
         summary = f"{d.get('tool', '')} {d.get('status')} key {key}".strip()
     else:
         detail = dict(d)
@@ -111,57 +144,6 @@ def timeline(session: Session, workflow_id: str) -> list[Step]:
     return [_step(r) for r in rows]
 
 
-@dataclass(frozen=True)
-class Regate:
-    decision_id: int
-    run_key: str
-    bundle_then: str
-    bundle_now: str
-    outcome_then: str
-    outcome_now: str
-    codes_then: list[str]
-    codes_now: list[str]
-    roles_then: list[str]
-    roles_now: list[str]
-
-    @property
-    def differs(self) -> bool:
-        return (self.outcome_then, self.codes_then, self.roles_then) != (
-            self.outcome_now,
-            self.codes_now,
-            self.roles_now,
-        )
-
-
-def regate(session: Session, engine: PolicyEngine, run_keys: list[str]) -> list[Regate]:
-    """Each logged gate input of these actions, evaluated again by `engine`."""
-    rows = session.exec(
-        select(PolicyDecisionRecord)
-        .where(col(PolicyDecisionRecord.run_key).in_(run_keys))
-        .order_by(col(PolicyDecisionRecord.id))
-    )
-    out: list[Regate] = []
-    for row in rows:
-        if not row.input or row.id is None:
-            continue  # decided before evaluation (a spec mismatch): nothing to evaluate
-        now = decide_raw(engine, row.input)
-        out.append(
-            Regate(
-                decision_id=row.id,
-                run_key=row.run_key,
-                bundle_then=row.bundle_hash,
-                bundle_now=now.bundle_hash,
-                outcome_then=row.outcome,
-                outcome_now=now.outcome,
-                codes_then=row.codes.split(),
-                codes_now=sorted({v.code for v in now.deny}),
-                roles_then=sorted({a["role"] for a in row.result.get("approval", [])}),
-                roles_now=now.roles,
-            )
-        )
-    return out
-
-
 @dataclass
 class ReplayReport:
     workflow_id: str
@@ -169,12 +151,30 @@ class ReplayReport:
     replay_failure: str | None
     steps: list[Step] = field(default_factory=list)
     regates: list[Regate] = field(default_factory=list)
+    context: RunContext | None = None
+    bundle_now: str = ""
+
+    @property
+    def mismatches(self) -> list[Regate]:
+        return [r for r in self.regates if r.reproduces is False]
+
+    @property
+    def gaps(self) -> list[Regate]:
+        return [r for r in self.regates if r.gap]
 
     @property
     def ok(self) -> bool:
-        return self.replay_failure is None and not any(r.differs for r in self.regates)
+        """Deterministic, every decision reproduced by its pinned bundle (none missing),
+        and none would differ today."""
+        return (
+            self.replay_failure is None
+            and not self.mismatches
+            and not self.gaps
+            and not any(r.differs for r in self.regates)
+        )
 
     def as_json(self) -> dict[str, Any]:
+        ctx = self.context
         return {
             "ok": self.ok,
             "workflow_id": self.workflow_id,
@@ -184,12 +184,22 @@ class ReplayReport:
             "timeline": [asdict(s) for s in self.steps],
             "regate": [{**asdict(r), "differs": r.differs} for r in self.regates],
             "differs": sum(r.differs for r in self.regates),
+            "mismatches": len(self.mismatches),
+            "gaps": len(self.gaps),
+            "bundle_now": self.bundle_now,
+            "account_id": ctx.account_id if ctx else None,
+            "trigger_events": [asdict(e) for e in ctx.events] if ctx else [],
+            "score": asdict(ctx.score) if ctx and ctx.score else None,
+            "costs": [asdict(c) for c in ctx.costs] if ctx else [],
+            "cost_expected": ctx.total_expected if ctx else 0.0,
+            "cost_booked": ctx.total_booked if ctx else 0.0,
         }
 
 
 async def replay_run(
     history: WorkflowHistory, session: Session, engine: PolicyEngine
 ) -> ReplayReport:
+    """`engine` is today's; the pinned bundles come from the store."""
     failure = await replay_history(history)
     steps = timeline(session, history.workflow_id)
     keys = sorted({s.run_key for s in steps})
@@ -198,5 +208,7 @@ async def replay_run(
         events=len(history.events),
         replay_failure=failure,
         steps=steps,
-        regates=regate(session, engine, keys),
+        regates=regate_run(session, engine, history.workflow_id),
+        context=run_context(session, history.workflow_id, keys),
+        bundle_now=engine.bundle_hash,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,7 +50,7 @@ def _public(row: PolicyDecisionRecord) -> DecisionPublic:
         agent=row.agent,
         outcome=row.outcome,
         codes=row.codes.split(),
-        roles=sorted({a["role"] for a in row.result.get("approval", [])}),
+        roles=recorded_roles(row),
         input_hash=row.input_hash,
         bundle_hash=row.bundle_hash,
         latency_ms=row.latency_ms,
@@ -101,6 +102,69 @@ def _label(decision: Decision | dict[str, Any]) -> str:
     return decision.outcome if isinstance(decision, Decision) else str(decision.get("outcome"))
 
 
+def recorded_roles(row: PolicyDecisionRecord) -> list[str]:
+    return sorted({a["role"] for a in row.result.get("approval", [])})
+
+
+@dataclass(frozen=True)
+class Change:
+    """One logged decision (as recorded) against a candidate bundle's decision."""
+
+    id: int
+    run_key: str
+    account_id: str
+    outcome_before: str
+    outcome_after: str
+    codes_before: list[str]
+    codes_after: list[str]
+    roles_before: list[str]
+    roles_after: list[str]
+
+    @property
+    def changed(self) -> bool:
+        return (self.outcome_before, self.codes_before, self.roles_before) != (
+            self.outcome_after,
+            self.codes_after,
+            self.roles_after,
+        )
+
+
+def compare(row: PolicyDecisionRecord, candidate: PolicyEngine) -> Change | None:
+    """A logged gate input decided again by `candidate`; None when the log holds no input
+    (decided before evaluation, e.g. a spec mismatch: nothing to replay)."""
+    if not row.input or row.id is None:
+        return None
+    new = decide_raw(candidate, row.input)
+    return Change(
+        id=row.id,
+        run_key=row.run_key,
+        account_id=row.account_id,
+        outcome_before=row.outcome,
+        outcome_after=new.outcome,
+        codes_before=row.codes.split(),
+        codes_after=sorted({v.code for v in new.deny}),
+        roles_before=recorded_roles(row),
+        roles_after=new.roles,
+    )
+
+
+def run_decisions(session: Session, workflow_id: str) -> list[PolicyDecisionRecord]:
+    """Every logged gate of one workflow's runs (run keys are `workflow_id/event/index`,
+    re-gates after a policy change included), in the order they were taken."""
+    return list(
+        session.exec(
+            select(PolicyDecisionRecord)
+            .where(col(PolicyDecisionRecord.run_key).startswith(f"{workflow_id}/"))
+            .order_by(col(PolicyDecisionRecord.id))
+        )
+    )
+
+
+def whatif_run(session: Session, candidate: PolicyEngine, workflow_id: str) -> list[Change]:
+    """One run's gate inputs against a candidate bundle, step by step."""
+    return [c for row in run_decisions(session, workflow_id) if (c := compare(row, candidate))]
+
+
 def whatif(
     session: Session, candidate: PolicyEngine, *, since: datetime, examples: int = 3
 ) -> dict[str, Any]:
@@ -114,28 +178,25 @@ def whatif(
     samples: dict[str, list[dict[str, Any]]] = {}
     changed = skipped = 0
     for row in rows:
-        if not row.input:
-            skipped += 1  # decided before evaluation (e.g. a spec mismatch): nothing to replay
+        c = compare(row, candidate)
+        if c is None:
+            skipped += 1
             continue
-        new = decide_raw(candidate, row.input)
-        old_codes = row.codes.split()
-        new_codes = sorted({v.code for v in new.deny})
-        old_roles = sorted({a["role"] for a in row.result.get("approval", [])})
-        key = f"{row.outcome}->{new.outcome}"
+        key = f"{c.outcome_before}->{c.outcome_after}"
         transitions[key] += 1
-        if row.outcome != new.outcome or old_codes != new_codes or old_roles != new.roles:
+        if c.changed:
             changed += 1
             bucket = samples.setdefault(key, [])
             if len(bucket) < examples:
                 bucket.append(
                     {
-                        "id": row.id,
-                        "run_key": row.run_key,
-                        "account_id": row.account_id,
-                        "codes_before": old_codes,
-                        "codes_after": new_codes,
-                        "roles_before": old_roles,
-                        "roles_after": new.roles,
+                        "id": c.id,
+                        "run_key": c.run_key,
+                        "account_id": c.account_id,
+                        "codes_before": c.codes_before,
+                        "codes_after": c.codes_after,
+                        "roles_before": c.roles_before,
+                        "roles_after": c.roles_after,
                     }
                 )
     return {

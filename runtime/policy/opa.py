@@ -8,6 +8,7 @@ engine's bundle hash is that folder's, so runs pin the same rules either way."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -17,7 +18,7 @@ from opa_client.opa import OpaClient
 
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.contracts.policy import Decision
-from autopilot.runtime.policy.bundle import bundle_files, compute_bundle_hash
+from autopilot.runtime.policy.bundle import bundle_files
 from autopilot.runtime.policy.engine import (
     BUNDLE_MISMATCH,
     UNAVAILABLE,
@@ -44,16 +45,27 @@ class OpaEngine:
             retries=0,
             token=token,
         )
-        validate_data(bundle_files(folder))
-        self._hash = compute_bundle_hash(folder)
+        self._files = bundle_files(folder)
+        validate_data(self._files)
+        self._hash = sha256_hex(self._files)
+        self._listeners: list[Callable[[str, dict[str, str]], None]] = []
+
+    def on_load(self, listener: Callable[[str, dict[str, str]], None]) -> None:
+        """Call `listener(hash, files)` with the bundle in force and each one loaded later."""
+        self._listeners.append(listener)
+        listener(self._hash, self._files)
 
     @property
     def bundle_hash(self) -> str:
         return self._hash
 
     def reload(self) -> str:
-        validate_data(bundle_files(self.folder))  # a bad edit keeps the running bundle
-        self._hash = compute_bundle_hash(self.folder)
+        files = bundle_files(self.folder)
+        validate_data(files)  # a bad edit keeps the running bundle
+        if sha256_hex(files) != self._hash:
+            self._files, self._hash = files, sha256_hex(files)
+            for listener in self._listeners:
+                listener(self._hash, self._files)
         return self._hash
 
     def data(self, path: str) -> Any:

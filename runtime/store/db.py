@@ -20,6 +20,7 @@ from autopilot.runtime.store import (  # noqa: F401  (every table registers with
     approvals,
     audit,
     compliance,
+    consent,
     customer,
     events,
     mail,
@@ -27,6 +28,7 @@ from autopilot.runtime.store import (  # noqa: F401  (every table registers with
     migrations,
     outbox,
     outcomes,
+    policy_bundles,
     tool_calls,
     users,
 )

@@ -7,9 +7,9 @@ Create Date: 2026-12-04 20:30:00
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-import sqlmodel.sql.sqltypes  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -18,8 +18,14 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "policybundle",
+        sa.Column("hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("files", sa.JSON(), nullable=False),
+        sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("hash"),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("policybundle")
