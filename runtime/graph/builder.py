@@ -1,4 +1,7 @@
-"""The agent graph: observe → assess → plan → (choose → gate → approve? → execute? → record)*."""
+"""The agent graphs. Runs started now take the fused graph (runtime/graph/fused.py):
+prepare → (act → approve? → finish|record)*, two activities for an auto-allowed action.
+Runs started before it replay on the five-node graph it replaced:
+observe → assess → plan → (choose → gate → approve? → execute? → record)*."""
 
 from __future__ import annotations
 
@@ -7,10 +10,11 @@ from datetime import timedelta
 from langgraph.graph import END, START, StateGraph
 from temporalio.common import RetryPolicy
 
-from autopilot.runtime.graph import nodes
+from autopilot.runtime.graph import fused, nodes
 from autopilot.runtime.graph.state import RunState
 
-GRAPH_NAME = "agent"
+GRAPH_NAME = "agent"  # the five-node graph: histories from before the fused one
+FUSED_GRAPH = "agent_fused"
 
 _IO = {
     "execute_in": "activity",
@@ -57,3 +61,33 @@ def build_graph(*, max_send_backoff_s: float = 300.0, send_timeout_s: float = 90
     g.add_edge("execute", "record")
     g.add_conditional_edges("record", nodes.choose, {"gate": "gate", END: END})
     return g
+
+
+def build_fused_graph(
+    *, max_send_backoff_s: float = 300.0, send_timeout_s: float = 90.0
+) -> StateGraph:
+    """The same nodes in fewer activities. `act` and `finish` may send, so they carry the
+    send's retry policy (a send known not to have happened is retried with back-off)."""
+    send = _send(max_send_backoff_s, send_timeout_s)
+    g = StateGraph(RunState)
+    g.add_node("prepare", fused.prepare, metadata=_IO)
+    g.add_node("act", fused.act, metadata=send)
+    g.add_node("approve", nodes.approve, metadata=_PURE)
+    g.add_node("finish", fused.finish, metadata=send)
+    g.add_node("record", nodes.record, metadata=_IO)
+    g.add_edge(START, "prepare")
+    g.add_conditional_edges("prepare", fused.choose, {"act": "act", END: END})
+    g.add_conditional_edges("act", fused.after_act, {"approve": "approve", "act": "act", END: END})
+    g.add_conditional_edges("approve", fused.after_approve, ["finish", "record"])
+    g.add_conditional_edges("finish", fused.choose, {"act": "act", END: END})
+    g.add_conditional_edges("record", fused.choose, {"act": "act", END: END})
+    return g
+
+
+def build_graphs(
+    *, max_send_backoff_s: float = 300.0, send_timeout_s: float = 90.0
+) -> dict[str, StateGraph]:
+    """Every graph a worker (or a replayer) must hold: the current one and the one
+    older histories ran on."""
+    kw = {"max_send_backoff_s": max_send_backoff_s, "send_timeout_s": send_timeout_s}
+    return {GRAPH_NAME: build_graph(**kw), FUSED_GRAPH: build_fused_graph(**kw)}

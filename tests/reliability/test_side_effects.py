@@ -19,7 +19,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.devstack.users import demo_user_id
 from autopilot.runtime.execution.outcomes import reconcile_once
-from autopilot.runtime.graph.builder import GRAPH_NAME
+from autopilot.runtime.graph.builder import FUSED_GRAPH
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.audit import AuditEntry
@@ -201,6 +201,9 @@ async def test_an_approved_send_still_failing_past_the_approvals_validity_stops_
         assert entry.decision["code"] == "approval.lapsed"
 
 
+SENDING = (f"{FUSED_GRAPH}.act", f"{FUSED_GRAPH}.finish")  # the activities that send
+
+
 class _DiesMidCall(Interceptor):
     """The first execute attempt sends, then "dies" before its end is recorded: the key
     is left `started`, as a kill -9 between the hand-over and the commit leaves it."""
@@ -215,7 +218,7 @@ class _DiesMidCall(Interceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
                 result = await super().execute_activity(input)
                 info = activity.info()
-                if info.activity_type == f"{GRAPH_NAME}.execute" and info.attempt == 1:
+                if info.activity_type in SENDING and info.attempt == 1:
                     with Session(outer.db) as s:
                         for row in s.exec(select(ToolCallRecord)):
                             row.status, row.finished_at = "started", None

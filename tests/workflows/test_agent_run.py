@@ -23,7 +23,7 @@ from temporalio import activity
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.ledger.spend import ledger
 from autopilot.runtime.contracts.approval import ApprovalVote
-from autopilot.runtime.graph.builder import GRAPH_NAME, build_graph
+from autopilot.runtime.graph.builder import FUSED_GRAPH, build_graphs
 from autopilot.runtime.policy.engine import UNAVAILABLE
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.accounts import Contact
@@ -199,7 +199,7 @@ class _FailAfterSideEffect(Interceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
                 result = await super().execute_activity(input)
                 info = activity.info()
-                if info.activity_type == f"{GRAPH_NAME}.execute":
+                if info.activity_type == f"{FUSED_GRAPH}.act":  # the gate, the send and its record
                     outer.attempts.append(info.attempt)
                     if info.attempt == 1:
                         raise RuntimeError("worker lost after the side effect")
@@ -232,7 +232,7 @@ async def test_history_replays_deterministically(stack: Stack) -> None:
     await stack.run_result(wf_id)
     history = await stack.client.get_workflow_handle(wf_id).fetch_history()
     replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter,
-                        plugins=[LangGraphPlugin(graphs={GRAPH_NAME: build_graph()})])
+                        plugins=[LangGraphPlugin(graphs=build_graphs())])
     replay = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert replay.replay_failure is None
 
@@ -263,6 +263,6 @@ async def test_histories_recorded_before_the_playbook_change_still_replay(name: 
     inp = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
     history = WorkflowHistory.from_json(f"agent:{inp['agent']}:{inp['account_id']}", text)
     replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter,
-                        plugins=[LangGraphPlugin(graphs={GRAPH_NAME: build_graph()})])
+                        plugins=[LangGraphPlugin(graphs=build_graphs())])
     replay = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert replay.replay_failure is None

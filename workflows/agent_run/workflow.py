@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         EventSignal,
         PreemptSignal,
     )
-    from autopilot.runtime.graph.builder import GRAPH_NAME
+    from autopilot.runtime.graph.builder import FUSED_GRAPH, GRAPH_NAME
     from autopilot.workflows import search
     from autopilot.workflows.agent_run.activities import (
         ApprovalActivities,
@@ -94,7 +94,9 @@ class AgentRunWorkflow:
     async def run(self, inp: AgentRunInput) -> AgentRunResult:
         wf_id = workflow.info().workflow_id
         started = inp.started_at or workflow.info().start_time
-        app = graph(GRAPH_NAME).compile(checkpointer=InMemorySaver())
+        # Runs from before the fused action path replay on the graph they ran on.
+        name = FUSED_GRAPH if workflow.patched("fused-action-path") else GRAPH_NAME
+        app = graph(name).compile(checkpointer=InMemorySaver())
         config: RunnableConfig = {"configurable": {"thread_id": wf_id}}
         run = inp.model_dump(mode="json", exclude={"outcomes"})
         state = {
