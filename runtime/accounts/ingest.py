@@ -131,7 +131,9 @@ class Ingest:
         search_attributes: bool = False,
     ) -> None:
         # The client carries the caller's trace into the runs it starts (the API request's).
-        self.db, self.client, self.task_queue = db, traced_client(client), task_queue
+        # (None: a store-only import, which starts no run.)
+        traced = traced_client(client) if client is not None else client
+        self.db, self.client, self.task_queue = db, traced, task_queue
         # Runs start with the account/agent/segment/status search attributes only where
         # the namespace has them: set from `ensure_search_attributes` by whoever builds this.
         self.search_attributes = search_attributes

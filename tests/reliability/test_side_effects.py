@@ -21,6 +21,7 @@ from autopilot.runtime.devstack.users import demo_user_id
 from autopilot.runtime.execution.outcomes import reconcile_once
 from autopilot.runtime.graph.builder import FUSED_GRAPH
 from autopilot.runtime.policy.rego import RegoEngine
+from autopilot.runtime.store.accounts import Contact
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.audit import AuditEntry
 from autopilot.runtime.store.outcomes import OutcomeCheck
@@ -208,8 +209,9 @@ class _DiesMidCall(Interceptor):
     """The first execute attempt sends, then "dies" before its end is recorded: the key
     is left `started`, as a kill -9 between the hand-over and the commit leaves it."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, after: Any = None) -> None:
         self.db = db
+        self.after = after  # what changes in the world before the retry
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         outer = self
@@ -224,6 +226,8 @@ class _DiesMidCall(Interceptor):
                             row.status, row.finished_at = "started", None
                             s.add(row)
                         s.commit()
+                    if outer.after is not None:
+                        outer.after()
                     raise RuntimeError("worker killed mid-call")
                 return result
 
@@ -244,4 +248,30 @@ async def test_a_call_left_started_by_a_dead_worker_becomes_an_inbox_check(stack
         key = _action(stack, wf_id).run_key
         with Session(stack.db) as s:
             assert s.get(ToolCallRecord, key).status == "unknown"  # type: ignore[union-attr]
+            assert s.get(OutcomeCheck, key).status == "open"  # type: ignore[union-attr]
+
+
+async def test_a_retry_after_the_call_began_does_not_decide_again(stack_factory: Any, tmp_path: Path) -> None:
+    """The gate, the send and its record share one activity: a retry of it must not ask the
+    gate again once the call began. Here the recipient opts out after the email left; a
+    fresh decision would deny it and record "denied" over a message that was sent."""
+    chaos = _DiesMidCall(None)
+    async with stack_factory(settings=make_settings(tmp_path), worker_kwargs={"interceptors": [chaos]}) as stack:
+        chaos.db = stack.db
+        account, = stack.pick("smb", max_arr=50_000)
+
+        def opt_out_everyone() -> None:
+            with Session(stack.db) as s:
+                for c in s.exec(select(Contact).where(Contact.account_id == account)):
+                    c.opted_out = True
+                    s.add(c)
+                s.commit()
+
+        chaos.after = opt_out_everyone
+        wf_id, = await stack.post_events(drop_events(stack.db, account))
+        result = await stack.run_result(wf_id)
+        assert [(o.status, o.codes) for o in result.outcomes] == [("unknown", ["tool.outcome_unknown"])]
+        assert len(stack.mails()) == 1
+        key = _action(stack, wf_id).run_key
+        with Session(stack.db) as s:
             assert s.get(OutcomeCheck, key).status == "open"  # type: ignore[union-attr]
