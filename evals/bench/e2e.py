@@ -124,7 +124,9 @@ async def bench(runs: int, approvals: int, data_dir: Path) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 r = await http.post("/events", json=events[-1])
                 (wf_id,) = r.json()["started"]
-                await client.get_workflow_handle(wf_id).result()
+                # Its action executed and recorded: the run then waits (durably) for the
+                # playbook's follow-up days later, which is not the latency measured.
+                await executed(services.db, wf_id)
                 agent_auto.append((time.perf_counter() - t0) * 1000)
                 t0 = time.perf_counter()
                 await client.execute_workflow(
