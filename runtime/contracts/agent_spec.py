@@ -316,6 +316,9 @@ class AgentSpec(_Strict):
             raise ValueError(f"playbook step ids must be unique: {dup}")
         if not any(isinstance(s, ActionStep) for s in self.playbook):
             raise ValueError("a playbook needs at least one action step")
+        if isinstance(self.planner, LlmPlanner) and "create_csm_task" not in self.tools:
+            # A plan the model cannot give (or cannot afford) becomes a task for the CSM.
+            raise ValueError("planner: an LLM-planned agent must be granted create_csm_task")
         return self
 
     @property

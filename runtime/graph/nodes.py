@@ -41,6 +41,7 @@ from autopilot.runtime.observability.nodes import traced_node
 from autopilot.runtime.observability.tracing import set_attrs, span
 from autopilot.runtime.optimizer.solver import Limits
 from autopilot.runtime.optimizer.uplift import learned_uplift
+from autopilot.runtime.planning import stretch as planning
 from autopilot.runtime.policy.engine import PolicyLoadError
 from autopilot.runtime.policy.gate import Reservation, gate_action
 from autopilot.runtime.policy.limits import read_limits
@@ -104,12 +105,20 @@ def plan(state: RunState) -> dict[str, Any]:
         trigger = session.get(Event, run.event.event_id)
         event = {**(trigger.payload if trigger else {}), "type": run.event.type}
     facts = RunFacts(started=started.date(), events=events, done=run.done, stretch=run.stretch)
-    stretch = playbook.plan_stretch(
+    attempt = activity.info() if activity.in_activity() else None
+    stretch = planning.plan_stretch(
+        svc,
         spec,
         v.account,
         v.assessment,
         facts,
-        now.date(),
+        now,
+        # One planning's model calls, booked once: the attempt is part of the key, since
+        # a retried activity asks the model again (and pays again).
+        call_key=f"llm:{run.workflow_id}:{attempt.activity_id}:{attempt.attempt}"
+        if attempt
+        else f"llm:{run.workflow_id}:{run.cursor}",
+        since=started,
         cursor=run.cursor,
         event=event,
         room=room,

@@ -36,11 +36,13 @@ from autopilot.runtime.contracts.policy import (
 )
 from autopilot.runtime.contracts.run import PreemptSignal
 from autopilot.runtime.ledger.spend import Excluded, agent_spend, hours_since_contact, ledger
+from autopilot.runtime.planning import checks as planned
 from autopilot.runtime.policy.engine import UNAVAILABLE, decide
 from autopilot.runtime.services import Services
 from autopilot.runtime.store.accounts import Contact
 from autopilot.runtime.store.actions import ActionRecord, LedgerVersion, PolicyDecisionRecord
 from autopilot.runtime.store.db import transaction
+from autopilot.runtime.store.users import User
 from autopilot.tools.registry import ToolError
 
 
@@ -207,6 +209,8 @@ async def gate_action(
             spent = agent_spend(
                 session, account_id=account.id, agent=spec.name, now=now, exclude_key=mine
             )
+            owner = session.get(User, account.owner_csm)
+            csm_email = owner.email if owner is not None else ""
             # Lower-priority actions not yet executing may give way; one being sent may not.
             lower = [
                 c
@@ -227,12 +231,18 @@ async def gate_action(
                 )
         decision, latency_ms = await evaluate(svc, inp, pinned_bundle=pinned_bundle)
         decision = supervisor.tighten(decision, spec=spec, action=action, agent_spent=spent)
+        decision = planned.tighten(
+            decision, action=action, account=account, today=now.date(), csm_email=csm_email
+        )
         preempt: list[supervisor.Contender] = []
         if not decision.allow and bare is not None and supervisor.yields_to_priority(decision):
             # The account supervisor: the higher priority takes what the lower-priority
             # actions in flight hold; all of them give way (every cap then holds).
             second, more_ms = await evaluate(svc, bare, pinned_bundle=pinned_bundle)
             second = supervisor.tighten(second, spec=spec, action=action, agent_spent=spent)
+            second = planned.tighten(
+                second, action=action, account=account, today=now.date(), csm_email=csm_email
+            )
             latency_ms += more_ms
             if second.allow:
                 decision, inp, preempt = second, bare, lower
