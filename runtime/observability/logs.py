@@ -20,6 +20,7 @@ from opentelemetry import trace
 from temporalio import activity
 
 from autopilot.runtime.config import Settings
+from autopilot.runtime.privacy.redact import RedactingFilter, RedactionRules
 
 WORKFLOW_ID: ContextVar[str | None] = ContextVar("autopilot_workflow_id", default=None)
 ACCOUNT: ContextVar[str | None] = ContextVar("autopilot_account", default=None)
@@ -89,6 +90,8 @@ def configure(settings: Settings, *, stream: object = None) -> logging.Handler:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # Personal data (emails, phone numbers, names in personal fields) never reaches a log.
+    handler.addFilter(RedactingFilter(RedactionRules.from_settings(settings)))
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)

@@ -56,3 +56,12 @@ def test_a_line_outside_any_run_has_the_keys_empty(json_lines: io.StringIO) -> N
         logging.getLogger("autopilot.test").warning("bound")
     (line,) = [ln for ln in parsed(json_lines) if ln["message"] == "bound"]
     assert (line["workflow_id"], line["account"], line["org"]) == ("wf", "acc", "org")
+
+
+def test_the_configured_logs_carry_no_email_address(json_lines: io.StringIO) -> None:
+    logging.getLogger("autopilot.test").warning(
+        "mail to %s refused", "dana.champion@hooli.example", extra={"recipient": "x@y.example"}
+    )
+    (line,) = [r for r in parsed(json_lines) if r.get("logger") == "autopilot.test" or "refused" in str(r)]
+    assert "hooli.example" not in json.dumps(line) and "y.example" not in json.dumps(line)
+    assert "refused" in json.dumps(line)
