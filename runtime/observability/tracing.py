@@ -150,8 +150,10 @@ def set_attrs(target: trace.Span, **attrs: object) -> None:
 
 def interceptor() -> TracingInterceptor:
     """Temporal's tracing interceptor on our tracer: client calls carry the current trace
-    in a header; the worker opens workflow and activity spans under it."""
-    return TracingInterceptor(TRACER)
+    in a header; the worker opens workflow and activity spans under it. A run started
+    with no trace (the dispatcher, the sweep, a schedule) gets its own root workflow span,
+    so its nodes still hang under one trace."""
+    return TracingInterceptor(TRACER, always_create_workflow_spans=True)
 
 
 def has_tracing(client: Client) -> bool:

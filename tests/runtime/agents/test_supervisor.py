@@ -98,8 +98,8 @@ async def test_racing_gates_for_one_contact_leave_one_holder(stack: Stack) -> No
     assert sum(d.allow for d in decisions) >= 1
 
 
-def _offer(to: str, pct: float, arr: float) -> ProposedAction:
-    return ProposedAction(tool="send_offer", args={"to": to, "account_name": "A", "discount_pct": pct,
+def _offer(to: str, pct: float, arr: float, name: str) -> ProposedAction:
+    return ProposedAction(tool="send_offer", args={"to": to, "account_name": name, "discount_pct": pct,
                                                    "valid_days": 30, "term_months": 12},
                           reason="test", expected_cost=round(arr * pct / 100, 2), expected_uplift=0.1,
                           discount_pct=pct, category="commercial", option=f"discount_{pct:g}pct")
@@ -121,9 +121,9 @@ async def test_a_cap_the_lower_priority_fills_is_never_overrun(stack: Stack) -> 
         assert snap is not None
         emails = sorted(c.email for c in snap.contacts)
     assert len(emails) >= 2
-    low = await _gate(stack, "renewal", "low/d", _offer(emails[0], 5, arr), account)
+    low = await _gate(stack, "renewal", "low/d", _offer(emails[0], 5, arr, stack.account(account).name), account)
     assert low.allow, low.deny
-    high = await _gate(stack, "churn_rescue", "high/d", _offer(emails[1], 6, arr), account)
+    high = await _gate(stack, "churn_rescue", "high/d", _offer(emails[1], 6, arr, stack.account(account).name), account)
     assert high.allow, high.deny
     assert _status(stack, "low/d") == "preempted"
     with Session(stack.db) as s:

@@ -8,6 +8,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlmodel import Session, select
 
 from autopilot.runtime.config import Settings
+from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.observability import tracing
 from autopilot.runtime.store.tool_calls import ToolCallRecord
@@ -74,3 +75,19 @@ async def test_exporter_is_off_by_default_and_records_nothing(
     result = await stack.run_result(wf_id)
     assert [o.status for o in result.outcomes] == ["executed"]
     assert spans.get_finished_spans() == ()
+
+
+async def test_a_run_started_without_a_request_is_still_one_trace(
+    stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    """The dispatcher, the sweep and schedules start runs with no trace to continue: the
+    run gets a root workflow span, and its nodes hang under it."""
+    (account,) = stack.pick("smb", max_arr=50_000)
+    events = [EventIn.model_validate(e) for e in drop_events(stack.db, account)]
+    started = await stack.ingest.ingest(events)
+    wf_id = next(s.workflow_id for s in started)
+    await stack.run_result(wf_id)
+    named = await wait_for(lambda: "node.record" in (n := by_name(spans)) and n, what="spans")
+    (workflow,) = named["RunWorkflow:AgentRun"]
+    assert "POST /events" not in named
+    assert all(s.context.trace_id == workflow.context.trace_id for s in named["node.record"])
