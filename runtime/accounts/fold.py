@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from autopilot.runtime.accounts.subscriptions import add_months, billing_period
 from autopilot.runtime.health.features import MODULES
 from autopilot.runtime.health.scoring import score
 from autopilot.runtime.store.accounts import Account
@@ -102,8 +103,8 @@ def _fold_lifecycle(account: Account, ev: dict[str, Any], day: date) -> None:
     match ev["type"]:
         case "churned":
             account.status, account.churned_at = "churned", day
-        case "renewed":
-            account.renewal_date = account.renewal_date.replace(year=account.renewal_date.year + 1)
+        case "renewed":  # by the billing period on record (monthly, 6-month, yearly...)
+            account.renewal_date = add_months(account.renewal_date, billing_period(account))
         case "expanded":
             account.arr += ev.get("amount", 0)
             account.seats_purchased += ev.get("seats", 0)

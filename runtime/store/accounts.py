@@ -32,6 +32,7 @@ class Account(SQLModel, table=True):
     tier: str = "standard"
     status: str = Field(default="active", index=True)  # active|churned
     churned_at: date | None = None
+    started_on: date | None = None  # first subscription's start (None: not known)
     custom: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
 
 

@@ -95,3 +95,44 @@ class CustomFieldSchema(SQLModel, table=True):
 
     org_id: str = Field(primary_key=True)
     json_schema: dict = Field(sa_column=Column(JSON, nullable=False))
+
+
+class Subscription(SQLModel, table=True):
+    """A product an account pays for, from `start` until `end` (exclusive; None: open):
+    ARR, seats and the renewal date as of any day are derived from these."""
+
+    __table_args__ = (UniqueConstraint("account_id", "product", "start", name="uq_subscription"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    product: str
+    mrr: float
+    quantity: int = 0  # seats
+    start: date
+    end: date | None = None
+    billing_period: int = 12  # months between renewals
+
+
+class OrgConfig(SQLModel, table=True):
+    """An organisation's own vocabulary: its segments and product modules (the built-in
+    ones when it has none)."""
+
+    org_id: str = Field(primary_key=True)
+    segments: list = Field(sa_column=Column(JSON, nullable=False))
+    modules: list = Field(sa_column=Column(JSON, nullable=False))
+
+
+class HistoryBatch(SQLModel, table=True):
+    """One batch of a history import, written in the batch's transaction: a re-run of the
+    same file (same content, mapping and batch size) skips the batches recorded here."""
+
+    __table_args__ = (UniqueConstraint("digest", "batch", name="uq_history_batch"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: str = Field(default="demo", index=True)
+    source: str  # the file's name, for people
+    digest: str = Field(index=True)  # sha256 of the file, the mapping and the batch size
+    batch: int
+    rows: int
+    days: int  # account-days written
+    at: datetime

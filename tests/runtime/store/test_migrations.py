@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlmodel import Session, SQLModel, select
 
 from autopilot.runtime.store import migrations
@@ -43,13 +43,19 @@ def test_migrations_match_the_models(database_url: str) -> None:
 
 def test_a_store_made_by_create_all_is_stamped_as_the_baseline_and_keeps_its_rows(database_url: str) -> None:
     old = connect(database_url)
-    # What every start did before migrations: the tables of that time (the baseline's).
-    SQLModel.metadata.create_all(
-        old, tables=[t for n, t in SQLModel.metadata.tables.items() if n in migrations.BASELINE_TABLES]
-    )
-    with Session(old) as s:
-        s.add(_account())
-        s.commit()
+    # What every start made before migrations: the baseline's tables, with no version table.
+    migrations.upgrade(old, migrations.BASELINE)
+    with old.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE {migrations.VERSION_TABLE}")
+        conn.execute(
+            text(
+                "INSERT INTO account (id, org_id, name, segment, region, arr, annual_cost_to_serve,"
+                " seats_purchased, seats_used, active_users_30d, logins_30d, open_tickets, p1_open,"
+                " sentiment, payment_failures_90d, renewal_date, owner_csm, tier, status, custom)"
+                " VALUES ('acc-1', 'demo', 'One Ltd', 'smb', 'eu', 10000, 0, 10, 9, 8, 100, 0, 0,"
+                " 0, 0, '2027-03-01', 'demo:dana', 'standard', 'active', '{}')"
+            )
+        )
     assert migrations.current(old) is None
     old.dispose()
 
