@@ -252,7 +252,8 @@ class BatchFold:
         for p, h, r in zip(self.points, health, risk, strict=True):
             p.health, p.risk = h, r
         last = {p.account_id: i for i, p in enumerate(self.points)}
-        crossed = self._crossings(list(last), model.threshold)
+        # No threshold met the model's rule: no alerts (the card says so), as in scoring.
+        crossed = [] if model.threshold is None else self._crossings(list(last), model.threshold)
         # Explained: an alert's reasons, and the last score of an account no longer
         # active (no rescore follows its folds: `current` must not re-derive it).
         todo = [i for i in crossed if i not in explained]

@@ -33,8 +33,33 @@ def _db():  # type: ignore[no-untyped-def]
 @model_app.command("train")
 def train(
     out: Annotated[
-        Path, typer.Option(help="folder for model.txt, card.json, MODEL_CARD.md")
-    ] = Path(""),
+        Path | None,
+        typer.Option(
+            help="folder for model.txt, card.json, MODEL_CARD.md "
+            "(default: <data dir>/models/<version>)"
+        ),
+    ] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option(
+            help="YYYY-MM-DD: read nothing after this day (default: the last day of history)"
+        ),
+    ] = None,
+    validate_months: Annotated[
+        int, typer.Option(help="months before the cutoff used for validation and the threshold")
+    ] = 3,
+    rule: Annotated[
+        str,
+        typer.Option(
+            help="alert threshold rule: budget:<K>x (alerts ≤ K × churn base rate) or precision:<P>"
+        ),
+    ] = "budget:2x",
+    max_gain_share: Annotated[
+        float, typer.Option(help="leakage check: one feature's gain share limit")
+    ] = 0.5,
+    max_auc_gap: Annotated[
+        float, typer.Option(help="leakage check: model AUC above baseline limit")
+    ] = 0.15,
     simulate: Annotated[
         int,
         typer.Option(
@@ -43,72 +68,181 @@ def train(
         ),
     ] = 0,
     org: str = "",
-    report_accounts: int = 800,
+    report_accounts: Annotated[
+        int,
+        typer.Option(
+            help="also put the early warning on N held-out simulated accounts in the card "
+            "(labelled as the simulator's; 0: none)"
+        ),
+    ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train Health 2.0 on the store's history (daily rollups and churn outcomes); the
-    early-warning report on held-out simulated accounts goes into its model card."""
+    """Train Health 2.0 on the store's history, time-honestly: features as of each day,
+    nothing after the cutoff, validation on the later months, a logistic baseline beside
+    the model, a leakage check, and the alert threshold chosen by RULE on the validation
+    period (or none, said plainly)."""
+    from rich.progress import Progress
+
     from autopilot.runtime.devstack.simulator import simulate as sim
-    from autopilot.runtime.health.early_warning import choose_threshold, report, risk_matrix
-    from autopilot.runtime.health.training import train_from_store, write_history
+    from autopilot.runtime.health.asof import load_history
+    from autopilot.runtime.health.honest import train_time_honest
+    from autopilot.runtime.health.leakage import LeakageError
+    from autopilot.runtime.health.thresholds import parse_rule
+    from autopilot.runtime.health.training import write_history
     from autopilot.runtime.store.db import make_engine
 
+    try:
+        parsed_rule = parse_rule(rule)
+        cut = date.fromisoformat(cutoff) if cutoff else None
+    except ValueError as err:
+        fail(str(err) if "rule" in str(err) else f"cutoff: {err}", as_json=as_json)
     if simulate:
         db = make_engine(f"sqlite:///{tempfile.mkdtemp(prefix='autopilot-sim-')}/history.db")
         write_history(db, sim(simulate, seed=1), start=date.today() - timedelta(days=300))
     else:
         db = _db()
-    try:
-        model = train_from_store(db, org_id=org or None)
-    except ValueError as err:
-        fail(str(err), as_json=as_json)
-    val, held = sim(report_accounts, seed=2), sim(report_accounts, seed=3)
-    model.card["alert_threshold"] = choose_threshold(risk_matrix(model, val), val)
-    model.card["early_warning"] = report(
-        risk_matrix(model, held), held, model.card["alert_threshold"]
-    )
-    folder = out if str(out) else get_settings().data_dir / "models" / model.version
+    with Progress(console=console, disable=as_json, transient=True) as bar:
+        task = bar.add_task("reading the history as of each day", total=2)
+        try:
+            history = load_history(db, org_id=org or None)
+            bar.update(task, advance=1, description="training model and baseline")
+            model = train_time_honest(
+                db,
+                cutoff=cut,
+                validate_months=validate_months,
+                rule=parsed_rule,
+                org_id=org or None,
+                max_gain_share=max_gain_share,
+                max_auc_gap=max_auc_gap,
+                history=history,
+            )
+        except LeakageError as err:
+            if as_json:
+                emit_json({"ok": False, "error": str(err), "leakage_check": err.result})
+                finish(2)
+            fail(str(err), as_json=False)
+        except ValueError as err:
+            fail(str(err), as_json=as_json)
+        bar.update(task, advance=1)
+    if report_accounts and model.threshold is not None:
+        from autopilot.runtime.health.early_warning import report, risk_matrix
+
+        held = sim(report_accounts, seed=3)
+        model.card["early_warning"] = {"source": "simulator, not this store"} | report(
+            risk_matrix(model, held), held, model.threshold
+        )
+    folder = out if out is not None else get_settings().data_dir / "models" / model.version
     model.save(folder)
     if as_json:
         emit_json({"ok": True, "folder": str(folder), "card": model.card})
         finish(0)
-    ew = model.card["early_warning"]
+    card, t = model.card, model.card["threshold"]
     console.print(
         f"trained {model.version} → {folder} (use it: AUTOPILOT_HEALTH_MODEL_DIR={folder})"
     )
     console.print(
-        f"validation AUC {model.card['validation']['auc']}; alert threshold {model.card['alert_threshold']}"
+        f"cutoff {card['cutoff']}; validation {card['validation']['period']}: AUC model "
+        f"{card['validation']['auc']}, plain baseline {card['validation']['baseline_auc']}"
     )
     console.print(
-        f"early warning on {ew['accounts']} held-out accounts: median lead {ew['median_lead_days']} days, "
-        f"precision {ew['precision']}, recall {ew['recall']}"
+        "top gain shares: " + ", ".join(f"{k} {v:.0%}" for k, v in card["top_gain_shares"].items())
     )
+    if t["met"]:
+        console.print(
+            f"alert threshold {t['threshold']} ({t['rule_text']}): precision {t['precision']}, "
+            f"recall {t['recall']}, alert rate {t['alert_rate']} vs base rate {t['base_rate']}"
+        )
+    else:
+        console.print(f"[bold red]{t['note']}[/bold red]")
     finish(0)
 
 
 @model_app.command("report")
-def model_report(accounts: int = 1000, seed: int = 3, as_json: JsonOpt = False) -> None:
-    """Early warning of the current model on held-out simulated accounts: lead time,
-    precision, recall."""
-    from autopilot.runtime.devstack.simulator import simulate as sim
-    from autopilot.runtime.health.early_warning import report, risk_matrix
+def model_report(
+    png: Annotated[
+        Path | None, typer.Option(help="lead time vs precision curve (default: beside the model)")
+    ] = None,
+    simulator: Annotated[
+        bool, typer.Option("--simulator", help="also evaluate on held-out simulated accounts")
+    ] = False,
+    accounts: Annotated[int, typer.Option(help="simulated accounts (with --simulator)")] = 1000,
+    seed: int = 3,
+    org: str = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """The current model on the store's held-out period (the days after its cutoff):
+    lead time, precision, recall, alert rate vs base rate, AUC vs the plain baseline, a
+    lead-time-vs-precision PNG; and renewal forecast accuracy (MAPE, calibration)."""
+    from autopilot.runtime.health.asof import load_history
+    from autopilot.runtime.health.forecasts import forecast_accuracy
+    from autopilot.runtime.health.report import held_out
     from autopilot.runtime.health.scoring import current_model
 
-    model = current_model()
-    held = sim(accounts, seed=seed)
-    result = report(risk_matrix(model, held), held, model.threshold) | {"model": model.version}
+    try:
+        model = current_model()
+    except (OSError, ValueError) as err:
+        fail(f"model: cannot load the configured model: {err}", as_json=as_json)
+    db = _db()
+    picture = png or get_settings().data_dir / "reports" / f"{model.version}-lead-vs-precision.png"
+    result: dict = {"model": model.version}
+    try:
+        result["store"] = held_out(model, load_history(db, org_id=org or None), png=picture)
+    except ValueError as err:  # said in the report, not replaced by other figures
+        result["store"] = {"error": str(err)}
+    with Session(db) as session:
+        result["forecasts"] = forecast_accuracy(
+            session, today=datetime.now(UTC).date(), org_id=org or None
+        )
+    if simulator:
+        from autopilot.runtime.devstack.simulator import simulate as sim
+        from autopilot.runtime.health.early_warning import report, risk_matrix
+
+        held = sim(accounts, seed=seed)
+        t = model.threshold
+        result["simulator"] = (
+            report(risk_matrix(model, held), held, t)
+            if t is not None
+            else {"alerts": "none: the model has no threshold"}
+        )
     if as_json:
         emit_json({"ok": True, **result})
         finish(0)
-    console.print(
-        f"{model.version}, threshold {result['threshold']}, {result['accounts']} held-out accounts "
-        f"({result['churned']} churned)"
-    )
-    console.print(
-        f"median lead time {result['median_lead_days']} days (p25 {result['p25_lead_days']}); "
-        f"precision {result['precision']}; recall {result['recall']}"
-    )
+    r, f = result["store"], result["forecasts"]
+    if "error" in r:
+        console.print(f"[bold red]no held-out report on the store: {r['error']}[/bold red]")
+    else:
+        _print_store_report(r)
+    if f["mape"] is None:
+        console.print(
+            f"renewal forecasts: {f['resolved']} of {f['forecasts']} resolved: {f.get('note', 'no MAPE')}"
+        )
+    else:
+        console.print(
+            f"renewal forecasts: {f['resolved']} of {f['forecasts']} resolved; MAPE {f['mape']:.1%} "
+            f"(KPI ≤ {f['kpi_mape']:.0%}: {'met' if f['mape_meets_kpi'] else 'NOT met'}); Brier {f['brier']}"
+        )
+    if "simulator" in result:
+        console.print(f"simulator: {result['simulator']}")
     finish(0)
+
+
+def _print_store_report(r: dict) -> None:
+    console.print(
+        f"{r['model']} on the store's held-out period {r['period']} (after cutoff {r['cutoff']}): "
+        f"{r['accounts']} accounts, {r['churned']} churned"
+    )
+    console.print(
+        f"AUC model {r['auc']}, plain baseline {r.get('baseline_auc')}; base rate {r['base_rate']}"
+    )
+    if r["threshold"] is None:
+        console.print(f"[bold red]alerts: {r['alerts']}[/bold red]")
+    else:
+        console.print(
+            f"threshold {r['threshold']}: median lead {r['median_lead_days']} days, precision "
+            f"{r['precision']}, recall {r['recall']}, ≥14 days ahead {r['share_alerted_14d_before']}, "
+            f"alert rate {r.get('alert_rate')} vs base rate {r['base_rate']}"
+        )
+    console.print(f"curve: {r['png']}")
 
 
 @accounts_app.command("show")

@@ -74,8 +74,11 @@ class HealthModel:
         return str(self.card["version"])
 
     @property
-    def threshold(self) -> float:
-        return float(self.card["alert_threshold"])
+    def threshold(self) -> float | None:
+        """The alert threshold; None when no threshold met the card's rule (the model
+        then raises no alerts, and says so, rather than falling back to a number)."""
+        t = self.card.get("alert_threshold")
+        return None if t is None else float(t)
 
     def risk(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(x), dtype=float)
@@ -219,9 +222,10 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- Score: {card['score']}",
         f"- Alert threshold (churn risk): {card['alert_threshold']}",
     ]
+    lines += _honest_lines(card)
     if ew := card.get("early_warning"):
         lines.append(
-            f"- Early warning on held-out accounts: median lead time {ew['median_lead_days']} days, "
+            f"- Early warning on held-out accounts ({ew.get('source', 'simulator')}): median lead time {ew['median_lead_days']} days, "
             f"precision {ew['precision']}, recall {ew['recall']} ({ew['accounts']} accounts)"
         )
     lines += [
@@ -237,3 +241,39 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _honest_lines(card: dict[str, Any]) -> list[str]:
+    """The time-honest training's figures (cards trained before it have none)."""
+    out = []
+    if split := card.get("split"):
+        out.append(
+            f"- Cutoff {card['cutoff']}; time-based split: training snapshots {split['train_first']} to "
+            f"{split['train_last']}, validation {split['validate_first']} to {split['validate_last']}"
+        )
+    if "baseline_auc" in card.get("validation", {}):
+        out.append(
+            f"- Validation AUC: model {card['validation']['auc']}, "
+            f"plain baseline (logistic regression) {card['validation']['baseline_auc']}"
+        )
+    if shares := card.get("top_gain_shares"):
+        out.append(
+            "- Top feature gain shares: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
+        )
+    if leak := card.get("leakage_check"):
+        out.append(
+            "- Leakage check: "
+            + ("passed" if leak["passed"] else "FAILED: " + "; ".join(leak["problems"]))
+        )
+    if t := card.get("threshold"):
+        if t["met"]:
+            out.append(
+                f"- Threshold rule ({t['rule_text']}): met at {t['threshold']} on the validation period "
+                f"(precision {t['precision']}, recall {t['recall']}, alert rate {t['alert_rate']} "
+                f"vs base rate {t['base_rate']})"
+            )
+        else:
+            out.append(f"- Threshold rule ({t['rule_text']}): NOT MET. {t['note']}")
+    if src := card.get("renewal_date_source"):
+        out.append(f"- Renewal date: {src}")
+    return out

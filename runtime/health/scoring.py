@@ -26,6 +26,7 @@ from autopilot.runtime.store.customer import AccountDay, AccountScore, RiskAlert
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _models: dict[str, HealthModel] = {}
+_silent: set[str] = set()  # models without a threshold, already logged
 
 
 def current_model(folder: str | None = None) -> HealthModel:
@@ -118,6 +119,14 @@ def score(
     )
     healths, risks = model.score(x) if not explain else (None, None)
     rows, alerts = [], []
+    threshold = model.threshold
+    if threshold is None and accounts and model.version not in _silent:
+        _silent.add(model.version)  # said once per model and process, not on every event
+        log.warning(
+            "model %s has no alert threshold (%s): scoring raises no alerts",
+            model.version,
+            model.card.get("threshold", {}).get("note", "no threshold meets the rule"),
+        )
     for i, account in enumerate(accounts):
         e = explanations[i]
         risk = e.risk if e else float(risks[i])  # type: ignore[index]
@@ -135,7 +144,9 @@ def score(
             )
         )
         before = previous.get(account.id)
-        if risk >= model.threshold and (before is None or before < model.threshold):
+        if threshold is None:  # no threshold met the card's rule: no alerts, said once above
+            continue
+        if risk >= threshold and (before is None or before < threshold):
             reasons = [
                 f"{f.label}: {f.value:g} ({f.contribution:+.1f})"
                 for f in (e.factors if e else [])
@@ -146,7 +157,7 @@ def score(
                     org_id=account.org_id,
                     account_id=account.id,
                     risk=risk,
-                    threshold=model.threshold,
+                    threshold=threshold,
                     reasons=reasons,
                     model_version=model.version,
                     at=now,
