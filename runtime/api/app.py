@@ -16,14 +16,18 @@ from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.api.routes import (
     accounts,
     approvals,
+    copilot,
     decisions,
     events,
     health,
     outcomes,
+    preferences,
     web,
 )
 from autopilot.runtime.api.routes.errors import ErrorOut, FieldError
 from autopilot.runtime.approvals.service import Inbox
+from autopilot.runtime.observability import http as observability
+from autopilot.runtime.observability.collector import store_registry
 from autopilot.runtime.services import Services
 
 STATIC = Path(__file__).parent / "static"
@@ -41,6 +45,11 @@ def create_app(services: Services, ingest: Ingest) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(health.router)
     app.include_router(web.router)
+    app.include_router(copilot.router)
+    app.include_router(copilot.page_router)
+    app.include_router(preferences.router)
+    app.state.metrics_store = store_registry(services.db, services.policy, services.clock)
+    app.include_router(observability.router)  # GET /metrics
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(RequestValidationError)
@@ -78,4 +87,6 @@ def create_app(services: Services, ingest: Ingest) -> FastAPI:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
+    # Outermost: the request's span is current for the handlers and the Temporal calls.
+    app.add_middleware(observability.TraceMiddleware)
     return app

@@ -15,14 +15,19 @@ from pydantic import ValidationError
 from autopilot.runtime.cli.accounts import accounts_app, metrics_app, model_app
 from autopilot.runtime.cli.agents import app as agents_app
 from autopilot.runtime.cli.audit import app as audit_app
+from autopilot.runtime.cli.bench import bench as bench_cmd
+from autopilot.runtime.cli.compliance import app as compliance_app
 from autopilot.runtime.cli.db import app as db_app
+from autopilot.runtime.cli.history import app as history_app
 from autopilot.runtime.cli.kb import app as kb_app
+from autopilot.runtime.cli.llm import app as llm_app
 from autopilot.runtime.cli.mcp import app as mcp_app
 from autopilot.runtime.cli.outcomes import register as register_outcomes
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.cli.people import AsOpt
 from autopilot.runtime.cli.people import principal_of as _principal
 from autopilot.runtime.cli.policy import app as policy_app
+from autopilot.runtime.cli.privacy import app as privacy_app
 from autopilot.runtime.cli.schedules import app as schedules_app
 from autopilot.runtime.cli.schedules import sweep_app
 from autopilot.runtime.cli.simulate import simulate_cmd
@@ -36,6 +41,7 @@ app = typer.Typer(
 events_app = typer.Typer(no_args_is_help=True, help="Feed account events.")
 approvals_app = typer.Typer(no_args_is_help=True, help="Work the approval inbox.")
 app.add_typer(events_app, name="events")
+app.add_typer(history_app, name="history")
 app.add_typer(approvals_app, name="approvals")
 register_outcomes(approvals_app)
 app.add_typer(policy_app, name="policy")
@@ -50,10 +56,14 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(sweep_app, name="sweep")
 app.add_typer(agents_app, name="agents")
 app.add_typer(audit_app, name="audit")
+app.add_typer(compliance_app, name="compliance")
 app.add_typer(db_app, name="db")
+app.add_typer(llm_app, name="llm")
+app.add_typer(privacy_app, name="privacy")
 runs_app = typer.Typer(no_args_is_help=True, help="Agent runs: roll back.")
 app.add_typer(runs_app, name="runs")
 app.command("simulate")(simulate_cmd)
+app.command("bench")(bench_cmd)  # the runner is in evals/, started as a child process
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
@@ -100,6 +110,9 @@ def worker() -> None:
     from autopilot.runtime.worker import beside_worker, build_worker
 
     settings = get_settings()
+    from autopilot.runtime.observability import serve_worker_metrics
+
+    serve_worker_metrics(settings)  # logs, traces, and the counters on their own port
 
     async def main() -> None:
         client = await connect(settings.temporal_target, settings.temporal_namespace)
