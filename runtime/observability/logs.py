@@ -95,4 +95,7 @@ def configure(settings: Settings, *, stream: object = None) -> logging.Handler:
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
+    # A line per HTTP request of our own clients is noise at INFO, not an event.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     return handler
