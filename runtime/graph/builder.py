@@ -22,6 +22,8 @@ _IO = {
     "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10),
 }
 _PURE = {"execute_in": "workflow"}
+# Planning may ask a model (an answer and one repair): minutes, not the reads' seconds.
+_PLAN = {**_IO, "start_to_close_timeout": timedelta(seconds=300)}
 
 
 def _send(max_backoff_s: float, timeout_s: float) -> dict[str, object]:
@@ -70,7 +72,7 @@ def build_fused_graph(
     send's retry policy (a send known not to have happened is retried with back-off)."""
     send = _send(max_send_backoff_s, send_timeout_s)
     g = StateGraph(RunState)
-    g.add_node("prepare", fused.prepare, metadata=_IO)
+    g.add_node("prepare", fused.prepare, metadata=_PLAN)
     g.add_node("act", fused.act, metadata=send)
     g.add_node("approve", nodes.approve, metadata=_PURE)
     g.add_node("finish", fused.finish, metadata=send)

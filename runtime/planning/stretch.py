@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from autopilot.runtime import services
 from autopilot.runtime.agents import playbook
@@ -23,12 +25,16 @@ from autopilot.runtime.contracts.agent_spec import AgentSpec, LlmPlanner
 from autopilot.runtime.ledger.model import book_model_cost, model_spend
 from autopilot.runtime.llm import client
 from autopilot.runtime.llm.config import resolve
+from autopilot.runtime.llm.errors import LlmError, LlmRetryable
 from autopilot.runtime.planning import gather
 from autopilot.runtime.planning.planner import FAIL_SAFE, plan_with_llm, review_action
 from autopilot.runtime.planning.prompt import DataText
 from autopilot.runtime.store.events import Event
 
 log = logging.getLogger(__name__)
+# Attempts of the plan activity at a model that does not answer (429, 5xx, timeouts)
+# before the run fails safe into the inbox instead.
+MODEL_ATTEMPTS = 5
 
 
 def plan_stretch(
@@ -58,8 +64,9 @@ def plan_stretch(
             .where(Event.account_id == account.id, Event.received_at >= since)
             .order_by(col(Event.id))
         ).all()
-    if budget is not None and spent >= budget:
-        reason = f"llm.budget_exceeded: {spec.name} spent {spent:.4f} of its {budget:.4f} USD this quarter"
+
+    def fail_safe(reason: str) -> StretchPlan:
+        """No model plan: the CSM reviews what the playbook would do, with the reason."""
         stretch = playbook.plan_stretch(
             spec, account, assessment, facts, now.date(), tool_fields=tool_fields, **kw
         )
@@ -68,19 +75,33 @@ def plan_stretch(
         stretch.actions = [review_action(spec, account, reason, kw.get("csm"))]
         stretch.notes.append(playbook.Note(step=FAIL_SAFE, outcome="llm_failed", detail=reason))
         return stretch
-    plan = plan_with_llm(
-        spec,
-        account,
-        assessment,
-        facts,
-        now.date(),
-        config=resolve(spec.planner, svc.settings),
-        chat=client.chat,
-        tools=svc.tools,
-        texts=gather.texts_from_events([(t, p or {}) for t, p in rows]),
-        knowledge=_knowledge(svc, spec, assessment),
-        **kw,
-    )
+
+    if budget is not None and spent >= budget:
+        return fail_safe(
+            f"llm.budget_exceeded: {spec.name} spent {spent:.4f} of its {budget:.4f} USD this quarter"
+        )
+    try:
+        plan = plan_with_llm(
+            spec,
+            account,
+            assessment,
+            facts,
+            now.date(),
+            config=resolve(spec.planner, svc.settings),
+            chat=client.chat,
+            tools=svc.tools,
+            texts=gather.texts_from_events([(t, p or {}) for t, p in rows]),
+            knowledge=_knowledge(svc, spec, assessment),
+            **kw,
+        )
+    except LlmRetryable as err:  # 429, 5xx, timeout: Temporal retries, after the hint
+        attempt = activity.info().attempt if activity.in_activity() else MODEL_ATTEMPTS
+        if attempt < MODEL_ATTEMPTS:
+            delay = timedelta(seconds=err.retry_after_s) if err.retry_after_s else None
+            raise ApplicationError(str(err), type=err.code, next_retry_delay=delay) from err
+        return fail_safe(f"{err.code}: no answer after {attempt} attempts: {err}")
+    except LlmError as err:  # rejected, misconfigured, malformed: asking again will not help
+        return fail_safe(f"{err.code}: {err}")
     if plan.cost:
         book_model_cost(
             svc.db,

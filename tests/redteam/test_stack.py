@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from autopilot.runtime.ledger.cbr import cbr
 from autopilot.runtime.llm import client as llm_client
 from autopilot.runtime.llm.double import ChatDouble
+from autopilot.runtime.llm.errors import LlmRejected, LlmRetryable
 from autopilot.runtime.planning import stretch
 from autopilot.runtime.planning.planner import LlmPlan
 from autopilot.runtime.planning.prompt import DataText, Source
@@ -226,3 +227,45 @@ async def test_model_cost_is_booked_once_and_the_budget_stops_the_next_call(
 def _model_cost(stack: Stack) -> float:
     with Session(stack.db) as s:
         return sum(e.amount for e in s.exec(select(CostEntry).where(CostEntry.kind == "model")))
+
+
+async def test_a_model_that_is_busy_is_asked_again_and_one_that_refuses_fails_safe(
+    stack_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """429s are retried by Temporal after the provider's hint; a model that refuses the
+    request (a 4xx) is not asked again: the run fails safe into the CSM's inbox."""
+    double = ChatDouble()
+    asked: dict[str, int] = {}
+    busy, refusing = "acc-0001", "acc-0006"
+
+    def flaky(config: Any, messages: Any, tools: Any) -> Any:
+        account = busy if busy in str(messages) else refusing
+        asked[account] = asked.get(account, 0) + 1
+        if account == refusing:
+            raise LlmRejected("400: model not found", status=400)
+        if asked[account] <= 2:
+            raise LlmRetryable("429: slow down", status=429, retry_after_s=0.2)
+        return double.chat(messages, tools)
+
+    monkeypatch.setattr(llm_client, "chat", flaky)
+    shipped = stretch.plan_with_llm
+    monkeypatch.setattr(
+        stretch,
+        "plan_with_llm",
+        lambda spec, account, *a, **kw: shipped(spec, account.model_copy(update={"churn_risk": 0.4}), *a, **kw),
+    )
+    async with stack_factory(settings=make_settings(tmp_path, agents_dir=llm_agents(tmp_path))) as stack:
+        stack_: Stack = stack
+        today = stack_.services.clock().date()
+        with Session(stack_.db) as s:
+            s.execute(
+                update(Account)
+                .where(col(Account.id).in_([busy, refusing]))
+                .values(renewal_date=today + timedelta(days=60))
+            )
+            s.commit()
+        await stack_.post_events([{"account_id": a, "type": "invoice", "amount": 1000.0} for a in (busy, refusing)])
+        [item] = await stack_.pending_for(refusing)
+        assert item["tool"] == "create_csm_task" and "llm.rejected" in item["action"]["args"]["detail"]
+        await wait_for(lambda: asked.get(busy, 0) >= 3, what="the third ask")
+        assert asked[refusing] == 1
