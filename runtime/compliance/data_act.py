@@ -36,6 +36,7 @@ from autopilot.runtime.store.customer import (
     Contract,
     CostEntry,
     RiskAlert,
+    Subscription,
 )
 from autopilot.runtime.store.events import Event, EventDispatch
 from autopilot.runtime.store.mail import ReceivedMail
@@ -74,6 +75,7 @@ def tables() -> list[tuple[str, Any, Rows]]:
         ("contact", Contact, _by_account(Contact)),
         ("account_day", AccountDay, _by_account(AccountDay)),
         ("contract", Contract, _by_account(Contract)),
+        ("subscription", Subscription, _by_account(Subscription)),
         ("cost_entry", CostEntry, _by_account(CostEntry)),
         ("account_score", AccountScore, _by_account(AccountScore)),
         ("risk_alert", RiskAlert, _by_account(RiskAlert)),
