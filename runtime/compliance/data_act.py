@@ -56,8 +56,14 @@ def _by_account(model: Any) -> Rows:
     )
 
 
-def _keys(found: dict[str, list[SQLModel]], table: str, attr: str) -> list[Any]:
-    return sorted({getattr(r, attr) for r in found.get(table, [])})
+def _by_key(model: Any, column: str, table: str, attr: str) -> Rows:
+    """The rows of `model` whose `column` is the `attr` of a row already found in `table`."""
+
+    def rows(s: Session, _: str, found: dict[str, list[SQLModel]]) -> list[SQLModel]:
+        keys = sorted({getattr(r, attr) for r in found.get(table, [])})
+        return list(s.exec(select(model).where(col(getattr(model, column)).in_(keys))))
+
+    return rows
 
 
 def _consent() -> list[tuple[str, Any, Rows]]:
@@ -84,38 +90,16 @@ def tables() -> list[tuple[str, Any, Rows]]:
         ("action", ActionRecord, _by_account(ActionRecord)),
         ("policy_decision", PolicyDecisionRecord, _by_account(PolicyDecisionRecord)),
         ("approval", Approval, _by_account(Approval)),
-        (
-            "approval_vote",
-            ApprovalVote,
-            lambda s, _, f: list(
-                s.exec(
-                    select(ApprovalVote).where(
-                        col(ApprovalVote.approval_id).in_(_keys(f, "approval", "id"))
-                    )
-                )
-            ),
-        ),
+        ("approval_vote", ApprovalVote, _by_key(ApprovalVote, "approval_id", "approval", "id")),
         (
             "approval_comment",
             ApprovalComment,
-            lambda s, _, f: list(
-                s.exec(
-                    select(ApprovalComment).where(
-                        col(ApprovalComment.approval_id).in_(_keys(f, "approval", "id"))
-                    )
-                )
-            ),
+            _by_key(ApprovalComment, "approval_id", "approval", "id"),
         ),
         (
             "tool_call",
             ToolCallRecord,
-            lambda s, _, f: list(
-                s.exec(
-                    select(ToolCallRecord).where(
-                        col(ToolCallRecord.idempotency_key).in_(_keys(f, "action", "run_key"))
-                    )
-                )
-            ),
+            _by_key(ToolCallRecord, "idempotency_key", "action", "run_key"),
         ),
         ("outcome_check", OutcomeCheck, _by_account(OutcomeCheck)),
         ("supervisor_conflict", SupervisorConflict, _by_account(SupervisorConflict)),
@@ -127,28 +111,8 @@ def tables() -> list[tuple[str, Any, Rows]]:
         *_consent(),
         ("in_app_message", InAppMessage, _by_account(InAppMessage)),
         ("csm_task", CsmTask, _by_account(CsmTask)),
-        (
-            "mail",
-            ReceivedMail,
-            lambda s, _, f: list(
-                s.exec(
-                    select(ReceivedMail).where(
-                        col(ReceivedMail.rcpt_to).in_(_keys(f, "contact", "email"))
-                    )
-                )
-            ),
-        ),
-        (
-            "audit_entry",
-            AuditEntry,
-            lambda s, _, f: list(
-                s.exec(
-                    select(AuditEntry).where(
-                        col(AuditEntry.workflow_id).in_(_keys(f, "action", "workflow_id"))
-                    )
-                )
-            ),
-        ),
+        ("mail", ReceivedMail, _by_key(ReceivedMail, "rcpt_to", "contact", "email")),
+        ("audit_entry", AuditEntry, _by_key(AuditEntry, "workflow_id", "action", "workflow_id")),
     ]
 
 
