@@ -3,16 +3,22 @@ and the tool call, under the same trace id."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlmodel import Session, select
 
+from autopilot.runtime import schedules
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.event import EventIn
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.observability import tracing
 from autopilot.runtime.store.tool_calls import ToolCallRecord
-from tests.conftest import Stack, wait_for
+from autopilot.workflows.sweep.activities import SweepResult
+from tests.conftest import Stack, wait_for, wait_for_async
+from tests.workflows.test_sweep import Agents, sweep_stack
 
 NODES = ["node.observe", "node.assess", "node.plan", "node.gate", "node.execute", "node.record"]
 
@@ -91,3 +97,40 @@ async def test_a_run_started_without_a_request_is_still_one_trace(
     (workflow,) = named["RunWorkflow:AgentRun"]
     assert "POST /events" not in named
     assert all(s.context.trace_id == workflow.context.trace_id for s in named["node.record"])
+
+
+async def test_a_run_started_by_a_schedule_is_traced_from_its_sweep(
+    stack_factory: Any, tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """The server starts a scheduled sweep with no trace headers at all: the sweep still
+    gets a root span, and the runs its activity starts are traced under that activity."""
+    agents = Agents()
+    async with sweep_stack(stack_factory, tmp_path, agents) as stack:
+        await schedules.ensure_schedules(stack.client, stack.services.specs, stack.task_queue)
+        await schedules.trigger(stack.client, agents.due)
+        handle = stack.client.get_schedule_handle(schedules.schedule_id(agents.due))
+
+        async def fired() -> str | None:
+            recent = (await handle.describe()).info.recent_actions
+            return recent[-1].action.workflow_id if recent else None
+
+        sweep_id = await wait_for_async(fired, what="the triggered sweep")
+        result = await stack.client.get_workflow_handle(sweep_id, result_type=SweepResult).result()
+        started = result.started[agents.due]
+        assert started > 0
+        # The runs stop at their approval: their spans so far are enough.
+        named = await wait_for(
+            lambda: len((n := by_name(spans)).get("node.plan", [])) >= started and n,
+            what="the runs' spans",
+        )
+    (sweep,) = [
+        s
+        for s in named["RunWorkflow:Sweep"]
+        if s.attributes and s.attributes["temporalWorkflowID"] == sweep_id
+    ]
+    assert sweep.parent is None
+    # The runs it starts hang under its activity, down to their nodes.
+    (activity,) = named["RunActivity:sweep_accounts"]
+    runs = {s.context.trace_id for s in named["RunWorkflow:AgentRun"] + named["node.plan"]}
+    assert runs == {activity.context.trace_id}
+    assert len(named["RunWorkflow:AgentRun"]) >= started
