@@ -1,6 +1,8 @@
-"""Policy gate latency and throughput on both in-process engines (regorus, the default;
-regopy, the fallback), each against its raw engine call on the same inputs in the
-same run (the physical limit of that engine), plus each package's own cost.
+"""Policy gate latency and throughput on both in-process engines (regorus's VM, the
+default; regopy, the fallback), each against its raw engine call on the same inputs in
+the same run (the physical limit of that engine), plus regorus's tree-walking
+interpreter on the same bundle (what the gate ran before the VM) and each package's
+own cost on all three.
 
     python -m autopilot.evals.bench.policy --n 5000
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from regorus import Engine  # pyright: ignore[reportAttributeAccessIssue] - compiled, no stubs
 
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.policy import PolicyInput
@@ -26,8 +29,15 @@ from autopilot.runtime.policy.bundle import bundle_data, bundle_files
 from autopilot.runtime.policy.cases import case_input, load_cases
 from autopilot.runtime.policy.engine import decide
 from autopilot.runtime.policy.rego import RegoEngine, interpreter
-from autopilot.runtime.policy.regorus_engine import RULE, RegorusEngine, Sources
+from autopilot.runtime.policy.regorus_engine import (
+    RULE,
+    RegorusEngine,
+    Sources,
+    compile_program,
+    load_vm,
+)
 
+ENGINES = ("regorus", "interpreter", "regopy")  # regorus's VM, its tree-walker, regopy
 PACKAGES = ["input", "scope", "budget", "discount", "contact", "consent", "residency"]
 RULES = [f"data.autopilot.{p}.deny" for p in PACKAGES] + [
     "data.autopilot.approval.required",
@@ -78,44 +88,58 @@ def stats(samples: list[float], cpu: list[float] | None = None) -> dict[str, flo
         cpu = sorted(cpu)
         out["cpu_p50_us"] = round(cpu[len(cpu) // 2], 1)
         out["cpu_p99_us"] = round(cpu[int(len(cpu) * 0.99)], 1)
+        out["cpu_mean_us"] = round(statistics.fmean(cpu), 1)
     return out
+
+
+def interpreter_engine(files: dict[str, str]) -> Engine:
+    """regorus's tree-walking interpreter on the bundle (the gate's engine before the VM)."""
+    engine = Engine()
+    for name, text in files.items():
+        if name.endswith(".rego"):
+            engine.add_policy(name, text)
+    engine.add_data_json(json.dumps(bundle_data(files)))
+    return engine
 
 
 def package_costs(folder: Path, payloads: list[dict[str, Any]], n: int) -> dict[str, Any]:
     """p50 µs of each package's rule alone, on each engine (input set + evaluation)."""
     files = bundle_files(folder)
-    owner = RegorusEngine(folder)
-    regorus_engine = owner._engine(owner._current)  # this thread's own engine
+    modules = [(name, text) for name, text in files.items() if name.endswith(".rego")]
+    data_json = json.dumps(bundle_data(files))
+    vm = load_vm(compile_program(modules, data_json, RULES), data_json)
+    tree = interpreter_engine(files)
     interp = interpreter()
-    for name, text in files.items():
-        if name.endswith(".rego"):
-            interp.add_module(name, text)
+    for name, text in modules:
+        interp.add_module(name, text)
     interp.add_data(bundle_data(files))
     texts = [json.dumps(p) for p in payloads]
     out: dict[str, Any] = {}
     for rule in RULES:
         built = interp.build(f"x = {rule}", [])
 
-        def fast(k: int, rule: str = rule) -> None:
-            regorus_engine.set_input_json(texts[k])
-            regorus_engine.eval_rule_as_json(rule)
+        def on_vm(k: int, rule: str = rule) -> None:
+            vm.set_input_json(texts[k])
+            vm.execute_entry_point(rule)
 
-        def slow(k: int, built: Any = built) -> None:
+        def on_tree(k: int, rule: str = rule) -> None:
+            tree.set_input_json(texts[k])
+            tree.eval_rule_as_json(rule)
+
+        def on_regopy(k: int, built: Any = built) -> None:
             interp.set_input(payloads[k])  # pyright: ignore[reportArgumentType] - any JSON value
             assert interp.query_bundle(built).ok()
 
         idx = list(range(len(payloads)))
-        timed(fast, idx, 100)  # warm-up
-        timed(slow, idx, 100)
-        fast_cpu: list[float] = []
-        slow_cpu: list[float] = []
-        fast_s, slow_s = timed(fast, idx, n, fast_cpu), timed(slow, idx, n, slow_cpu)
-        out[rule] = {
-            "regorus_p50_us": stats(fast_s)["p50_us"],
-            "regopy_p50_us": stats(slow_s)["p50_us"],
-            "regorus_cpu_p50_us": stats(fast_s, fast_cpu)["cpu_p50_us"],
-            "regopy_cpu_p50_us": stats(slow_s, slow_cpu)["cpu_p50_us"],
-        }
+        out[rule] = {}
+        for name, fn in (("regorus", on_vm), ("interpreter", on_tree), ("regopy", on_regopy)):
+            timed(fn, idx, 100)  # warm-up
+            cpu: list[float] = []
+            figures = stats(timed(fn, idx, n, cpu), cpu)
+            out[rule] |= {
+                f"{name}_p50_us": figures["p50_us"],
+                f"{name}_cpu_us": figures["cpu_mean_us"],
+            }
     return out
 
 
@@ -132,7 +156,8 @@ def main() -> None:
     raw_interp = interpreter()
     bundle = regopy_engine._current.bundle  # the very bundle the engine evaluates
     sources: Sources = regorus_engine._current.bundle
-    raw_rust = regorus_engine._engine(regorus_engine._current)  # this thread's own engine
+    raw_vm = regorus_engine._vm(regorus_engine._current)  # this thread's own VM
+    tree = interpreter_engine(bundle_files(folder))
 
     def raw_regopy(payload: dict[str, Any]) -> Any:
         raw_interp.set_input(payload)  # pyright: ignore[reportArgumentType] - any JSON value
@@ -141,18 +166,26 @@ def main() -> None:
         return out.results[0].__dict__["bindings"]["x"]
 
     def raw_regorus(payload: dict[str, Any]) -> Any:
-        raw_rust.set_input_json(json.dumps(payload))
-        return json.loads(raw_rust.eval_rule_as_json(RULE))
+        raw_vm.set_input_json(json.dumps(payload))
+        return json.loads(raw_vm.execute())
+
+    def raw_interpreter(payload: dict[str, Any]) -> Any:
+        tree.set_input_json(json.dumps(payload))
+        return json.loads(tree.eval_rule_as_json(RULE))
 
     gates: dict[str, Callable[[Any], Any]] = {
         "gate_regorus": lambda item: decide(regorus_engine, item),
         "gate_regopy": lambda item: decide(regopy_engine, item),
     }
-    raws: dict[str, Callable[[Any], Any]] = {"raw_regorus": raw_regorus, "raw_regopy": raw_regopy}
+    raws: dict[str, Callable[[Any], Any]] = {
+        "raw_regorus": raw_regorus,
+        "raw_regopy": raw_regopy,
+        "raw_interpreter": raw_interpreter,
+    }
     # Same outcome on every input and engine, or the comparison means nothing.
     for item, payload in zip(items, payloads, strict=True):
         allow = raw_regopy(payload)["allow"]
-        assert raw_regorus(payload)["allow"] == allow
+        assert raw_regorus(payload)["allow"] == raw_interpreter(payload)["allow"] == allow
         assert all(gate(item).allow == allow for gate in gates.values())
     for _ in range(3):  # warm-up
         for fn in raws.values():
@@ -173,7 +206,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "bundle_hash": regopy_engine.bundle_hash,
         "default_engine": settings.policy_engine,
-        "modules": len(sources.modules),
+        "program_bytes": len(sources.program),
     }
     for engine in ("regorus", "regopy"):
         gate, raw = result[f"gate_{engine}"], result[f"raw_{engine}"]
@@ -204,16 +237,15 @@ def main() -> None:
     for name in (*gates, *raws):
         r = result[name]
         print(
-            f"{name:<13} p50 {r['p50_us']:7.1f} µs  p99 {r['p99_us']:7.1f} µs  {r['per_s']:8.0f}/s"
-            f"  (CPU p50 {r['cpu_p50_us']:7.1f} µs  p99 {r['cpu_p99_us']:7.1f} µs)"
+            f"{name:<15} p50 {r['p50_us']:7.1f} µs  p99 {r['p99_us']:7.1f} µs  {r['per_s']:8.0f}/s"
+            f"  (CPU p50 {r['cpu_p50_us']:7.1f} µs  p99 {r['cpu_p99_us']:7.1f} µs"
+            f"  mean {r['cpu_mean_us']:7.1f} µs)"
         )
     for name in gates:
         print(f"{name}, {threads} threads: {result[f'{name}_concurrent']['per_s']:.0f}/s")
+    print("CPU µs per evaluation:", " ".join(f"{e:>11}" for e in ENGINES))
     for rule, cost in result["packages"].items():
-        print(
-            f"{rule:<40} regorus {cost['regorus_p50_us']:7.1f} µs  regopy {cost['regopy_p50_us']:7.1f} µs"
-            f"  (CPU {cost['regorus_cpu_p50_us']:6.1f} / {cost['regopy_cpu_p50_us']:6.1f} µs)"
-        )
+        print(f"{rule:<40}" + " ".join(f"{cost[f'{e}_cpu_us']:11.1f}" for e in ENGINES))
     print(f"({len(items)} distinct inputs)  written: {out}")
 
 

@@ -49,6 +49,11 @@ class PolicyEvalError(RuntimeError):
     """An in-process evaluation failed; the engine turns it into a fail-closed deny."""
 
 
+class DecisionJson(str):
+    """A decision as the engine's own JSON text (what `_query` may return instead of the
+    parsed value): checked straight from the text, without a round trip through dicts."""
+
+
 @dataclass(frozen=True)
 class Compiled:
     bundle: Any  # the backend's compiled form
@@ -92,8 +97,9 @@ class LocalEngine(ABC):
 
     @abstractmethod
     def _query(self, compiled: Compiled, payload: dict[str, Any], text: str) -> Any:
-        """data.autopilot.decision for `payload` (None if undefined); PolicyEvalError on
-        failure. `text` is the payload as canonical JSON, for engines that read JSON."""
+        """data.autopilot.decision for `payload` (None if undefined), or its JSON text as a
+        DecisionJson; PolicyEvalError on failure. `text` is the payload as canonical
+        JSON, for engines that read JSON."""
 
     def on_load(self, listener: BundleListener) -> None:
         """Call `listener(hash, files)` with the bundle in force and each one loaded later."""
@@ -142,6 +148,8 @@ class LocalEngine(ABC):
                 bundle_hash=compiled.hash,
                 input_hash=input_hash,
             )
+        if isinstance(raw, DecisionJson):
+            return parse_decision_json(raw, bundle_hash=compiled.hash, input_hash=input_hash)
         return parse_decision(raw, bundle_hash=compiled.hash, input_hash=input_hash)
 
 
@@ -199,6 +207,37 @@ def parse_decision(raw: Any, *, bundle_hash: str, input_hash: str) -> Decision:
             bundle_hash=bundle_hash,
             input_hash=input_hash,
         )
+    return _consistent(decision)
+
+
+# Room for the two hashes parse_decision adds (2 x 64 hex and their keys) and for
+# number formats that differ between the engine's JSON and Python's.
+_HASHES_ROOM = 512
+
+
+def parse_decision_json(text: str, *, bundle_hash: str, input_hash: str) -> Decision:
+    """parse_decision on a decision given as JSON text, with the same outcome: a plainly
+    valid decision is checked from the text in one step; anything in doubt (over the
+    size bound, non-ASCII, not valid strictly) takes parse_decision's path, which says
+    what is wrong."""
+    if text.isascii() and len(text) + _HASHES_ROOM <= MAX_DECISION_BYTES:
+        try:
+            decision = Decision.model_validate_json(text, strict=True)
+        except ValidationError:
+            pass
+        else:
+            decision.bundle_hash, decision.input_hash = bundle_hash, input_hash
+            return _consistent(decision)
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raw = None  # not JSON: undefined, a deny
+    return parse_decision(raw, bundle_hash=bundle_hash, input_hash=input_hash)
+
+
+def _consistent(decision: Decision) -> Decision:
+    """The decision, or a deny if it contradicts itself; its sets in a fixed order."""
+    bundle_hash, input_hash = decision.bundle_hash, decision.input_hash
     if decision.allow == bool(decision.deny) or (decision.require_approval and not decision.allow):
         return Decision.fail_closed(
             UNAVAILABLE,

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from autopilot.runtime.policy.engine import (
     BUNDLE_MISMATCH,
+    MAX_DECISION_BYTES,
     UNAVAILABLE,
     LocalEngine,
     PolicyLoadError,
     decide_raw,
+    parse_decision,
+    parse_decision_json,
 )
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.policy.regorus_engine import RegorusEngine
@@ -97,3 +102,45 @@ async def test_reload_swaps_atomically_keeps_pinned_bundles_and_refuses_bad_edit
         engine.reload()
     assert decide_raw(engine, offer).outcome == "require_approval"  # still the last good bundle
     assert len(loaded) == 2
+
+
+def test_policy_that_loops_past_the_vm_instruction_budget_is_denied(tmp_path: Path) -> None:
+    # regorus's VM stops a runaway evaluation (an error there, not an answer): a deny.
+    rego = "package autopilot\n\ndecision := {x | some x in numbers.range(1, 100000)}\n"
+    engine = RegorusEngine(_write_policy(tmp_path, rego))
+    assert [v.code for v in decide_raw(engine, BASES["email"]).deny] == [UNAVAILABLE]
+
+
+_ALLOW = {"allow": True, "require_approval": True, "deny": []}
+_APPROVALS = [
+    {"role": "vp", "reason": "ARR", "sla_hours": 72},
+    {"role": "csm", "reason": "ARR", "sla_hours": 24.5},
+]
+_DENY = {"allow": False, "require_approval": False}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {**_ALLOW, "approval": _APPROVALS, "obligations": [{"type": "b"}, {"type": "a"}]},
+        {**_DENY, "deny": [{"code": "z", "msg": "z"}, {"code": "a", "msg": "a"}]},
+        {**_DENY, "deny": [{"code": "a", "msg": "société"}]},  # non-ASCII
+        {**_ALLOW, "bundle_hash": 1},  # the engine's own hashes never count
+        {**_ALLOW, "allow": "yes"},  # not a boolean
+        {**_ALLOW, "deny": [{"code": "a", "msg": "a"}]},  # contradicts itself
+        {"allow": True},  # incomplete
+        {
+            **_DENY,
+            "deny": [{"code": "a", "msg": "x" * (MAX_DECISION_BYTES - 300)}],
+        },  # near the bound
+        {**_DENY, "deny": [{"code": "a", "msg": "x" * MAX_DECISION_BYTES}]},  # over it
+        {**_DENY, "deny": [{"code": "a", "msg": "é" * (MAX_DECISION_BYTES // 4)}]},  # over, escaped
+        [],
+        "<undefined>",
+    ],
+    ids=lambda raw: json.dumps(raw)[:40],
+)
+def test_a_decision_read_as_json_text_is_judged_as_the_parsed_one(raw: Any) -> None:
+    hashes = {"bundle_hash": "b" * 64, "input_hash": "i" * 64}
+    text = json.dumps(raw, indent=2, ensure_ascii=False)  # as regorus's VM writes it
+    assert parse_decision_json(text, **hashes) == parse_decision(raw, **hashes)
