@@ -16,64 +16,87 @@ app = typer.Typer(no_args_is_help=True, help="Audit trail: verify, checkpoint, e
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
 
+OrgOpt = Annotated[
+    str | None, typer.Option("--org", help="only this organisation's chain (default: every chain)")
+]
+
+
 @app.command()
-def verify(as_json: JsonOpt = False) -> None:
-    """Check every link of the chain and every signed checkpoint; name the first entry
-    edited, deleted, reordered or missing, and each checkpoint that fails. Exit 1 if broken."""
+def verify(org: OrgOpt = None, as_json: JsonOpt = False) -> None:
+    """Check every link of each organisation's chain (and of the legacy chain written
+    before chains were per organisation) and every signed checkpoint; name the chain and
+    the first entry edited, deleted, reordered or missing, and each checkpoint that
+    fails. Exit 1 if any chain is broken."""
     from sqlmodel import Session
 
     from autopilot.runtime.audit.keys import AuditKeyError, trusted_keys
     from autopilot.runtime.audit.verify import verify as run_verify
+    from autopilot.runtime.store.audit import chain_name
     from autopilot.runtime.store.db import make_engine
 
     settings = get_settings()
+    if org is not None and not org.strip():
+        fail("--org: must not be empty", as_json=as_json)
     try:
         trusted = trusted_keys(settings.audit_key_path, settings.audit_trusted_keys)
     except (AuditKeyError, OSError) as err:
         fail(str(err), as_json=as_json)
     with Session(make_engine(settings.db_url)) as session:
-        report = run_verify(session, trusted)
+        report = run_verify(session, trusted, org_id=org)
     if as_json:
         emit_json(report.as_json())
         finish(0 if report.intact else 1)
-    for f in report.findings:
-        console.print(f"[red]{f.code}[/red] {f.message}")
-    state = "[green]intact[/green]" if report.intact else "[red]BROKEN[/red]"
-    console.print(
-        f"{state}: {report.verified}/{report.entries} entries verify in order; "
-        f"{report.checkpoints} checkpoint(s), signed up to entry {report.signed_seq or '-'}"
-        + (f"; {report.unsigned} entries after it not yet signed" if report.unsigned else "")
-    )
+    if not report.chains:
+        console.print("no audit entries yet")
+    for chain in report.chains:
+        for f in chain.findings:
+            console.print(f"[red]{f.code}[/red] {f.message}")
+        state = "[green]intact[/green]" if chain.intact else "[red]BROKEN[/red]"
+        console.print(
+            f"{chain_name(chain.org_id)}: {state}: {chain.verified}/{chain.entries} entries "
+            f"verify in order; {chain.checkpoints} checkpoint(s), signed up to entry "
+            f"{chain.signed_seq or '-'}"
+            + (f"; {chain.unsigned} entries after it not yet signed" if chain.unsigned else "")
+        )
     finish(0 if report.intact else 1)
 
 
 @app.command()
 def checkpoint(
     every: Annotated[int, typer.Option(help="only if this many entries are unsigned")] = 1,
+    org: OrgOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Sign the chain's head (AUTOPILOT_AUDIT_KEY_FILE; generated into the data dir when
+    """Sign each chain's head (AUTOPILOT_AUDIT_KEY_FILE; generated into the data dir when
     unset). Run it on a schedule: entries after the newest checkpoint can be cut unseen."""
     from autopilot.runtime.audit.checkpoints import checkpoint as write_checkpoint
     from autopilot.runtime.audit.keys import AuditKeyError, load_or_create
+    from autopilot.runtime.store.audit import chain_name
     from autopilot.runtime.store.db import make_engine
 
     settings = get_settings()
+    if every < 1:
+        fail("--every: must be at least 1", as_json=as_json)
     try:
         key = load_or_create(settings.audit_key_path)
     except (AuditKeyError, OSError) as err:
         fail(str(err), as_json=as_json)
-    row = write_checkpoint(make_engine(settings.db_url), key, every=every)
-    out: dict[str, Any] = {"ok": True, "checkpoint": None, "key_id": key.key_id}
-    if row is not None:
-        out["checkpoint"] = row.model_dump(mode="json")
+    rows = write_checkpoint(make_engine(settings.db_url), key, every=every, org_id=org)
     if as_json:
-        emit_json(out)
-    elif row is None:
-        console.print("nothing to sign: no entries since the last checkpoint")
-    else:
+        emit_json(
+            {
+                "ok": True,
+                "key_id": key.key_id,
+                "checkpoints": [row.model_dump(mode="json") for row in rows],
+            }
+        )
+        finish(0)
+    if not rows:
+        console.print("nothing to sign: no entries since the last checkpoints")
+    for row in rows:
         console.print(
-            f"checkpoint {row.id}: entry {row.seq} ({row.entries} entries), key {key.key_id}"
+            f"{chain_name(row.org_id)}: checkpoint {row.id}: entry {row.seq} "
+            f"({row.entries} entries), key {key.key_id}"
         )
     finish(0)
 

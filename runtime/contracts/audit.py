@@ -1,4 +1,5 @@
-"""AuditEvent: one step of one action, as written to the hash-chained audit log."""
+"""AuditEvent: one step of one action, as written to its organisation's hash-chained
+audit log."""
 
 from __future__ import annotations
 
@@ -18,3 +19,6 @@ class AuditEvent(BaseModel):
     decision: dict[str, Any]
     bundle_hash: str
     spec_hash: str
+    # The organisation whose chain the step goes into. A default, as everywhere in the
+    # store (a single-organisation install is "demo"): runs recorded before it still replay.
+    org_id: str = "demo"

@@ -129,6 +129,7 @@ def _audit(svc: Services, check: OutcomeCheck, *, what: str, actor: str, detail:
                 decision={"outcome": what, **detail},
                 bundle_hash=svc.policy.bundle_hash,
                 spec_hash="",
+                org_id=check.org_id,
             )
         ],
     )

@@ -143,6 +143,7 @@ async def _compensate(
         "run_key": key,
         "bundle_hash": decision.bundle_hash,
         "spec_hash": spec_hash(spec),
+        "org_id": audit.org_of(svc.db, action.account_id),
     }
 
     def audited(outcome: dict[str, Any], input_hash: str) -> dict[str, Any]:

@@ -412,6 +412,7 @@ def record(state: RunState) -> dict[str, Any]:
         "run_key": v.key,
         "bundle_hash": decision.bundle_hash or run.bundle_hash,
         "spec_hash": run.spec_hash,
+        "org_id": audit.org_of(svc.db, run.account_id),  # the organisation's own chain
     }
     assessment = v.assessment.model_dump(mode="json")
     steps = [

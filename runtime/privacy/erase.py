@@ -6,8 +6,11 @@ the facts stay (an action was sent, a decision was taken) but not who they were 
 The contact row stays, anonymised and opted out, so no agent contacts them again. Audit
 entries cannot be rewritten (their hashes are chained), so each entry that mentions the
 contact gets a tombstone payload, and an `erase` entry appended in the same transaction
-vouches for every tombstone by its digest (see `store.audit.entry_problem`). Nothing is
-half-written: any error rolls the whole erasure back."""
+vouches for every tombstone by its digest (see `store.audit.entry_problem`). Only the
+contact's organisation's chain is searched (and the legacy chain, written before chains
+were per organisation); the `erase` entry goes into each chain it tombstoned in (the
+organisation's always), so another organisation's chain is never touched and every chain
+verifies on its own. Nothing is half-written: any error rolls the whole erasure back."""
 
 from __future__ import annotations
 
@@ -23,15 +26,19 @@ from sqlmodel import Session, SQLModel, col, select
 from autopilot.runtime.contracts.audit import AuditEvent
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.privacy.redact import RedactionRules, redact
-from autopilot.runtime.store.accounts import Contact
+from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.audit import (
+    DEFAULT_ORG,
     PRIVACY_STEPS,
     AuditEntry,
+    Chain,
     Erasure,
     append_locked,
+    chain_name,
     check_chain,
     decision_digest,
-    lock_chain,
+    in_chain,
+    lock_chains,
     sealed_digest,
     tombstone_mark,
 )
@@ -115,11 +122,14 @@ def _scrub_table(session: Session, table: sa.Table, match: _Match, rules: Redact
 
 
 def _tombstone_entries(
-    session: Session, match: _Match, rules: RedactionRules, run_key: str
+    session: Session, chain: Chain, match: _Match, rules: RedactionRules, run_key: str
 ) -> dict[str, str]:
-    """Tombstone every entry whose payload mentions the contact; {seq: sealed digest}."""
+    """Tombstone every entry of `chain` whose payload mentions the contact; {seq: sealed
+    digest}."""
     mentions = match.where(col(AuditEntry.decision))
-    rows = session.exec(select(AuditEntry).where(mentions).order_by(col(AuditEntry.seq))).all()
+    rows = session.exec(
+        select(AuditEntry).where(in_chain(chain), mentions).order_by(col(AuditEntry.seq))
+    ).all()
     sealed: dict[str, str] = {}
     for row in rows:
         mark = tombstone_mark(row.decision)
@@ -152,15 +162,21 @@ def erase_contact(
         if sqlite:  # freed pages are zeroed: the old values do not linger in the file
             session.connection().exec_driver_sql("PRAGMA secure_delete=ON")
         try:
-            lock_chain(session)  # the chain's write lock first: the erase entry is appended here
             contact = session.get(Contact, contact_id)
             if contact is None:
                 raise ErasureError(f"contact_id: no contact {contact_id!r}")
-            check = check_chain(session)
+            org = (
+                session.exec(select(Account.org_id).where(Account.id == contact.account_id)).first()
+                or DEFAULT_ORG
+            )
+            chains: list[Chain] = [org, None]  # the organisation's chain, the legacy chain
+            lock_chains(session, chains)  # the chains' write lock: the erase entry goes here
+            check = check_chain(session, chains)
             if check.broken is not None:
                 raise ErasureError(
-                    f"the audit chain does not verify at entry {check.broken.seq} "
-                    f"({check.broken.code}): tombstoning now would hide it; run `audit verify`"
+                    f"the audit chain ({chain_name(check.broken.org_id)}) does not verify at "
+                    f"entry {check.broken.seq} ({check.broken.code}): tombstoning now would "
+                    "hide it; run `audit verify`"
                 )
             values = [v for v in (contact.email, contact.name) if v and v != ERASED]
             rules = RedactionRules(mode="mask", mask=ERASED).with_values(values)
@@ -187,29 +203,35 @@ def erase_contact(
             session.add(erasure)
             session.flush()
             run_key = f"privacy/erase/{erasure.id}"
-            sealed = _tombstone_entries(session, match, rules, run_key)
-            counts["auditentry"] = len(sealed)
+            keys: dict[Chain, str] = {org: run_key, None: f"{run_key}/legacy"}
+            sealed = {c: _tombstone_entries(session, c, match, rules, keys[c]) for c in chains}
+            counts["auditentry"] = sum(len(s) for s in sealed.values())
             erasure.counts = counts
             erasure.audit_run_key = run_key
             session.add(erasure)
-            step = AuditEvent(
-                workflow_id="privacy",
-                run_key=run_key,
-                step="erase",
-                actor=actor,
-                input_hash=digest,
-                decision={
-                    "erasure_id": erasure.id,
-                    "contact": digest,
-                    "reason": erasure.reason,
-                    "counts": counts,
-                    "tombstones": sealed,
-                },
-                bundle_hash="",
-                spec_hash="",
-            )
-            if append_locked(session, [step]) != 1:  # a stray entry holds its key: unvouched
-                raise ErasureError(f"the audit chain already has an entry {run_key!r}")
+            for chain in chains:
+                if chain is None and not sealed[None]:
+                    continue  # nothing of the legacy chain tombstoned: nothing to vouch for
+                step = AuditEvent(
+                    workflow_id="privacy",
+                    run_key=keys[chain],
+                    step="erase",
+                    actor=actor,
+                    input_hash=digest,
+                    decision={
+                        "erasure_id": erasure.id,
+                        "contact": digest,
+                        "reason": erasure.reason,
+                        "counts": counts,
+                        "tombstones": sealed[chain],
+                    },
+                    bundle_hash="",
+                    spec_hash="",
+                    org_id=org,
+                )
+                # A stray entry holding its key would leave the tombstones unvouched.
+                if append_locked(session, [step], legacy=chain is None) != 1:
+                    raise ErasureError(f"the audit chain already has an entry {keys[chain]!r}")
             session.commit()
         except BaseException:
             session.rollback()

@@ -5,7 +5,8 @@ for ever). Rows still in use are never due: an event not yet dispatched, a tool 
 still running, a dispatch not yet done. The audit chain cannot lose entries (that would
 break it), so an entry older than `retention_days_audit_payloads` keeps its links and
 hash but its payload becomes a tombstone, vouched for by a `retention` entry appended in
-the same transaction (see `store.audit.entry_problem`): `audit verify` stays green.
+the same transaction to the same chain (one per organisation's chain with payloads due,
+and the legacy chain's; see `store.audit.entry_problem`): `audit verify` stays green.
 
 `plan` counts, `apply` deletes in batches (the write lock is released between them, so
 the API and workers keep going) and reports progress through a callback."""
@@ -25,12 +26,15 @@ from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.audit import AuditEvent
 from autopilot.runtime.store.actions import PolicyDecisionRecord
 from autopilot.runtime.store.audit import (
+    DEFAULT_ORG,
     PRIVACY_STEPS,
     AuditEntry,
+    Chain,
     append_locked,
+    chain_name,
     check_chain,
     decision_digest,
-    lock_chain,
+    lock_chains,
     sealed_digest,
     tombstone_mark,
 )
@@ -79,7 +83,7 @@ class RetentionReport:
     tables: dict[str, int] = field(default_factory=dict)  # rows due (dry run) or deleted
     cutoffs: dict[str, str] = field(default_factory=dict)
     audit_payloads: int = 0  # entries whose payload is (or would be) tombstoned
-    audit_run_key: str | None = None
+    audit_run_keys: list[str] = field(default_factory=list)  # a retention entry per chain
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -88,7 +92,7 @@ class RetentionReport:
             "tables": self.tables,
             "cutoffs": self.cutoffs,
             "audit_payloads": self.audit_payloads,
-            "audit_run_key": self.audit_run_key,
+            "audit_run_keys": self.audit_run_keys,
         }
 
 
@@ -139,51 +143,68 @@ def run(
 def _audit_payloads(
     engine: Engine, cut: datetime, now: datetime, report: RetentionReport, progress: Progress | None
 ) -> None:
-    """Tombstone payloads past retention, with the vouching entry, in one transaction."""
+    """Tombstone payloads past retention, with a vouching entry in each chain concerned,
+    in one transaction."""
     with Session(engine, expire_on_commit=False) as session:
+        # Entries only become due as time passes: the chains with some due now stay so.
+        chains: list[Chain] = sorted(
+            set(session.exec(select(AuditEntry.org_id).where(_audit_due(cut)).distinct())),
+            key=lambda c: (c is not None, c or ""),
+        )
         if report.applied:
-            lock_chain(session)
-            check = check_chain(session)
+            lock_chains(session, chains)
+            check = check_chain(session, chains)
             if check.broken is not None:
                 session.rollback()
                 raise RetentionError(
-                    f"the audit chain does not verify at entry {check.broken.seq} "
-                    f"({check.broken.code}): tombstoning now would hide it; run `audit verify`"
+                    f"the audit chain ({chain_name(check.broken.org_id)}) does not verify at "
+                    f"entry {check.broken.seq} ({check.broken.code}): tombstoning now would "
+                    "hide it; run `audit verify`"
                 )
         rows = [
             r
             for r in session.exec(
                 select(AuditEntry).where(_audit_due(cut)).order_by(col(AuditEntry.seq))
             )
-            if not _is_retained(r)
+            if not _is_retained(r) and r.org_id in chains  # a chain locked and checked
         ]
         report.audit_payloads = len(rows)
         if not report.applied or not rows:
             session.rollback()
             return
-        run_key = f"privacy/retention/{now.isoformat()}"
-        sealed: dict[str, str] = {}
+        stamp = f"privacy/retention/{now.isoformat()}"
+        keys = {c: stamp if c is None else f"{stamp}/{c}" for c in chains}
+        sealed: dict[Chain, dict[str, str]] = {c: {} for c in chains}
         for n, row in enumerate(rows, 1):
             if tombstone_mark(row.decision) is None and row.decision_hash is not None:
                 row.decision_hash = decision_digest(row.decision)  # the payload the chain verified
-            row.decision = {"erased": {"by": "retention", "ref": run_key}}
+            row.decision = {"erased": {"by": "retention", "ref": keys[row.org_id]}}
             session.add(row)
             session.flush()
-            sealed[str(row.seq)] = sealed_digest(row)
+            sealed[row.org_id][str(row.seq)] = sealed_digest(row)
             if progress and (n % BATCH == 0 or n == len(rows)):
                 progress("auditentry", n, len(rows))
-        step = AuditEvent(
-            workflow_id="privacy",
-            run_key=run_key,
-            step="retention",
-            actor="retention",
-            input_hash=decision_digest({"cutoff": cut.isoformat()}),
-            decision={"cutoff": cut.isoformat(), "deleted": report.tables, "tombstones": sealed},
-            bundle_hash="",
-            spec_hash="",
-        )
-        if append_locked(session, [step]) != 1:  # a stray entry holds its key: unvouched
-            session.rollback()
-            raise RetentionError(f"the audit chain already has an entry {run_key!r}")
+        for chain in chains:
+            if not sealed[chain]:
+                continue
+            step = AuditEvent(
+                workflow_id="privacy",
+                run_key=keys[chain],
+                step="retention",
+                actor="retention",
+                input_hash=decision_digest({"cutoff": cut.isoformat()}),
+                decision={
+                    "cutoff": cut.isoformat(),
+                    "deleted": report.tables,
+                    "tombstones": sealed[chain],
+                },
+                bundle_hash="",
+                spec_hash="",
+                org_id=chain or DEFAULT_ORG,
+            )
+            # A stray entry holding its key would leave the tombstones unvouched.
+            if append_locked(session, [step], legacy=chain is None) != 1:
+                session.rollback()
+                raise RetentionError(f"the audit chain already has an entry {keys[chain]!r}")
+            report.audit_run_keys.append(keys[chain])
         session.commit()
-        report.audit_run_key = run_key

@@ -10,11 +10,13 @@ from sqlmodel import Session, col, select
 
 from autopilot.runtime.audit import keys
 from autopilot.runtime.audit.keys import SigningKey, TrustedKeys
-from autopilot.runtime.audit.verify import Report, verify
+from autopilot.runtime.audit.verify import TrailReport, verify
 from autopilot.runtime.contracts.audit import AuditEvent
 from autopilot.runtime.store import audit
 from autopilot.runtime.store.audit import AuditEntry
 from autopilot.runtime.store.db import make_engine
+
+ORG = "demo"  # AuditEvent's default organisation: the chain these events go into
 
 
 def event(run: int, step: str) -> AuditEvent:
@@ -40,7 +42,7 @@ def entries(db: Engine) -> list[AuditEntry]:
         return list(s.exec(select(AuditEntry).order_by(col(AuditEntry.seq))))
 
 
-def check(db: Engine, key: SigningKey) -> Report:
+def check(db: Engine, key: SigningKey) -> TrailReport:
     with Session(db) as s:
         return verify(s, TrustedKeys({key.key_id: key.public}))
 

@@ -131,7 +131,7 @@ async def test_the_cli_replays_an_exported_history_and_verifies_the_trail(
     assert {"plan", "gate", "approve", "execute", "record"} <= {s["step"] for s in out["timeline"]}
 
     signed = cli(stack, "audit", "checkpoint", "--json")
-    assert signed.returncode == 0 and json.loads(signed.stdout)["checkpoint"]["seq"] > 0
+    assert signed.returncode == 0 and json.loads(signed.stdout)["checkpoints"][0]["seq"] > 0
     ok = cli(stack, "audit", "verify", "--json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"], ok.stdout
 

@@ -20,15 +20,15 @@ from autopilot.runtime.privacy.erase import erase_contact
 from autopilot.runtime.store import audit
 from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.audit import AuditCheckpoint, AuditEntry, checkpoint_message
-from tests.runtime.audit.conftest import append_runs, check, entries, event
+from tests.runtime.audit.conftest import ORG, append_runs, check, entries, event
 
 
 def signed_trail(db: Engine, key: SigningKey) -> None:
     """Six entries, a checkpoint at entry 4 and one at entry 6 (the head)."""
     append_runs(db, 1, 2)
-    assert checkpoint(db, key) is not None
+    assert checkpoint(db, key)
     append_runs(db, 3, 3)
-    assert checkpoint(db, key) is not None
+    assert checkpoint(db, key)
     assert [e.seq for e in entries(db)] == [1, 2, 3, 4, 5, 6]
 
 
@@ -41,7 +41,7 @@ def sql(db: Engine, statement: str) -> None:
 def test_an_untouched_signed_trail_verifies(db: Engine, key: SigningKey) -> None:
     signed_trail(db, key)
     report = check(db, key)
-    assert report.intact and report.verified == 6 and report.signed_seq == 6
+    assert report.intact and report.verified == 6 and report.chain(ORG).signed_seq == 6
     assert report.as_json()["unsigned_entries"] == 0
 
 
@@ -116,6 +116,7 @@ def resign(db: Engine, signer: SigningKey, *, claim_key_id: str) -> None:
         cp.seq, cp.head_hash, cp.entries, cp.key_id = 4, head.hash, 4, claim_key_id
         cp.signature = signer.sign(
             checkpoint_message(
+                org_id=cp.org_id,
                 seq=cp.seq,
                 head_hash=cp.head_hash,
                 entries=cp.entries,
@@ -151,7 +152,7 @@ def test_a_checkpoint_signed_by_an_untrusted_key_is_named(
 def test_a_removed_checkpoint_is_named(db: Engine, key: SigningKey) -> None:
     signed_trail(db, key)
     append_runs(db, 4, 4)
-    assert checkpoint(db, key) is not None
+    assert checkpoint(db, key)
     with Session(db) as s:
         s.connection().execute(delete(AuditCheckpoint).where(col(AuditCheckpoint.id) == 2))
         s.commit()
@@ -163,10 +164,10 @@ def test_a_checkpoint_is_written_only_when_due(db: Engine, key: SigningKey) -> N
     append_runs(db, 1, 2)
     assert checkpoint(db, key, every=10) is not None  # the first one: nothing signed yet
     append_runs(db, 3, 6)
-    assert checkpoint(db, key, every=10) is None
+    assert checkpoint(db, key, every=10) == []
     append_runs(db, 7, 8)
-    cp = checkpoint(db, key, every=10)
-    assert cp is not None and (cp.seq, cp.entries, cp.key_id) == (16, 16, key.key_id)
+    (cp,) = checkpoint(db, key, every=10)
+    assert (cp.org_id, cp.seq, cp.entries, cp.key_id) == (ORG, 16, 16, key.key_id)
 
 
 # Erasure: a contact's payloads become tombstones, the chain still verifies, and a
@@ -209,7 +210,7 @@ def erased_trail(db: Engine, key: SigningKey) -> int:
     audit.append(db, [mail_step(9)])
     append_runs(db, 2, 2)
     audit.append(db, [event(3, "plan")])
-    assert checkpoint(db, key) is not None
+    assert checkpoint(db, key)
     erase_contact(db, "acc-1-c1", actor="dpo", reason="art. 17")
     return 3
 
@@ -224,7 +225,7 @@ def test_an_erased_entry_verifies_under_the_checkpoint_signed_before(
     assert rows[-1].step == "erase"
     report = check(db, key)
     assert report.intact and report.erased == 1 and report.verified == 7
-    assert report.signed_seq == 6  # its hash did not change: the old signature still holds
+    assert report.chain(ORG).signed_seq == 6  # its hash did not change: the old signature holds
 
 
 def test_an_edited_tombstone_is_named(db: Engine, key: SigningKey) -> None:
@@ -260,7 +261,8 @@ def legacy_append(db: Engine, events: list[AuditEvent]) -> None:
         for ev in events:
             at = datetime.now(UTC)
             digest = audit._legacy_hash(prev, ev, at)  # pyright: ignore[reportPrivateUsage]
-            s.add(AuditEntry(at=at, prev_hash=prev, hash=digest, **ev.model_dump()))
+            fields = ev.model_dump(exclude={"org_id"})  # the legacy chain: no organisation
+            s.add(AuditEntry(at=at, prev_hash=prev, hash=digest, **fields))
             prev = digest
         s.commit()
 
@@ -272,15 +274,16 @@ def test_a_chain_written_before_digests_verifies_edits_are_named_and_it_can_be_e
     legacy_append(db, [event(1, "plan"), mail_step(2), event(3, "plan")])
     assert all(r.decision_hash is None for r in entries(db))
     assert check(db, key).intact
-    audit.append(db, [event(4, "plan")])  # new entries extend an old chain
-    assert check(db, key).intact
+    audit.append(db, [event(4, "plan")])  # new entries start the organisation's chain beside it
+    report = check(db, key)
+    assert report.intact and [c.org_id for c in report.chains] == [None, ORG]
 
     erase_contact(db, "acc-1-c1", actor="dpo")
     report = check(db, key)
     assert report.intact and report.erased == 1
     sql(db, "UPDATE auditentry SET actor = 'someone-else' WHERE seq = 2")  # the erased one
     first = check(db, key).findings[0]
-    assert (first.code, first.seq) == ("audit.entry_altered", 2)
+    assert (first.code, first.seq, first.org_id) == ("audit.entry_altered", 2, None)
 
 
 def test_an_edited_legacy_payload_is_named(db: Engine, key: SigningKey) -> None:

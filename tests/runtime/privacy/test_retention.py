@@ -86,7 +86,7 @@ def test_the_dry_run_counts_what_apply_deletes_and_the_chain_keeps_its_entries(
     assert run(db, settings, apply=False, now=NOW).tables["event"] == 0
 
     payloads = run(db, settings, apply=True, now=later)
-    assert payloads.audit_payloads == 6 and payloads.audit_run_key
+    assert payloads.audit_payloads == 6 and payloads.audit_run_keys
     rows = list(Session(db).exec(select(AuditEntry)))
     assert len(rows) == 7 and rows[-1].step == "retention"  # entries kept, one added
     assert all(r.decision.get("erased", {}).get("by") == "retention" for r in rows[:6])

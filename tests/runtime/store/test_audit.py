@@ -23,6 +23,8 @@ from autopilot.runtime.store.audit import (
 )
 from autopilot.runtime.store.db import make_engine
 
+ORG = "demo"  # the events' organisation (AuditEvent's default): its chain is checked
+
 
 def event(step: str) -> AuditEvent:
     return AuditEvent(workflow_id="wf", run_key="wf/1/0", step=step, actor="agent:x",
@@ -97,7 +99,7 @@ def test_editing_an_entry_is_detected_at_that_entry(
 ) -> None:
     db, (_, second, *_) = chain_of_four(database_url)
     edit(db, second, **{field: value})
-    assert check(db) == ChainCheck(checked=1, broken=ChainBreak(second, "audit.entry_altered"))
+    assert check(db) == ChainCheck(checked=1, broken=ChainBreak(second, "audit.entry_altered", ORG))
     with Session(db) as s:
         assert verify_chain(s) == (False, 1)
 
@@ -107,7 +109,7 @@ def test_moving_an_entry_in_time_is_detected_at_that_entry(database_url: str) ->
     with Session(db) as s:
         at = s.exec(select(AuditEntry.at).where(AuditEntry.seq == second)).one()
     edit(db, second, at=at - timedelta(hours=1))
-    assert check(db).broken == ChainBreak(second, "audit.entry_altered")
+    assert check(db).broken == ChainBreak(second, "audit.entry_altered", ORG)
 
 
 def test_an_edited_entry_with_a_recomputed_hash_is_detected_at_the_next_entry(
@@ -115,10 +117,10 @@ def test_an_edited_entry_with_a_recomputed_hash_is_detected_at_the_next_entry(
 ) -> None:
     db, (_, second, third, _) = chain_of_four(database_url)
     edit(db, second, rehash=True, decision={"ok": False})
-    assert check(db) == ChainCheck(checked=2, broken=ChainBreak(third, "audit.link_broken"))
+    assert check(db) == ChainCheck(checked=2, broken=ChainBreak(third, "audit.link_broken", ORG))
     # Pointing the next entry at the new hash does not help: its own hash covers the old one.
     relink(db, third, to=second)
-    assert check(db) == ChainCheck(checked=2, broken=ChainBreak(third, "audit.entry_altered"))
+    assert check(db) == ChainCheck(checked=2, broken=ChainBreak(third, "audit.entry_altered", ORG))
 
 
 def test_deleting_a_middle_entry_is_detected(database_url: str) -> None:
@@ -126,9 +128,9 @@ def test_deleting_a_middle_entry_is_detected(database_url: str) -> None:
     with Session(db) as s:
         s.connection().execute(delete(AuditEntry).where(col(AuditEntry.seq) == second))
         s.commit()
-    assert check(db) == ChainCheck(checked=1, broken=ChainBreak(third, "audit.link_broken"))
+    assert check(db) == ChainCheck(checked=1, broken=ChainBreak(third, "audit.link_broken", ORG))
     relink(db, third, to=first)
-    assert check(db) == ChainCheck(checked=1, broken=ChainBreak(third, "audit.entry_altered"))
+    assert check(db) == ChainCheck(checked=1, broken=ChainBreak(third, "audit.entry_altered", ORG))
 
 
 def test_swapping_two_entries_is_detected(database_url: str) -> None:
@@ -139,12 +141,15 @@ def test_swapping_two_entries_is_detected(database_url: str) -> None:
             s.connection().execute(moved)
         s.commit()
     assert [e.step for e in rows(db)] == ["plan", "execute", "gate", "record"]
-    assert check(db) == ChainCheck(checked=1, broken=ChainBreak(second, "audit.link_broken"))
+    # Named by its number in the organisation's chain: entry 3 (execute) is stored second.
+    assert check(db) == ChainCheck(checked=1, broken=ChainBreak(third, "audit.link_broken", ORG))
     # Rewriting every link into the new order still leaves the moved entries' hashes wrong.
-    relink(db, second, to=first)
-    relink(db, third, to=second)
+    # (No two entries of a chain may share a parent: a link is freed before it is reused.)
+    edit(db, second, prev_hash="f" * 64)
     relink(db, fourth, to=third)
-    assert check(db) == ChainCheck(checked=1, broken=ChainBreak(second, "audit.entry_altered"))
+    relink(db, third, to=second)
+    relink(db, second, to=first)
+    assert check(db) == ChainCheck(checked=1, broken=ChainBreak(third, "audit.entry_altered", ORG))
 
 
 def test_truncating_the_tail_is_not_detected_by_the_chain_alone(database_url: str) -> None:
