@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from autopilot.runtime.cli.accounts import accounts_app, metrics_app, model_app
+from autopilot.runtime.cli.accounts import accounts_app, metrics_app
 from autopilot.runtime.cli.agents import app as agents_app
 from autopilot.runtime.cli.audit import app as audit_app
 from autopilot.runtime.cli.bench import bench as bench_cmd
@@ -22,6 +22,7 @@ from autopilot.runtime.cli.history import app as history_app
 from autopilot.runtime.cli.kb import app as kb_app
 from autopilot.runtime.cli.llm import app as llm_app
 from autopilot.runtime.cli.mcp import app as mcp_app
+from autopilot.runtime.cli.model import model_app
 from autopilot.runtime.cli.outcomes import register as register_outcomes
 from autopilot.runtime.cli.output import console, emit_json, fail, finish
 from autopilot.runtime.cli.people import AsOpt

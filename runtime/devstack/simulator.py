@@ -6,7 +6,9 @@ An account has an engagement level that drives its daily signals (active users,
 logins, modules, tickets, sentiment, payments, NPS). Churners decline over 20–80
 days before their churn date (most at renewal); some healthy accounts dip and
 recover (the false alarms an early-warning system must not chase); noise is on
-every signal."""
+every signal. A `World` (devstack/worlds.py) reshapes that: churn at renewal or any
+time, a visible or sudden decline, monthly or annual renewals, sparse or dense usage,
+the churn rate; the default world is the simulator as it always was, draw for draw."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autopilot.runtime.health.features import MODULES, SIGNALS, WINDOW, Windows, compute
+from autopilot.runtime.devstack.worlds import DEFAULT, World
+from autopilot.runtime.health.features import MODULES, SIGNALS, WINDOW, Windows
 
 SEGMENTS = ("enterprise", "mid_market", "smb", "tech_touch")
 SEGMENT_WEIGHTS = (0.15, 0.3, 0.35, 0.2)
@@ -33,6 +36,14 @@ class Portfolio:
     renewal_day: np.ndarray  # (n,) day index of the (next) renewal
     churn_day: np.ndarray  # (n,) day index of churn, -1 when the account stays
     days: int
+    plan_days: int | None = None  # renewals every plan_days from renewal_day; None: one date
+
+    def next_renewal(self, day: int) -> np.ndarray:
+        """(n,) the renewal date known on `day`: the next one on or after it (with one
+        fixed date, that date, even once past)."""
+        if self.plan_days is None:
+            return self.renewal_day
+        return day + (self.renewal_day - day) % self.plan_days
 
     @property
     def n(self) -> int:
@@ -48,7 +59,7 @@ class Portfolio:
             seats_purchased=self.seats_purchased[idx],
             seats_used=self.seats_used[idx, day],
             nps=self.nps[idx, day],
-            days_to_renewal=self.renewal_day[idx] - day,
+            days_to_renewal=self.next_renewal(day)[idx] - day,
         )
 
 
@@ -57,12 +68,17 @@ def simulate(
     *,
     days: int = 300,
     seed: int = 0,
-    churn_rate: float = 0.22,
-    dip_rate: float = 0.15,
+    churn_rate: float | None = None,
+    dip_rate: float | None = None,
+    world: World = DEFAULT,
     segment: np.ndarray | None = None,
     seats: np.ndarray | None = None,
 ) -> Portfolio:
-    """`segment` and `seats` give existing accounts a history; otherwise drawn."""
+    """`segment` and `seats` give existing accounts a history; otherwise drawn.
+    `churn_rate` and `dip_rate` override the world's. Every world makes the same random
+    draws in the same order, so the default world is today's output for the same seed."""
+    churn_rate = world.churn_rate if churn_rate is None else churn_rate
+    dip_rate = world.dip_rate if dip_rate is None else dip_rate
     rng = np.random.default_rng(seed)
     if segment is None:
         segment = rng.choice(np.array(SEGMENTS), size=n, p=SEGMENT_WEIGHTS)
@@ -78,13 +94,19 @@ def simulate(
     base = rng.uniform(0.45, 0.95, n)[:, None]
     renewal = rng.integers(WINDOW + 30, days + 240, n)
     churns = rng.random(n) < churn_rate
-    # Most churners leave at renewal; the rest mid-term. Both must fall inside the history.
-    at_renewal = rng.random(n) < 0.7
-    churn = np.where(
-        at_renewal & (renewal < days), renewal, rng.integers(min(WINDOW + 40, days - 1), days, n)
-    )
+    # The world's share of churners leave at a renewal (by default 70 %), the rest any
+    # day. Both must fall inside the history.
+    at_renewal = rng.random(n) < world.at_renewal
+    lo = min(WINDOW + 40, days - 1)
+    anytime = rng.integers(lo, days, n)
+    if world.plan_days is None:
+        churn = np.where(at_renewal & (renewal < days), renewal, anytime)
+    else:  # at the renewal on or after a day drawn at random, else the one before it
+        at = anytime + (renewal - anytime) % world.plan_days
+        at = np.where(at < days, at, at - world.plan_days)
+        churn = np.where(at_renewal & (at >= lo), at, anytime)
     churn = np.where(churns, churn, -1)
-    decline = rng.integers(20, 80, n)
+    decline = np.maximum(rng.integers(*world.decline, n), 1)
     start = churn - decline
     progress = np.clip((t - start[:, None]) / decline[:, None], 0, 1) * churns[:, None]
     floor = rng.uniform(0.05, 0.3, n)[:, None]
@@ -99,14 +121,17 @@ def simulate(
     weekday = np.where(t % 7 < 5, 1.0, 0.25)
     gone = (churn[:, None] >= 0) & (t >= churn[:, None])  # after churn: no activity at all
 
-    active = rng.binomial(seats[:, None], engagement * 0.8 * weekday)
+    active = rng.binomial(seats[:, None], engagement * 0.8 * weekday * world.usage)
     logins = rng.poisson(active * 1.6)
     module_p = engagement[..., None] * np.array([1.0, 0.7, 0.5, 0.4, 0.3, 0.25])[None, None, :]
-    used = rng.random((*engagement.shape, len(MODULES))) < module_p * weekday[..., None]
+    used = (
+        rng.random((*engagement.shape, len(MODULES)))
+        < module_p * (weekday * world.usage)[..., None]
+    )
     modules = (used * (1 << np.arange(len(MODULES)))).sum(axis=2)
     tickets = rng.poisson(0.04 + 0.25 * (1 - engagement) * progress + 0.03 * seats[:, None] / 500)
     p1 = rng.poisson(0.002 + 0.03 * progress)
-    has_sent = rng.random(engagement.shape) < 0.08
+    has_sent = rng.random(engagement.shape) < 0.08 * world.usage
     sentiment = np.clip(rng.normal(engagement * 1.4 - 0.6, 0.35), -1, 1) * has_sent
     payment = (rng.random(engagement.shape) < 0.0015 + 0.012 * progress).astype(int)
     asked = rng.random(engagement.shape) < 1 / 45
@@ -139,6 +164,7 @@ def simulate(
         renewal_day=renewal,
         churn_day=churn,
         days=days,
+        plan_days=world.plan_days,
     )
 
 
@@ -149,17 +175,3 @@ def _carry_forward(a: np.ndarray) -> np.ndarray:
     out = np.take_along_axis(a, idx, axis=1)
     first = np.maximum.accumulate(a >= 0, axis=1)
     return np.where(first, out, -1)
-
-
-def training_samples(
-    p: Portfolio, *, horizon: int = 45, every: int = 7
-) -> tuple[np.ndarray, np.ndarray]:
-    """Snapshots every `every` days while an account is still a customer; label 1 when
-    it churns within `horizon` days of the snapshot."""
-    xs, ys = [], []
-    for day in range(WINDOW - 1, p.days, every):
-        alive = (p.churn_day < 0) | (p.churn_day > day)
-        idx = np.flatnonzero(alive)
-        xs.append(compute(p.windows(day, idx)))
-        ys.append(((p.churn_day[idx] > day) & (p.churn_day[idx] - day <= horizon)).astype(int))
-    return np.vstack(xs), np.concatenate(ys)

@@ -85,30 +85,31 @@ class History:
         return ((c > day) & (c - day <= horizon)).astype(int)
 
 
-def load_history(db: Engine, *, org_id: str | None = None) -> History:
-    """Every account's history, each day as it was known then."""
-    with Session(db) as session:
-        q = select(Account).order_by(Account.id)
-        if org_id:
-            q = q.where(Account.org_id == org_id)
-        accounts = list(session.exec(q))
-        index = {a.id: i for i, a in enumerate(accounts)}
-        cols = ["account_id", "day", *SIGNALS, "nps", "seats_used"]
-        rows = [
-            r
-            for r in session.execute(select(*(getattr(AccountDay, c) for c in cols))).all()
-            if r[0] in index
-        ]
-        contracts = [c for c in session.exec(select(Contract)).all() if c.account_id in index]
-        subs: dict[str, list[Subscription]] = {}
-        for sub in session.exec(select(Subscription)).all():
-            if sub.account_id in index:
-                subs.setdefault(sub.account_id, []).append(sub)
+@dataclass
+class Rollups:
+    """The daily rollups of some accounts as (account, day) grids, day 0 = `start`."""
+
+    start: date
+    days: int
+    signals: dict[str, np.ndarray]  # each (n, days), 0 on days without a rollup
+    nps: np.ndarray  # (n, days): the latest answer so far, -1 before any
+    seats_used: np.ndarray  # (n, days): the latest report so far, -1 before any
+    first_day: np.ndarray  # (n,) each account's first rollup (`days` when none)
+
+
+def read_rollups(session: Session, index: dict[str, int]) -> Rollups:
+    """The rollups of the accounts in `index` (id -> row); ValueError when none."""
+    cols = ["account_id", "day", *SIGNALS, "nps", "seats_used"]
+    rows = [
+        r
+        for r in session.execute(select(*(getattr(AccountDay, c) for c in cols))).all()
+        if r[0] in index
+    ]
     if not rows:
         raise ValueError("the store has no daily history to train on")
     start = min(r[1] for r in rows)
     days = (max(r[1] for r in rows) - start).days + 1
-    n = len(accounts)
+    n = len(index)
     ai = np.array([index[r[0]] for r in rows])
     di = np.array([(r[1] - start).days for r in rows])
     values = np.array([r[2:] for r in rows], dtype=float)
@@ -119,10 +120,27 @@ def load_history(db: Engine, *, org_id: str | None = None) -> History:
     nps[ai, di] = values[:, len(SIGNALS)]
     seats = np.full((n, days), -1.0)
     seats[ai, di] = values[:, len(SIGNALS) + 1]
-    seats_used = _carry_forward(seats)
-    first_row = np.full(n, days, dtype=np.int64)
-    np.minimum.at(first_row, ai, di)
-    start_day = first_row.copy()
+    first_day = np.full(n, days, dtype=np.int64)
+    np.minimum.at(first_day, ai, di)
+    return Rollups(start, days, signals, _carry_forward(nps), _carry_forward(seats), first_day)
+
+
+def load_history(db: Engine, *, org_id: str | None = None) -> History:
+    """Every account's history, each day as it was known then."""
+    with Session(db) as session:
+        q = select(Account).order_by(Account.id)
+        if org_id:
+            q = q.where(Account.org_id == org_id)
+        accounts = list(session.exec(q))
+        index = {a.id: i for i, a in enumerate(accounts)}
+        grid = read_rollups(session, index)
+        contracts = [c for c in session.exec(select(Contract)).all() if c.account_id in index]
+        subs: dict[str, list[Subscription]] = {}
+        for sub in session.exec(select(Subscription)).all():
+            if sub.account_id in index:
+                subs.setdefault(sub.account_id, []).append(sub)
+    start, days, n = grid.start, grid.days, len(accounts)
+    start_day = grid.first_day.copy()
     renewal = np.full((n, days), np.nan)
     # Oldest first, so that a later contract overrides an earlier one from its start on.
     for c in sorted(contracts, key=lambda c: c.start_date):
@@ -150,9 +168,9 @@ def load_history(db: Engine, *, org_id: str | None = None) -> History:
         ids=[a.id for a in accounts],
         start=start,
         days=days,
-        signals=signals,
-        seats_used=np.where(seats_used < 0, np.nan, seats_used),
-        nps=_carry_forward(nps),
+        signals=grid.signals,
+        seats_used=np.where(grid.seats_used < 0, np.nan, grid.seats_used),
+        nps=grid.nps,
         renewal_day=renewal,
         seats_purchased=seats_purchased,
         start_day=start_day,

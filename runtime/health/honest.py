@@ -25,7 +25,7 @@ TRAIN_EVERY = 7  # days between training snapshots of one account (they overlap 
 
 
 def train_time_honest(
-    db: Engine,
+    db: Engine | None,
     *,
     cutoff: date | None = None,
     validate_months: int = 3,
@@ -34,10 +34,16 @@ def train_time_honest(
     max_gain_share: float = 0.5,
     max_auc_gap: float = 0.15,
     history: History | None = None,
+    source: str | None = None,
 ) -> HealthModel:
     """The model, its card complete; LeakageError (naming the feature) when the check
-    fails, ValueError naming the field when the store cannot give a split."""
-    h = history or load_history(db, org_id=org_id)
+    fails, ValueError naming the field when the store cannot give a split. `history`
+    and `source` stand in for the store (the simulator's worlds are trained so)."""
+    if history is None:
+        assert db is not None, "a store or a history to train on"
+        history = load_history(db, org_id=org_id)
+    h = history
+    where = source or (f"store {db.url.render_as_string(hide_password=True)}" if db else "history")
     split = plan_split(
         history_start=h.start,
         history_end=h.date_of(h.days - 1),
@@ -69,7 +75,7 @@ def train_time_honest(
         y_val=yv,
         horizon=HORIZON,
         training_window=f"{split.train_first} to {split.train_last} (snapshots)",
-        source=f"store {db.url.render_as_string(hide_password=True)}, {h.n} accounts "
+        source=f"{where}, {h.n} accounts "
         f"({int((h.churn_day >= 0).sum())} churned), cutoff {split.cutoff}",
     )
     base = lr.fit(x, y)
@@ -106,11 +112,12 @@ def train_time_honest(
             "contracts": "contract history, as of each day",
             "unknown": "unknown for past days (no subscription or contract history): "
             "days_to_renewal left missing",
+            "simulator": "the simulated plan's renewal dates, as known on each day",
         }[h.renewal_source],
         "limits": card["limits"]
         + (
             ""
-            if h.renewal_source == "subscriptions"
+            if h.renewal_source in ("subscriptions", "simulator")
             else "; seats purchased is the current snapshot value"
         ),
     }

@@ -1,5 +1,5 @@
-"""Training Health 2.0 from the store's history (daily rollups and churn outcomes),
-and writing a simulated portfolio into a store (how the shipped model was made)."""
+"""A simulated portfolio written into a store (daily rollups and churn outcomes), and
+a store's history read back as a Portfolio. Training itself is `honest.py`."""
 
 from __future__ import annotations
 
@@ -11,18 +11,11 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from autopilot.runtime.devstack.simulator import (
-    Portfolio,
-    _carry_forward,
-    simulate,
-    training_samples,
-)
+from autopilot.runtime.devstack.simulator import Portfolio, simulate
+from autopilot.runtime.health.asof import read_rollups
 from autopilot.runtime.health.features import SIGNALS, WINDOW
-from autopilot.runtime.health.model import HealthModel, train
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountDay
-
-HORIZON = 45
 
 
 def write_history(
@@ -38,6 +31,7 @@ def write_history(
     accounts are created too, churn marked on them; with `ids`, existing accounts
     get the history."""
     create = ids is None
+    renewal = p.next_renewal(p.days - 1)  # the renewal date as known on the last day
     ids = ids or [f"{prefix}-{i + 1:05d}" for i in range(p.n)]
     with Session(db) as session:
         if create:
@@ -55,7 +49,7 @@ def write_history(
                         "seats_used": int(p.seats_used[i, -1]),
                         "active_users_30d": 0,
                         "logins_30d": 0,
-                        "renewal_date": start + timedelta(days=int(p.renewal_day[i])),
+                        "renewal_date": start + timedelta(days=int(renewal[i])),
                         "owner_csm": "sim",
                         "custom": {},
                         "status": "churned" if p.churn_day[i] >= 0 else "active",
@@ -117,81 +111,29 @@ def seed_history(db: Engine, *, org_id: str, today: date, seed: int = 7) -> int:
 
 
 def history_from_store(db: Engine, *, org_id: str | None = None) -> tuple[Portfolio, date]:
-    """Every account's full daily history as a Portfolio (days since the first rollup)."""
+    """Every account's full daily history as a Portfolio (days since the first rollup),
+    with the snapshot's renewal date: for looking at a store, not for training on it
+    (`asof.load_history` knows each day as it was known then)."""
     with Session(db) as session:
         q = select(Account)
         if org_id:
             q = q.where(Account.org_id == org_id)
         accounts = list(session.exec(q))
-        index = {a.id: i for i, a in enumerate(accounts)}
-        cols = ["account_id", "day", *SIGNALS, "nps", "seats_used"]
-        rows = [
-            r
-            for r in session.execute(select(*(getattr(AccountDay, c) for c in cols))).all()
-            if r[0] in index
-        ]
-    if not rows:
-        raise ValueError("the store has no daily history to train on")
-    start = min(r[1] for r in rows)
-    days = (max(r[1] for r in rows) - start).days + 1
-    n = len(accounts)
-    ai = np.array([index[r[0]] for r in rows])
-    di = np.array([(r[1] - start).days for r in rows])
-    values = np.array([r[2:] for r in rows], dtype=float)
-    signals = {k: np.zeros((n, days)) for k in SIGNALS}
-    for j, k in enumerate(SIGNALS):
-        signals[k][ai, di] = values[:, j]
-    nps = np.full((n, days), -1.0)
-    nps[ai, di] = values[:, len(SIGNALS)]
-    seats = np.full((n, days), -1.0)
-    seats[ai, di] = values[:, len(SIGNALS) + 1]
-    seats_used = _carry_forward(seats)
-    seats_used = np.where(
-        seats_used < 0, np.array([a.seats_used for a in accounts])[:, None], seats_used
-    )
+        grid = read_rollups(session, {a.id: i for i, a in enumerate(accounts)})
+    start = grid.start
     p = Portfolio(
         segment=np.array([a.segment for a in accounts]),
         seats_purchased=np.array([a.seats_purchased for a in accounts]),
         arr=np.array([a.arr for a in accounts]),
-        signals=signals,
-        seats_used=seats_used,
-        nps=_carry_forward(nps),
+        signals=grid.signals,
+        seats_used=np.where(
+            grid.seats_used < 0,
+            np.array([a.seats_used for a in accounts])[:, None],
+            grid.seats_used,
+        ),
+        nps=grid.nps,
         renewal_day=np.array([(a.renewal_date - start).days for a in accounts]),
         churn_day=np.array([(a.churned_at - start).days if a.churned_at else -1 for a in accounts]),
-        days=days,
+        days=grid.days,
     )
     return p, start
-
-
-def train_from_store(db: Engine, *, org_id: str | None = None, seed: int = 0) -> HealthModel:
-    """Accounts split 80/20 (by a seeded shuffle) into training and validation."""
-    p, start = history_from_store(db, org_id=org_id)
-    order = np.random.default_rng(seed).permutation(p.n)
-    cut = int(p.n * 0.8)
-    x, y = training_samples(subset(p, order[:cut]), horizon=HORIZON)
-    xv, yv = training_samples(subset(p, order[cut:]), horizon=HORIZON)
-    end = start + timedelta(days=p.days - 1)
-    return train(
-        x,
-        y,
-        x_val=xv,
-        y_val=yv,
-        horizon=HORIZON,
-        training_window=f"{start} to {end}",
-        source=f"store {db.url.render_as_string(hide_password=True)}, {p.n} accounts "
-        f"({int((p.churn_day >= 0).sum())} churned)",
-    )
-
-
-def subset(p: Portfolio, idx: np.ndarray) -> Portfolio:
-    return Portfolio(
-        segment=p.segment[idx],
-        seats_purchased=p.seats_purchased[idx],
-        arr=p.arr[idx],
-        signals={k: v[idx] for k, v in p.signals.items()},
-        seats_used=p.seats_used[idx],
-        nps=p.nps[idx],
-        renewal_day=p.renewal_day[idx],
-        churn_day=p.churn_day[idx],
-        days=p.days,
-    )

@@ -16,7 +16,8 @@ from autopilot.runtime.health.features import FEATURES, compute
 from autopilot.runtime.health.model import HealthModel
 from autopilot.runtime.accounts.fold import on_event
 from autopilot.runtime.health.scoring import current, current_model, explain_at, load_windows, rescore_all
-from autopilot.runtime.health.training import history_from_store, train_from_store, write_history
+from autopilot.runtime.health.honest import train_time_honest
+from autopilot.runtime.health.training import history_from_store, write_history
 from autopilot.runtime.devstack.seed import seed_portfolio
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountScore, RiskAlert
@@ -102,13 +103,13 @@ def test_early_warning_on_held_out_accounts() -> None:
 
 def test_training_from_a_store_and_reloading_the_model(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'h.db'}")
-    p = simulate(400, days=220, seed=5)
+    p = simulate(240, days=330, seed=5)
     write_history(engine, p, start=date(2026, 1, 1))
     back, start = history_from_store(engine)
-    assert start <= date(2026, 1, 1) + timedelta(days=1) and back.n == 400
+    assert start <= date(2026, 1, 1) + timedelta(days=1) and back.n == 240
     assert np.array_equal(back.churn_day >= 0, p.churn_day >= 0)
     assert np.allclose(back.signals["logins"].sum(), p.signals["logins"].sum())
-    model = train_from_store(engine)
+    model = train_time_honest(engine)
     assert model.card["validation"]["auc"] > 0.8 and model.card["samples"] > 1000
     folder = model.save(tmp_path / "m")
     again = HealthModel.load(folder)
