@@ -28,7 +28,9 @@ POSTGRES_SUBSET = (
     "tests/runtime/store/",
     "tests/runtime/ledger/",
     "tests/runtime/test_events_api.py::",
+    "tests/runtime/accounts/test_subscription_events.py::",
     "tests/runtime/approvals/test_inbox.py::",
+    "tests/runtime/approvals/test_listing.py::",
     "tests/workflows/test_agent_run.py::",
 )
 SUPERUSER = "autopilot"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -13,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from autopilot.runtime.accounts.ingest import Ingest
+from autopilot.runtime.api.headers import SecurityHeaders
 from autopilot.runtime.api.routes import (
     accounts,
     approvals,
@@ -70,23 +70,7 @@ def create_app(services: Services, ingest: Ingest) -> FastAPI:
             return JSONResponse(status_code=422, content=ErrorOut(detail=[invalid]).model_dump())
         return await http_exception_handler(request, exc)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        if request.url.path.startswith(
-            ("/docs", "/redoc")
-        ):  # FastAPI's pages load their own CDN assets
-            return response
-        # The web inbox loads only its own scripts and styles, and is never framed.
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        )
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
-
+    app.add_middleware(SecurityHeaders)
     # Outermost: the request's span is current for the handlers and the Temporal calls.
     app.add_middleware(observability.TraceMiddleware)
     return app

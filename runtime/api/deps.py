@@ -54,9 +54,11 @@ async def optional_user(
     """A bearer API token, or the web session cookie (a few primary-key lookups, run on
     the event loop: cheaper than a hop to a worker thread). An unknown, expired or
     revoked token is no user, even with a session cookie beside it."""
-    with Session(request.app.state.services.db) as session:
-        if bearer is not None:
-            return auth.from_token(session, bearer.credentials.strip())
+    db = request.app.state.services.db
+    if bearer is not None:  # a bare connection: the check is one query (see from_token)
+        with db.connect() as conn:
+            return auth.from_token(conn, bearer.credentials.strip())
+    with Session(db) as session:
         return auth.from_session(session, sid) if sid else None
 
 

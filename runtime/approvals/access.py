@@ -85,11 +85,18 @@ def satisfies(user_roles: frozenset[str], role: str, deciders: list[str]) -> boo
 def role_to_cast(p: Principal, item: Approval | Any, voted: set[str]) -> str | None:
     """The required role still open that this person may decide: one they hold (or
     were escalated) first, so a manager fills 'manager' and leaves 'csm' to a CSM."""
-    open_roles = [r for r in item.roles if r not in voted]
+    return open_role(p.roles, item.roles, item.deciders, voted)
+
+
+def open_role(
+    user_roles: frozenset[str], roles: list[str], deciders: dict[str, list[str]], voted: set[str]
+) -> str | None:
+    """`role_to_cast` over plain values (the inbox list reads rows, not objects)."""
+    open_roles = [r for r in roles if r not in voted]
     for role in open_roles:
-        if set(item.deciders.get(role, [role])) & p.roles:
+        if user_roles.intersection(deciders.get(role, [role])):
             return str(role)
     for role in open_roles:
-        if satisfies(p.roles, role, item.deciders.get(role, [role])):
+        if satisfies(user_roles, role, deciders.get(role, [role])):
             return str(role)
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Hash = Field(min_length=64, max_length=64, description="hash of the action you saw")
 
@@ -51,6 +51,24 @@ class ReassignCreate(BaseModel):
 
 class CommentCreate(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
+
+
+class ListQuery(BaseModel):
+    """The inbox list's query parameters (`GET /approvals`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: str | None = "pending"
+    agent: str | None = None
+    account_id: str | None = None
+    segment: str | None = None
+    role: str | None = None
+    min_risk: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    min_value: float | None = Field(None, ge=0, le=1e15, allow_inf_nan=False)
+    older_than_hours: float | None = Field(None, ge=0, le=24 * 366 * 10, allow_inf_nan=False)
+    sort: Literal["age", "value", "risk"] = "age"
+    limit: int = Field(50, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=10_000_000)
 
 
 class VotePublic(BaseModel):

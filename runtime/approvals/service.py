@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import String, cast, func
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -18,6 +17,7 @@ from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.accounts.views import account_view
 from autopilot.runtime.agents.planner import apply_edit
 from autopilot.runtime.approvals.access import Principal, approvals_visible_to, role_to_cast
+from autopilot.runtime.approvals.listing import Filters, page
 from autopilot.runtime.approvals.models import (
     ApprovalDetail,
     ApprovalPublic,
@@ -39,7 +39,6 @@ from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.approvals import Approval, ApprovalComment
 from autopilot.runtime.store.approvals import ApprovalVote as VoteRow
 from autopilot.runtime.store.audit import AuditEntry
-from autopilot.runtime.store.customer import AccountScore
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.users import User
 from autopilot.tools.registry import ToolContext, ToolError
@@ -65,28 +64,6 @@ class Conflict(InboxError):
 
 class Invalid(InboxError):
     status_code = 422
-
-
-# The account's churn risk now (Health 2.0, the one health), not as it was when the
-# action was proposed: the list, its filter and its sort agree with the panel.
-RISK_NOW = func.coalesce(AccountScore.risk, Approval.risk)
-# What a list shows: every column but the gate's full decision and internal keys.
-LIST_COLUMNS = tuple(
-    RISK_NOW.label("risk") if name == "risk" else getattr(Approval, name)
-    for name in ApprovalPublic.model_fields
-    if name in Approval.model_fields
-) + (Approval.deciders,)
-# For the JSON API the larger JSON columns pass through as stored text, undecoded.
-RAW_JSON = ("action", "reasons")
-LIST_COLUMNS_RAW = tuple(
-    cast(c, String).label(c.key) if getattr(c, "key", None) in RAW_JSON else c  # type: ignore[attr-defined]
-    for c in LIST_COLUMNS
-)
-SORTS = {
-    "age": col(Approval.created_at),
-    "value": col(Approval.value).desc(),
-    "risk": RISK_NOW.desc(),
-}
 
 
 class Inbox:
@@ -133,58 +110,25 @@ class Inbox:
         offset: int = 0,
         raw_json: bool = False,
     ) -> list[dict[str, Any]]:
-        """The list as plain dicts (columns, votes, the role you would vote for): read
-        with Core, no ORM objects, so a page of hundreds stays in a few milliseconds.
-        `raw_json`: `action` and `reasons` as orjson fragments of the stored text."""
-        columns = LIST_COLUMNS_RAW if raw_json else LIST_COLUMNS
-        q = approvals_visible_to(p, select(*columns))  # type: ignore[call-overload]
-        q = q.outerjoin(AccountScore, col(AccountScore.account_id) == Approval.account_id)
-        for column, value in (
-            (Approval.status, status),
-            (Approval.agent, agent),
-            (Approval.account_id, account_id),
-            (Approval.segment, segment),
-        ):
-            if value:
-                q = q.where(column == value)
-        if min_risk is not None:
-            q = q.where(RISK_NOW >= min_risk)
-        if min_value is not None:
-            q = q.where(Approval.value >= min_value)
-        if older_than_hours is not None:
-            q = q.where(Approval.created_at <= self.svc.clock() - timedelta(hours=older_than_hours))
-        if role:  # roles is a JSON list: match the quoted name in its text
-            q = q.where(cast(Approval.roles, String).contains(f'"{role}"'))
-        q = q.order_by(SORTS.get(sort, SORTS["age"])).offset(offset).limit(limit)
-        with Session(self.svc.db) as session:
-            rows = session.execute(q).all()
-            votes = self._votes(session, [r.id for r in rows])
-        out = []
-        for r in rows:
-            item = r._asdict()
-            mine = votes.get(r.id, [])
-            already = any(v.actor == p.user_id for v in mine)
-            item["can_decide_as"] = (
-                None
-                if r.status != "pending" or already
-                else role_to_cast(p, r, {v.role for v in mine})
-            )  # type: ignore[arg-type]
-            item["votes"] = [
-                {
-                    "role": v.role,
-                    "verdict": v.verdict,
-                    "actor": v.actor,
-                    "reason": v.reason,
-                    "at": v.at,
-                }
-                for v in mine
-            ]
-            del item["deciders"]
-            if raw_json:
-                for key in RAW_JSON:
-                    item[key] = orjson.Fragment(item[key])
-            out.append(item)
-        return out
+        """The list as plain dicts (columns, votes, the role you would vote for); see
+        `listing`. `raw_json`: `action`, `reasons` and `roles` as orjson fragments."""
+        filters = Filters(
+            status=status,
+            agent=agent,
+            account_id=account_id,
+            segment=segment,
+            role=role,
+            min_risk=min_risk,
+            min_value=min_value,
+            created_before=None
+            if older_than_hours is None
+            else self.svc.clock() - timedelta(hours=older_than_hours),
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        )
+        with self.svc.db.connect() as conn:
+            return page(conn, p, filters, raw_json=raw_json)
 
     def list(self, p: Principal, **filters: Any) -> list[ApprovalPublic]:
         return [ApprovalPublic.model_validate(item) for item in self.rows(p, **filters)]

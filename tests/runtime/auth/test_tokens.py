@@ -22,7 +22,7 @@ from autopilot.runtime.auth.users import (
     token_id_of,
 )
 from autopilot.runtime.store.db import make_engine, transaction
-from autopilot.runtime.store.users import ApiToken
+from autopilot.runtime.store.users import ApiToken, User
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -64,6 +64,19 @@ def test_an_unknown_token_records_nothing(db: Engine) -> None:
     issue_token(db, user_id="ann", now=T0)
     assert who(db, "cap_not-a-token", T0) is None
     assert last_used(db) is None
+
+
+def test_the_token_of_an_inactive_user_is_refused_also_on_a_bare_connection(db: Engine) -> None:
+    token = issue_token(db, user_id="ann", now=T0)
+    with db.connect() as conn:  # the API's check runs on a connection, not a session
+        found = from_token(conn, token, now=T0)
+    assert found is not None and found.roles == frozenset({"csm"}) and last_used(db) == T0
+    with transaction(db) as session:
+        user = session.get(User, "ann")
+        assert user is not None
+        user.active = False
+        session.add(user)
+    assert who(db, token, T0 + timedelta(minutes=5)) is None
 
 
 def test_a_token_is_refused_from_the_moment_it_expires(db: Engine) -> None:
