@@ -26,6 +26,7 @@ from sqlmodel import Session, SQLModel, col
 
 from autopilot.runtime.accounts.fold import fold_into
 from autopilot.runtime.accounts.snapshot import account_fields, contact_infos
+from autopilot.runtime.accounts.subscription_events import Book
 from autopilot.runtime.accounts.warm import Warm, stamp
 from autopilot.runtime.contracts.account import ContactInfo
 from autopilot.runtime.health.features import FEATURES, SIGNALS, WINDOW, Windows, compute
@@ -98,6 +99,7 @@ class BatchFold:
     now: datetime
     days: set[tuple[str, date]]  # (account, day) of each event: the rollups it folds into
     warm: Warm = field(default_factory=Warm)
+    book: Book | None = None  # the accounts' subscriptions (read as events need them)
     points: list[Scored] = field(default_factory=list)
     _index: dict[str, int] = field(default_factory=dict)
     _rows: dict[tuple[str, date], AccountDay] = field(default_factory=dict)
@@ -110,6 +112,8 @@ class BatchFold:
 
     def __post_init__(self) -> None:
         self._index = {a: i for i, a in enumerate(self.accounts)}
+        if self.book is None:
+            self.book = Book(self.session, today=self.today)
         self._first = self.today - timedelta(days=WINDOW - 1)
         self._rows = self._load_rollups()
         self._windows = self._load_windows()
@@ -154,7 +158,8 @@ class BatchFold:
         `points`) when the event is live and the account active, else None."""
         day = at.astimezone(UTC).date()
         row = self._rows[(account.id, day)]
-        fold_into(row, account, ev, day, current=live)
+        assert self.book is not None
+        fold_into(row, account, ev, day, current=live, book=self.book)
         i = self._index[account.id]
         if self._first <= day <= self.today:  # the window load_windows would read now
             self._windows[i, :, (day - self._first).days] = [getattr(row, s) for s in SIGNALS]
@@ -189,6 +194,8 @@ class BatchFold:
 
     def write(self) -> None:
         conn = self.session.connection()
+        assert self.book is not None
+        self.book.write()
         self._write_rollups()
         if self._scores:
             ids = [r["account_id"] for r in self._scores]

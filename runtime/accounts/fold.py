@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from autopilot.runtime.accounts.subscriptions import add_months, billing_period
+from autopilot.runtime.accounts.subscription_events import BOOK_EVENTS, EVENTS, Book
+from autopilot.runtime.accounts.subscriptions import add_months
 from autopilot.runtime.health.features import MODULES
 from autopilot.runtime.health.scoring import score
 from autopilot.runtime.store.accounts import Account
@@ -28,17 +29,27 @@ def fold(
     row = session.exec(
         select(AccountDay).where(AccountDay.account_id == account.id, AccountDay.day == day)
     ).first() or AccountDay(account_id=account.id, day=day)
-    fold_into(row, account, ev, day, current=current)
+    book = Book(session, today=datetime.now(UTC).date())
+    fold_into(row, account, ev, day, current=current, book=book)
+    book.write()
     session.add(account)
     session.add(row)
 
 
 def fold_into(
-    row: AccountDay, account: Account, ev: dict[str, Any], day: date, *, current: bool
+    row: AccountDay,
+    account: Account,
+    ev: dict[str, Any],
+    day: date,
+    *,
+    current: bool,
+    book: Book | None = None,
 ) -> None:
-    """The fold itself, on rows already at hand: `row` is the account's rollup of `day`."""
+    """The fold itself, on rows already at hand: `row` is the account's rollup of `day`,
+    `book` holds (or reads) the account's subscriptions (needed by a renewal and the
+    subscription events)."""
     _fold_day(row, ev)
-    _fold_lifecycle(account, ev, day)
+    _fold_lifecycle(account, ev, day, book)
     if current:
         _fold_state(account, ev)
 
@@ -99,12 +110,18 @@ def _fold_state(account: Account, ev: dict[str, Any]) -> None:
             pass
 
 
-def _fold_lifecycle(account: Account, ev: dict[str, Any], day: date) -> None:
+def _fold_lifecycle(account: Account, ev: dict[str, Any], day: date, book: Book | None) -> None:
+    if book is None and ev["type"] in BOOK_EVENTS:
+        raise ValueError(f"a '{ev['type']}' event is folded with the account's subscriptions")
     match ev["type"]:
         case "churned":
             account.status, account.churned_at = "churned", day
         case "renewed":  # by the billing period on record (monthly, 6-month, yearly...)
-            account.renewal_date = add_months(account.renewal_date, billing_period(account))
+            assert book is not None
+            account.renewal_date = add_months(account.renewal_date, book.period(account.id, day))
+        case t if t in EVENTS:  # the subscriptions, then the terms they give
+            assert book is not None
+            book.apply(account, ev, day)
         case "expanded":
             account.arr += ev.get("amount", 0)
             account.seats_purchased += ev.get("seats", 0)

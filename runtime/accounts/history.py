@@ -36,6 +36,7 @@ from autopilot.runtime.accounts.history_read import (
     history_files,
     rows_of,
 )
+from autopilot.runtime.accounts.subscription_events import BOOK_EVENTS, Book
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.customer import AccountDay, HistoryBatch
 from autopilot.runtime.store.db import transaction
@@ -116,12 +117,17 @@ def fold_batch(
     accounts = {
         a.id: a for a in session.execute(select(Account).where(col(Account.id).in_(ids))).scalars()
     }
+    book = Book(session, today=datetime.now(UTC).date())  # a renewal's billing period
+    book.load({p[0] for p in batch if p[2]["type"] in BOOK_EVENTS})
     for account_id, day, ev, times in batch:
         row = days.get((account_id, day))
         if row is None:
             row = days[(account_id, day)] = _Day()
         for _ in range(times):
-            fold_into(cast(AccountDay, row), accounts[account_id], ev, day, current=False)
+            fold_into(
+                cast(AccountDay, row), accounts[account_id], ev, day, current=False, book=book
+            )
+    book.write()
     return days
 
 

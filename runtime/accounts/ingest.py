@@ -3,39 +3,60 @@ triggers, and signal-with-start `agent:<agent>:<account>` for each match."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.client import Client
-from temporalio.exceptions import TemporalError
-from temporalio.service import RPCError
 
 from autopilot.runtime.accounts.batch import BatchFold, load_accounts
-from autopilot.runtime.accounts.snapshot import get_snapshot, snapshot_of
+from autopilot.runtime.accounts.dispatch import (
+    DISPATCH_CONCURRENCY,
+    DISPATCH_TIMEOUT,
+    Started,
+    Stored,
+    workflow_id,
+)
+from autopilot.runtime.accounts.snapshot import snapshot_of
+from autopilot.runtime.accounts.subscription_events import (
+    BOOK_EVENTS,
+    Book,
+    SubscriptionEventError,
+)
+from autopilot.runtime.accounts.sweep import SWEEP_BATCH, Sweeper, sweep_key
 from autopilot.runtime.accounts.warm import Warm, WarmCache, stamp
 from autopilot.runtime.agents.specs import spec_hash
-from autopilot.runtime.agents.triggers import SCHEDULE_EVENT, Triggers
+from autopilot.runtime.agents.triggers import Triggers
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.event import EventIn
-from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
-from autopilot.runtime.loops import every
 from autopilot.runtime.observability.metrics import EVENTS_INGESTED
 from autopilot.runtime.observability.tracing import traced_client
 from autopilot.runtime.policy.engine import PolicyEngine
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.events import Event, EventDispatch, EventKey
-from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
-from autopilot.workflows.search import run_attributes
+
+# Kept importable from here (their home moved with the dispatch and the sweep).
+__all__ = [
+    "DISPATCH_CONCURRENCY",
+    "DISPATCH_TIMEOUT",
+    "SWEEP_BATCH",
+    "Ingest",
+    "Started",
+    "Stored",
+    "UnknownAccount",
+    "sweep_key",
+    "workflow_id",
+]
+
+
+def id_key(event_id: str) -> str:
+    """The EventKey of an event's source id (beside Idempotency-Keys and sweeps)."""
+    return f"event-id:{event_id}"
 
 
 class UnknownAccount(ValueError):
@@ -44,33 +65,9 @@ class UnknownAccount(ValueError):
         super().__init__(f"unknown account '{account_id}'")
 
 
-@dataclass(frozen=True)
-class Stored:
-    event_id: int
-    account_id: str
-    type: str
-    agents: list[str]
-
-
-@dataclass(frozen=True)
-class Started:
-    event_id: int
-    workflow_id: str
-
-
-def workflow_id(agent: str, account_id: str) -> str:
-    return f"agent:{agent}:{account_id}"
-
-
-log = logging.getLogger(__name__)
-DISPATCH_TIMEOUT = timedelta(seconds=3)  # per start: a Temporal outage must not hold the caller
-DISPATCH_CONCURRENCY = 32  # starts in flight at once, each a round trip to Temporal
-
 # An event that happened longer ago than this is history: folded in and scored, never
 # a trigger (a backfill must not contact customers about old facts).
 LIVE_WINDOW = timedelta(hours=24)
-
-SWEEP_BATCH = 100  # accounts per sweep transaction: the write lock is released between them
 
 
 @dataclass(frozen=True)
@@ -114,12 +111,7 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def sweep_key(day: date, agent: str, account_id: str) -> str:
-    """The EventKey of a sweep's start of `agent` on an account: once per day."""
-    return f"sweep:{day.isoformat()}:{agent}:{account_id}"
-
-
-class Ingest:
+class Ingest(Sweeper):
     def __init__(
         self,
         db: Engine,
@@ -164,8 +156,10 @@ class Ingest:
         (`POST /events` beside a bulk import) waits for those, not for the planning. If
         anyone wrote in between (the stamp moved), the batch is planned again, holding
         the lock, so no update is ever lost. Elsewhere the accounts are locked (`SELECT
-        ... FOR UPDATE`) as they are read."""
-        now = datetime.now(UTC)
+        ... FOR UPDATE`) as they are read.
+
+        An event with an `id` stored before (in the organisation), or earlier in the list,
+        is not stored again: its place in the answer holds the first one, `again` set."""
         if (
             idempotency_key is not None
             and (seen := self._seen(org_id or "", idempotency_key)) is not None
@@ -173,26 +167,53 @@ class Ingest:
             return [seen]  # a retry: the event was stored (and counted) once already
         if not events:
             return []
+        known = self._seen_ids(org_id or "", {ev.id for ev in events if ev.id is not None})
+        fresh: list[int] = []  # the events to store: no id, or one seen nowhere yet
+        for i, ev in enumerate(events):
+            if ev.id is None or ev.id not in known:
+                fresh.append(i)
+                if ev.id is not None:
+                    known[ev.id] = None
         try:
-            with Session(self.db, expire_on_commit=False) as session:
-                try:
-                    before = stamp(session, now.date())
-                    plan = self._plan(session, events, now, org_id, owner, self._warm.take(before))
-                    if _lock(session) and stamp(session, now.date()) != before:
-                        plan = self._plan(session, events, now, org_id, owner, Warm())
-                    ids = self._write(session, plan, now, org_id, idempotency_key)
-                    warm = plan.batch.leave()
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
-            self._warm.keep(warm)  # committed: the next batch may start from here
-            EVENTS_INGESTED.inc(len(ids))
+            new = self._store_new([events[i] for i in fresh], org_id, owner, idempotency_key)
         except IntegrityError:
-            # The same idempotency key posted twice at once: the other request stored it.
+            # The same id (or idempotency key) delivered twice at once: the other stored it.
             if idempotency_key is not None and (seen := self._seen(org_id or "", idempotency_key)):
                 return [seen]
-            raise
+            if not any(events[i].id for i in fresh):
+                raise
+            return self.store(events, org_id=org_id, owner=owner, idempotency_key=idempotency_key)
+        out = dict(zip(fresh, new, strict=True))
+        first = {events[i].id: s for i, s in out.items() if events[i].id is not None}
+        return [
+            out[i] if i in out else replace(known[ev.id] or first[ev.id], again=True)  # type: ignore[index]
+            for i, ev in enumerate(events)
+        ]
+
+    def _store_new(
+        self,
+        events: list[EventIn],
+        org_id: str | None,
+        owner: str | None,
+        idempotency_key: str | None,
+    ) -> list[Stored]:
+        now = datetime.now(UTC)
+        if not events:
+            return []
+        with Session(self.db, expire_on_commit=False) as session:
+            try:
+                before = stamp(session, now.date())
+                plan = self._plan(session, events, now, org_id, owner, self._warm.take(before))
+                if _lock(session) and stamp(session, now.date()) != before:
+                    plan = self._plan(session, events, now, org_id, owner, Warm())
+                ids = self._write(session, plan, now, org_id, idempotency_key)
+                warm = plan.batch.leave()
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        self._warm.keep(warm)  # committed: the next batch may start from here
+        EVENTS_INGESTED.inc(len(ids))
         return [
             Stored(event_id=i, account_id=ev.account_id, type=ev.type, agents=agents)
             for i, ev, agents in zip(ids, events, plan.hits, strict=True)
@@ -211,6 +232,8 @@ class Ingest:
         timed = [(ev, _utc(ev.occurred_at or now)) for ev in events]
         accounts = load_accounts(session, {ev.account_id for ev in events}, warm)
         _in_scope(accounts, events, org_id=org_id, owner=owner)
+        book = Book(session, today=now.date())  # the subscriptions these events change
+        book.load({ev.account_id for ev in events if ev.type in BOOK_EVENTS})
         batch = BatchFold(
             session,
             accounts,
@@ -218,16 +241,22 @@ class Ingest:
             now=now,
             days={(ev.account_id, at.astimezone(UTC).date()) for ev, at in timed},
             warm=warm,
+            book=book,
         )
-        points = [
-            batch.add(
-                accounts[ev.account_id],
-                ev.model_dump(exclude_none=True),
-                at,
-                live=at >= now - LIVE_WINDOW,
-            )
-            for ev, at in timed
-        ]
+        points: list[int | None] = []
+        for i, (ev, at) in enumerate(timed):
+            try:
+                points.append(
+                    batch.add(
+                        accounts[ev.account_id],
+                        ev.model_dump(exclude_none=True),
+                        at,
+                        live=at >= now - LIVE_WINDOW,
+                    )
+                )
+            except SubscriptionEventError as err:
+                err.index = i
+                raise
         batch.finish()
         payloads = [ev.model_dump(mode="json", exclude_none=True) for ev in events]
         hits = self._triggered(batch, events, payloads, points, now.date())
@@ -245,6 +274,11 @@ class Ingest:
         ids = self._insert(session, plan.timed, plan.payloads, plan.hits, now=now)
         if idempotency_key is not None:
             session.add(EventKey(org_id=org_id or "", key=idempotency_key, event_id=ids[0]))
+        session.add_all(
+            EventKey(org_id=org_id or "", key=id_key(ev.id), event_id=i)
+            for (ev, _), i in zip(plan.timed, ids, strict=True)
+            if ev.id is not None
+        )
         return ids
 
     def _triggered(
@@ -331,253 +365,32 @@ class Ingest:
         return [i for i, ev in enumerate(events) if ev.account_id not in known]
 
     def _seen(self, org_id: str, key: str) -> Stored | None:
-        with transaction(self.db) as session:
-            known = session.get(EventKey, (org_id, key))
-            if known is None:
-                return None
-            event = session.get(Event, known.event_id)
-            intent = session.get(EventDispatch, known.event_id)
-            assert event is not None
-            return Stored(
-                event_id=known.event_id,
-                account_id=event.account_id,
-                type=event.type,
-                agents=list(intent.agents) if intent else [],
-            )
+        return self._seen_keys(org_id, {key}).get(key)
 
-    async def dispatch(self, stored: list[Stored]) -> list[Started]:
-        """Start (or signal) the runs the events triggered. A failure (Temporal down)
-        leaves the intent pending for `redispatch`; nothing is lost and nothing raised.
-        Starting twice is harmless: a running run coalesces the event, and a finished
-        one's replay of the same event reuses its idempotency keys (no second email).
-        Different accounts' starts are in flight together (a round trip each); one
-        account's go in order, so its runs get their events in order. The outcomes are
-        recorded in one transaction, off the event loop (it may wait for the write lock)."""
-        todo = [item for item in stored if item.agents]
-        if not todo:
-            return []
-        segments = (
-            await asyncio.to_thread(self._segments, {item.account_id for item in todo})
-            if self.search_attributes
-            else {}
-        )
-        by_account: dict[str, list[Stored]] = {}
-        for item in todo:
-            by_account.setdefault(item.account_id, []).append(item)
-        gate = asyncio.Semaphore(DISPATCH_CONCURRENCY)
-        outcomes: dict[int, tuple[list[Started], str | None]] = {}
-
-        async def in_order(items: list[Stored]) -> None:
-            for item in items:
-                async with gate:
-                    outcomes[item.event_id] = await self._start(
-                        item, segments.get(item.account_id, "")
-                    )
-
-        await asyncio.gather(*(in_order(items) for items in by_account.values()))
-        await asyncio.to_thread(self._mark, {i: error for i, (_, error) in outcomes.items()})
-        return [s for item in todo for s in outcomes[item.event_id][0]]
-
-    async def _start(self, item: Stored, segment: str) -> tuple[list[Started], str | None]:
-        """Each of the event's runs, in turn, until one cannot be started."""
-        started: list[Started] = []
-        signal = EventSignal(event_id=item.event_id, type=item.type)
-        try:
-            for agent in item.agents:
-                wf_id = workflow_id(agent, item.account_id)
-                # Signal-with-start: a running workflow gets the event, otherwise one starts.
-                await self.client.start_workflow(
-                    AgentRunWorkflow.run,
-                    AgentRunInput(
-                        agent=agent,
-                        account_id=item.account_id,
-                        event=signal,
-                        spec_hash=self.spec_hashes[agent],
-                        bundle_hash=self.policy.bundle_hash,
-                    ),
-                    id=wf_id,
-                    task_queue=self.task_queue,
-                    start_signal="event",
-                    start_signal_args=[signal],
-                    search_attributes=run_attributes(agent, item.account_id, segment)
-                    if self.search_attributes
-                    else None,
-                    rpc_timeout=DISPATCH_TIMEOUT,
-                )
-                started.append(Started(event_id=item.event_id, workflow_id=wf_id))
-        except (RPCError, TemporalError, OSError, TimeoutError) as err:
-            error = f"{type(err).__name__}: {err}"[:300]
-            log.warning("event %s not dispatched yet (%s): will retry", item.event_id, error)
-            return started, error
-        return started, None
-
-    def _segments(self, account_ids: set[str]) -> dict[str, str]:
-        if not account_ids:
+    def _seen_ids(self, org_id: str, ids: set[str]) -> dict[str, Stored | None]:
+        """The events of these source ids stored already, by id."""
+        if not ids:
             return {}
+        seen = self._seen_keys(org_id, {id_key(i) for i in ids})
+        return {i: seen[id_key(i)] for i in ids if id_key(i) in seen}
+
+    def _seen_keys(self, org_id: str, keys: set[str]) -> dict[str, Stored]:
         with transaction(self.db) as session:
             rows = session.exec(
-                select(Account.id, Account.segment).where(col(Account.id).in_(account_ids))
+                select(EventKey.key, Event, EventDispatch)
+                .join(Event, col(Event.id) == EventKey.event_id)
+                .join(EventDispatch, col(EventDispatch.event_id) == EventKey.event_id, isouter=True)
+                .where(EventKey.org_id == org_id, col(EventKey.key).in_(keys))
             ).all()
-        return dict(rows)
-
-    def _mark(self, outcomes: dict[int, str | None]) -> None:
-        """Record each event's dispatch attempt: its error, or that all its runs started."""
-        now = datetime.now(UTC)
-        with transaction(self.db, writes=True) as session:  # attempts += 1: read, then write
-            intents = session.exec(
-                select(EventDispatch).where(col(EventDispatch.event_id).in_(list(outcomes)))
-            ).all()
-            for intent in intents:
-                intent.attempts += 1
-                intent.last_error = outcomes[intent.event_id]
-                if intent.last_error is None:
-                    intent.dispatched_at = now
-                session.add(intent)
-            if done := [i.event_id for i in intents if i.last_error is None]:
-                session.connection().execute(
-                    update(Event).where(col(Event.id).in_(done)).values(dispatched=True)
+            return {
+                key: Stored(
+                    event_id=event.id or 0,
+                    account_id=event.account_id,
+                    type=event.type,
+                    agents=list(intent.agents) if intent else [],
                 )
-
-    async def redispatch(
-        self, *, older_than: timedelta = timedelta(seconds=5), limit: int = 500
-    ) -> int:
-        """Dispatch intents still pending (Temporal was down, or the process died between
-        storing and starting); returns how many events got all their runs started."""
-        cutoff = datetime.now(UTC) - older_than
-        with transaction(self.db) as session:
-            pending = session.exec(
-                select(EventDispatch)
-                .where(
-                    col(EventDispatch.dispatched_at).is_(None),
-                    col(EventDispatch.created_at) <= cutoff,
-                )
-                .order_by(col(EventDispatch.event_id))
-                .limit(limit)
-            ).all()
-        items = [
-            Stored(
-                event_id=intent.event_id,
-                account_id=intent.account_id,
-                type=intent.type,
-                agents=list(intent.agents),
-            )
-            for intent in pending
-        ]
-        started = Counter(s.event_id for s in await self.dispatch(items))
-        return sum(1 for item in items if started[item.event_id] == len(item.agents))
-
-    async def run_dispatcher(self, stop: asyncio.Event, *, interval_s: float = 2.0) -> None:
-        """The dispatcher loop beside the worker: retries pending intents until stopped."""
-        await every(interval_s, stop, self.redispatch, what="event dispatcher")
+                for key, event, intent in rows
+            }
 
     async def ingest(self, events: list[EventIn]) -> list[Started]:
         return await self.dispatch(self.store(events))
-
-    async def sweep(
-        self,
-        today: date,
-        agents: list[str] | None = None,
-        org_id: str | None = None,
-        *,
-        on_batch: Callable[[int], None] | None = None,
-        batch: int = SWEEP_BATCH,
-    ) -> list[Stored]:
-        """The scheduled sweep: every active account (of `org_id`) is evaluated for the
-        scheduled agents (of `agents`) due on it, and each account with some gets one
-        `schedule` event and its dispatch intent, then its runs start. Once per agent,
-        account and day (an EventKey each): a second sweep the same day stores and starts
-        nothing. Returns what this sweep stored; `on_batch` hears how many accounts each
-        batch evaluated."""
-        with transaction(self.db) as session:
-            q = select(Account.id).where(Account.status == "active").order_by(col(Account.id))
-            if org_id is not None:
-                q = q.where(Account.org_id == org_id)
-            ids = list(session.exec(q).all())
-        out: list[Stored] = []
-        for at in range(0, len(ids), batch):
-            chunk = ids[at : at + batch]
-            # Off the event loop: the worker's other activities and heartbeats go on.
-            stored = await asyncio.to_thread(self._sweep_batch, chunk, today, agents)
-            await self.dispatch(stored)
-            out += stored
-            if on_batch is not None:
-                on_batch(len(chunk))
-        return out
-
-    def _sweep_batch(self, ids: list[str], today: date, agents: list[str] | None) -> list[Stored]:
-        """Evaluate (a read), then store what is due and not yet swept today in one short
-        write transaction. A sweep running at the same time may store a key first: the
-        batch is then evaluated again, and only what is left is stored."""
-        for attempt in range(3):
-            due: dict[str, tuple[str, list[str]]] = {}  # account -> (org, agents due)
-            with transaction(self.db) as session:
-                accounts = session.exec(
-                    select(Account).where(col(Account.id).in_(ids), Account.status == "active")
-                ).all()
-                for account in accounts:
-                    snapshot = get_snapshot(session, account_id=account.id, today=today)
-                    assert snapshot is not None
-                    if hits := self.triggers.due(snapshot, today, agents):
-                        due[account.id] = (account.org_id, hits)
-                keys = {
-                    sweep_key(today, agent, account_id)
-                    for account_id, (_, hits) in due.items()
-                    for agent in hits
-                }
-                done = {
-                    (k.org_id, k.key)
-                    for k in session.exec(select(EventKey).where(col(EventKey.key).in_(keys)))
-                }
-            now = datetime.now(UTC)
-            out: list[Stored] = []
-            try:
-                with transaction(self.db, writes=True) as session:
-                    for account_id, (org, hits) in sorted(due.items()):
-                        todo = [
-                            a for a in hits if (org, sweep_key(today, a, account_id)) not in done
-                        ]
-                        if not todo:
-                            continue
-                        row = Event(
-                            account_id=account_id,
-                            type=SCHEDULE_EVENT,
-                            occurred_at=now,
-                            received_at=now,
-                            payload={"agents": todo, "day": today.isoformat()},
-                        )
-                        session.add(row)
-                        session.flush()
-                        assert row.id is not None
-                        session.add(
-                            EventDispatch(
-                                event_id=row.id,
-                                account_id=account_id,
-                                type=SCHEDULE_EVENT,
-                                agents=todo,
-                                created_at=now,
-                            )
-                        )
-                        for agent in todo:
-                            session.add(
-                                EventKey(
-                                    org_id=org,
-                                    key=sweep_key(today, agent, account_id),
-                                    event_id=row.id,
-                                )
-                            )
-                        session.flush()
-                        out.append(
-                            Stored(
-                                event_id=row.id,
-                                account_id=account_id,
-                                type=SCHEDULE_EVENT,
-                                agents=todo,
-                            )
-                        )
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                log.info("a concurrent sweep stored part of this batch: evaluating it again")
-                continue
-            return out
-        raise AssertionError("unreachable")

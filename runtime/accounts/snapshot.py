@@ -1,5 +1,7 @@
 """The account snapshot agents and triggers see: the store's account, its contacts,
-and its Health 2.0 score with the reasons behind it (the one health)."""
+and its Health 2.0 score with the reasons behind it (the one health). An account with
+subscriptions shows the ARR and seats they give today, and its renewal date moves on at
+each billing boundary once passed, whether or not an event came since."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from autopilot.runtime.accounts.subscriptions import current_fields
 from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo, HealthReason
 from autopilot.runtime.health.model import Explanation
 from autopilot.runtime.health.scoring import current
 from autopilot.runtime.store.accounts import Account, Contact
+from autopilot.runtime.store.customer import Subscription
 
 REASONS = 3  # the factors that pull the score down most, as the action's reasons
 
@@ -25,8 +29,13 @@ def get_snapshot(session: Session, *, account_id: str, today: date) -> AccountSn
     if account is None:
         return None
     health = current(session, account, today=today)
+    fields = account_fields(account)
+    subs = list(session.exec(select(Subscription).where(Subscription.account_id == account_id)))
+    if subs:
+        derived = current_fields(subs, today, account.renewal_date)
+        fields |= {k: v for k, v in derived.items() if k in fields}
     return snapshot_of(
-        account_fields(account),
+        fields,
         health=health.health,
         risk=health.risk,
         reasons=reasons_of(health),

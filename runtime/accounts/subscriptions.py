@@ -4,8 +4,8 @@ on history sees the contract the account had then, not the one it has now.
 
 A subscription is active on `day` when `start <= day < end` (an open end: still
 running). Its renewal date on `day` is the first billing-period boundary after `day`
-(counted from `start`), or its end if that comes first; the account's is the earliest
-of its active subscriptions'."""
+(counted from the start of its cycle: `renews_from`), or its end if that comes first;
+the account's is the earliest of its active subscriptions'."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
 from autopilot.runtime.store.accounts import Account
@@ -51,24 +51,56 @@ def add_months(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, monthrange(year, month + 1)[1]))
 
 
-def _renewal(sub: Subscription, day: date) -> date:
-    k = 1
-    while (boundary := add_months(sub.start, k * sub.billing_period)) <= day:
+def renews_from(sub: Subscription, subs: list[Subscription]) -> date:
+    """Where `sub`'s billing cycle started: the start of the run of rows it continues (a
+    row of the same product and period that ends the day it starts: a seat or price
+    change mid-term does not move the renewal), else its own start."""
+    anchor, seen = sub, {id(sub)}
+    while prev := next(
+        (
+            s
+            for s in subs
+            if id(s) not in seen
+            and s.product == anchor.product
+            and s.end == anchor.start
+            and s.billing_period == anchor.billing_period
+        ),
+        None,
+    ):
+        anchor = prev
+        seen.add(id(prev))
+    return anchor.start
+
+
+def renewal_on(sub: Subscription, day: date, subs: list[Subscription]) -> date:
+    """`sub`'s renewal on `day`: the first boundary of its cycle after `day`, or its end
+    (unless a row goes on from there in the same cycle: a change is no renewal)."""
+    start, k = renews_from(sub, subs), 1
+    while (boundary := add_months(start, k * sub.billing_period)) <= day:
         k += 1
-    return boundary if sub.end is None else min(boundary, sub.end)
+    if sub.end is None or _continued(sub, subs):
+        return boundary
+    return min(boundary, sub.end)
 
 
-def _active(sub: Subscription, day: date) -> bool:
+def _continued(sub: Subscription, subs: list[Subscription]) -> bool:
+    return any(
+        s.product == sub.product and s.start == sub.end and s.billing_period == sub.billing_period
+        for s in subs
+    )
+
+
+def active_on(sub: Subscription, day: date) -> bool:
     return sub.start <= day and (sub.end is None or day < sub.end)
 
 
 def terms_from(subs: list[Subscription], day: date) -> Terms:
     """The terms `subs` (one account's) give on `day`."""
-    active = [s for s in subs if _active(s, day)]
+    active = [s for s in subs if active_on(s, day)]
     return Terms(
         arr=round(sum(s.mrr for s in active) * 12, 2),
         seats=sum(s.quantity for s in active),
-        renewal_date=min((_renewal(s, day) for s in active), default=None),
+        renewal_date=min((renewal_on(s, day, subs) for s in active), default=None),
         started_on=min((s.start for s in subs), default=None),
     )
 
@@ -77,21 +109,6 @@ def terms_as_of(session: Session, account_id: str, day: date) -> Terms:
     """The account's ARR, seats, renewal date and start as of `day`."""
     subs = session.exec(select(Subscription).where(Subscription.account_id == account_id)).all()
     return terms_from(list(subs), day)
-
-
-def billing_period(account: Account) -> int:
-    """Months between the account's renewals: its latest subscription's billing period
-    (a year when it has none on record, or the account is not in a session)."""
-    session = object_session(account)
-    if session is None:
-        return 12
-    with session.no_autoflush:  # called mid-fold: pending rows are not ready to write
-        period = session.scalars(
-            select(Subscription.billing_period)
-            .where(Subscription.account_id == account.id)
-            .order_by(col(Subscription.start).desc())
-        ).first()
-    return 12 if period is None else int(period)
 
 
 def _date(path: str, line: int, field: str, text: str) -> date:
@@ -183,12 +200,33 @@ def import_subscriptions(
     return SubscriptionsImported(subscriptions=len(rows), accounts=len(by_account))
 
 
-def apply_terms(account: Account, subs: list[Subscription], today: date) -> None:
-    """The account's current fields from its terms today (or on its last active day)."""
+def current_terms(subs: list[Subscription], today: date) -> Terms:
+    """The terms `subs` give today, or on their last active day when nothing is active."""
     terms = terms_from(subs, today)
     ends = [s.end for s in subs if s.end is not None and s.end <= today]
     if terms.renewal_date is None and ends:  # nothing active today: its last terms
         terms = terms_from(subs, date.fromordinal(max(ends).toordinal() - 1))
+    return terms
+
+
+def current_fields(subs: list[Subscription], today: date, renewal_date: date) -> dict[str, Any]:
+    """The account's fields its subscriptions give today: ARR, seats, start, and the
+    renewal date once the one on record (`renewal_date`) has passed: a renewal recorded
+    early (`renewed`: a billing period on) keeps its date until then."""
+    terms = current_terms(subs, today)
+    out: dict[str, Any] = {
+        "arr": terms.arr,
+        "seats_purchased": terms.seats,
+        "started_on": terms.started_on,
+    }
+    if terms.renewal_date is not None and renewal_date < today:
+        out["renewal_date"] = terms.renewal_date
+    return out
+
+
+def apply_terms(account: Account, subs: list[Subscription], today: date) -> None:
+    """The account's current fields from its terms today (or on its last active day)."""
+    terms = current_terms(subs, today)
     account.arr, account.seats_purchased = terms.arr, terms.seats
     if terms.renewal_date is not None:
         account.renewal_date = terms.renewal_date

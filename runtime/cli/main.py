@@ -175,6 +175,7 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
     is reported with its line number before anything is stored). Stored in batches, so
     the store's write lock is released between them and the API keeps answering."""
     from autopilot.runtime.accounts.ingest import Ingest, UnknownAccount
+    from autopilot.runtime.accounts.subscription_events import SubscriptionEventError
     from autopilot.runtime.agents.specs import load_specs
     from autopilot.runtime.services import make_policy_engine
 
@@ -201,10 +202,19 @@ def events_import(file: Path, as_json: JsonOpt = False) -> None:
             )
         stored, started = [], []
         for at in range(0, len(events), IMPORT_BATCH):
-            batch = ingest.store(events[at : at + IMPORT_BATCH])
-            stored += batch
-            started += await ingest.dispatch(batch)
-        return {"ok": True, "imported": len(stored), "started": [s.workflow_id for s in started]}
+            try:
+                batch = ingest.store(events[at : at + IMPORT_BATCH])
+            except SubscriptionEventError as err:  # batches before it are stored
+                line = lines[at + err.index]
+                raise ValueError(f"{file}:{line}: {err.field}: {err.problem}") from None
+            stored += [s for s in batch if not s.again]
+            started += await ingest.dispatch([s for s in batch if not s.again])
+        return {
+            "ok": True,
+            "imported": len(stored),
+            "again": len(events) - len(stored),  # delivered before (same `id`): not stored
+            "started": [s.workflow_id for s in started],
+        }
 
     lines = [n for n, _ in _numbered(file)]
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -29,6 +29,17 @@ REQUIRED_FIELD: dict[str, str | None] = {
     "expansion_declined": None,
 }
 
+# What a subscription or contract event must carry (besides the day it happened): they
+# write `Subscription` rows (see `accounts.subscription_events`), not a day's rollup,
+# and are not history-mapping signals (a subscriptions history is its own file).
+SUBSCRIPTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "subscription.started": ("product", "mrr"),
+    "subscription.changed": ("product",),
+    "subscription.cancelled": ("product",),
+    "contract.renewed": (),
+}
+BillingPeriod = Literal[1, 3, 6, 12, 24, 36]  # months between renewals
+
 EventType = Literal[
     "login",
     "usage_snapshot",
@@ -46,6 +57,10 @@ EventType = Literal[
     "email_reply",
     "csm_takeover",
     "expansion_declined",
+    "subscription.started",
+    "subscription.changed",
+    "subscription.cancelled",
+    "contract.renewed",
 ]
 Module = Literal["core", "reports", "automation", "integrations", "admin", "mobile"]
 
@@ -58,6 +73,8 @@ class EventIn(BaseModel):
 
     account_id: Annotated[str, Field(min_length=1, max_length=64)]
     type: EventType
+    # The source's id for the event: a re-delivery with the same id is stored once.
+    id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     # When it happened; without a time zone it is read as UTC. Absent: now. More than a
     # day old: history (folded and scored, never a trigger). Years 2000-2100 only.
     occurred_at: datetime | None = None
@@ -79,6 +96,16 @@ class EventIn(BaseModel):
     seats: int | None = Field(
         None, ge=0, le=MAX_COUNT, description="seats added by an expansion or bought in a contract"
     )
+    # Subscription and contract events (`SUBSCRIPTION_FIELDS`).
+    product: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    mrr: float | None = Field(
+        None, ge=0, le=1e12, allow_inf_nan=False, description="monthly recurring revenue"
+    )
+    quantity: int | None = Field(None, ge=0, le=MAX_COUNT, description="seats subscribed")
+    billing_period: BillingPeriod | None = Field(None, description="months between renewals")
+    ends_on: date | None = Field(
+        None, description="a subscription's last day + 1 (a cancellation, a contract's new end)"
+    )
 
     @field_validator("occurred_at")
     @classmethod
@@ -92,7 +119,15 @@ class EventIn(BaseModel):
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> EventIn:
-        field = REQUIRED_FIELD[self.type]
-        if field is not None and getattr(self, field) is None:
-            raise ValueError(f"field '{field}' is required for a '{self.type}' event")
+        needed = SUBSCRIPTION_FIELDS.get(self.type) or (REQUIRED_FIELD.get(self.type),)
+        for field in needed:
+            if field is not None and getattr(self, field) is None:
+                raise ValueError(f"field '{field}' is required for a '{self.type}' event")
+        if self.type == "subscription.changed" and (
+            self.mrr is None and self.quantity is None and self.billing_period is None
+        ):
+            raise ValueError(
+                "field 'mrr', 'quantity' or 'billing_period' is required for a "
+                "'subscription.changed' event"
+            )
         return self

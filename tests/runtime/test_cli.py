@@ -61,7 +61,7 @@ async def test_import_with_an_unknown_account_imports_nothing(stack: Stack, tmp_
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines))
     proc = await arun_cli("events", "import", str(path), "--json", env=stack_env(stack))
-    assert proc.returncode == 2 and f"{path}:4: account_id:" in json.loads(proc.stdout)["error"]
+    assert proc.returncode == 2 and f"{path}:{len(lines)}: account_id:" in json.loads(proc.stdout)["error"]
     with Session(stack.db) as s:
         assert s.exec(select(Event)).all() == []
 
@@ -75,7 +75,7 @@ async def test_import_and_cli_approval_drive_a_run(stack: Stack, tmp_path: Path)
     proc = await arun_cli("events", "import", str(path), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out == {"ok": True, "imported": len(events), "started": [f"agent:churn_rescue:{account}"]}
+    assert out == {"ok": True, "imported": len(events), "again": 0, "started": [f"agent:churn_rescue:{account}"]}
     email, = await stack.pending_for(account)
     owner = stack.owner(account)
     listed = json.loads((await arun_cli("approvals", "list", "--as", owner, "--json", env=env)).stdout)
@@ -126,7 +126,7 @@ async def test_a_large_import_is_stored_in_batches_and_counts_every_event(stack:
                               for _ in range(1100)))
     proc = await arun_cli("events", "import", str(path), "--json", env=stack_env(stack))
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"ok": True, "imported": 1100, "started": []}
+    assert json.loads(proc.stdout) == {"ok": True, "imported": 1100, "again": 0, "started": []}
     from sqlmodel import Session, select
 
     with Session(stack.db) as s:

@@ -42,7 +42,9 @@ def adoption_events(account: str) -> list[dict[str, Any]]:
 
 
 async def _adoption_run(stack: Stack) -> tuple[str, str]:
-    account, = stack.pick("smb", max_arr=50_000)
+    # An account with seats to spare: one nearly full would also start Expansion.
+    account = next(a for a in stack.pick("smb", n=20, strict=False, max_arr=50_000)
+                   if stack.account(a).seats_used < 0.9 * stack.account(a).seats_purchased)
     started = await stack.post_events(adoption_events(account))
     assert started == [f"agent:adoption:{account}"], started
     return account, started[0]

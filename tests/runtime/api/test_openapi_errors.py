@@ -73,7 +73,7 @@ async def test_a_role_that_may_not_is_a_documented_403(stack: Stack, served: Ser
             "POST /approvals/{approval_id}/edit",
             "POST /approvals/{approval_id}/reassign",
         },
-        6,
+        10,
     )
     csm = await asyncio.to_thread(send_all, served, stack.headers("alice"), {"GET /metrics/cbr"})
     # A valid-looking body the model's own rules refuse is a 422 first: each still met a 403.
