@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -29,8 +28,8 @@ TODAY = date(2026, 11, 24)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+def db(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
     seed_portfolio(engine, n=40, today=TODAY)  # scores in the fast form (no factors)
     with Session(engine) as s:
         ids = list(s.exec(select(Account.id).order_by(col(Account.id))))
