@@ -19,6 +19,7 @@ from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.runtime.audit.checkpoints import run_checkpoints
 from autopilot.runtime.audit.keys import load_or_create
 from autopilot.runtime.execution.outcomes import run_reconciler
+from autopilot.runtime.graph import local
 from autopilot.runtime.graph.builder import build_graphs
 from autopilot.runtime.health.scoring import run_daily_rescore
 from autopilot.runtime.llm.activity import LlmActivities
@@ -60,6 +61,7 @@ def build_worker(
             approvals.regate_edit,
             sweep.sweep_accounts,
             LlmActivities().call_model,  # model calls (runtime/llm): budget, retries, ledger
+            *local.STEPS,  # the action path's steps, run as local activities
         ],
         plugins=[
             LangGraphPlugin(

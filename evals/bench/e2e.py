@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlmodel import Session, select
+import sqlalchemy as sa
 from temporalio.worker import Worker
 
 from autopilot.evals.bench.baseline import BareApprovalWorkflow, BareWorkflow, noop
@@ -196,19 +196,25 @@ async def first_pending(
     raise TimeoutError(f"no pending approval for {account} within 60 s")
 
 
+# One indexed row read, not an ORM session per poll: the poll shares the event loop (and
+# the GIL) with the worker whose latency it measures, and must not slow it down.
+_EXECUTED = (
+    sa.select(sa.literal(1))
+    .where(sa.column("workflow_id") == sa.bindparam("wf"), sa.column("status") == "executed")
+    .select_from(sa.table(str(ActionRecord.__tablename__)))
+    .limit(1)
+)
+
+
 async def executed(db: Any, workflow_id: str) -> None:
     """Until the approved action is executed *and* recorded (the record step sets the status)."""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with Session(db) as s:
-            rows = s.exec(
-                select(ActionRecord).where(
-                    ActionRecord.workflow_id == workflow_id, ActionRecord.status == "executed"
-                )
-            ).all()
-        if rows:
-            return
-        await asyncio.sleep(0.002)
+    with db.connect() as conn:
+        while time.monotonic() < deadline:
+            if conn.execute(_EXECUTED, {"wf": workflow_id}).first() is not None:
+                return
+            conn.rollback()  # a fresh snapshot next time (SQLite, Postgres)
+            await asyncio.sleep(0.002)
     raise TimeoutError(f"{workflow_id}: the approved action did not execute within 60 s")
 
 

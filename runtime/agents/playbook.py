@@ -9,12 +9,13 @@ among a step's options. It knows no tool by name."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
 import cel
-from jinja2 import StrictUndefined, TemplateNotFound
+from jinja2 import StrictUndefined, Template, TemplateNotFound
 from jinja2.loaders import DictLoader
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel
@@ -222,12 +223,24 @@ class TemplateProblem(ValueError):
 
 
 def _env(spec: AgentSpec) -> ImmutableSandboxedEnvironment:
+    return _env_for(tuple(sorted(spec.template_sources.items())))
+
+
+# Compiling a template costs more than the rest of planning: an agent's templates are
+# compiled once per worker (keyed by their text, so an edited spec compiles afresh).
+@functools.lru_cache(maxsize=64)
+def _env_for(sources: tuple[tuple[str, str], ...]) -> ImmutableSandboxedEnvironment:
     return ImmutableSandboxedEnvironment(
-        loader=DictLoader(spec.template_sources),
+        loader=DictLoader(dict(sources)),
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=False,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(env: ImmutableSandboxedEnvironment, source: str) -> Template:
+    return env.from_string(source)
 
 
 def merge_fields(
@@ -262,7 +275,7 @@ def merge_fields(
 
 def render_value(env: ImmutableSandboxedEnvironment, value: Any, fields: dict[str, Any]) -> Any:
     if isinstance(value, str):
-        return env.from_string(value).render(fields).strip()
+        return _compiled(env, value).render(fields).strip()
     if isinstance(value, list):
         return [render_value(env, v, fields) for v in value]
     if isinstance(value, dict):

@@ -1,6 +1,9 @@
-"""The agent graphs. Runs started now take the fused graph (runtime/graph/fused.py):
-prepare → (act → approve? → finish|record)*, two activities for an auto-allowed action.
-Runs started before it replay on the five-node graph it replaced:
+"""The agent graphs. Runs started now take the local graph (runtime/graph/local.py): the
+fused graph with `prepare` and `act` as local activities, no server round trip for an
+auto-allowed action.
+Runs started before it replay on the graph they ran on: the fused graph
+(runtime/graph/fused.py), prepare → (act → approve? → finish|record)*, two activities for
+an auto-allowed action; before that the five-node graph,
 observe → assess → plan → (choose → gate → approve? → execute? → record)*."""
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from datetime import timedelta
 from langgraph.graph import END, START, StateGraph
 from temporalio.common import RetryPolicy
 
-from autopilot.runtime.graph import fused, nodes
+from autopilot.runtime.graph import fused, local, nodes
 from autopilot.runtime.graph.state import RunState
 
 GRAPH_NAME = "agent"  # the five-node graph: histories from before the fused one
-FUSED_GRAPH = "agent_fused"
+FUSED_GRAPH = "agent_fused"  # two activities per auto-allowed action
+LOCAL_GRAPH = "agent_local"  # the same steps as local activities
 
 _IO = {
     "execute_in": "activity",
@@ -86,10 +90,38 @@ def build_fused_graph(
     return g
 
 
+def build_local_graph(
+    *, max_send_backoff_s: float = 300.0, send_timeout_s: float = 90.0
+) -> StateGraph:
+    """The fused graph's shape; `prepare` and `act` start local activities from the
+    workflow, `finish` is the fused graph's activity."""
+    steps = local.LocalSteps(
+        local.options(max_send_backoff_s=max_send_backoff_s, send_timeout_s=send_timeout_s)
+    )
+    g = StateGraph(RunState)
+    g.add_node("prepare", steps.prepare, metadata=_PURE)
+    g.add_node("act", steps.act, metadata=_PURE)
+    g.add_node("approve", nodes.approve, metadata=_PURE)
+    # After an approval: an activity, so that the approver's Update is answered at once.
+    g.add_node("finish", fused.finish, metadata=_send(max_send_backoff_s, send_timeout_s))
+    g.add_node("record", nodes.record, metadata=_IO)
+    g.add_edge(START, "prepare")
+    g.add_conditional_edges("prepare", fused.choose, {"act": "act", END: END})
+    g.add_conditional_edges("act", fused.after_act, {"approve": "approve", "act": "act", END: END})
+    g.add_conditional_edges("approve", fused.after_approve, ["finish", "record"])
+    g.add_conditional_edges("finish", fused.choose, {"act": "act", END: END})
+    g.add_conditional_edges("record", fused.choose, {"act": "act", END: END})
+    return g
+
+
 def build_graphs(
     *, max_send_backoff_s: float = 300.0, send_timeout_s: float = 90.0
 ) -> dict[str, StateGraph]:
     """Every graph a worker (or a replayer) must hold: the current one and the one
     older histories ran on."""
     kw = {"max_send_backoff_s": max_send_backoff_s, "send_timeout_s": send_timeout_s}
-    return {GRAPH_NAME: build_graph(**kw), FUSED_GRAPH: build_fused_graph(**kw)}
+    return {
+        GRAPH_NAME: build_graph(**kw),
+        FUSED_GRAPH: build_fused_graph(**kw),
+        LOCAL_GRAPH: build_local_graph(**kw),
+    }

@@ -73,8 +73,9 @@ def _logged_decision(v: View) -> Decision | None:
 
 
 async def _gate_once(state: RunState) -> dict[str, Any]:
-    """The gate, except on a retry after the tool call began: then the logged decision."""
-    if activity.in_activity() and activity.info().attempt > 1:
+    """The gate, except on a retry after the tool call began: then the logged decision.
+    A local activity's step re-runs as attempt 1 after its worker died: it looks too."""
+    if activity.in_activity() and (activity.info().attempt > 1 or activity.info().is_local):
         v = View(state)
         if call_state(services.current().db, v.key) is not None:
             logged = _logged_decision(v)

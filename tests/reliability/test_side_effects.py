@@ -19,7 +19,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.devstack.users import demo_user_id
 from autopilot.runtime.execution.outcomes import reconcile_once
-from autopilot.runtime.graph.builder import FUSED_GRAPH
+from autopilot.runtime.graph.builder import LOCAL_GRAPH
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.accounts import Contact
 from autopilot.runtime.store.actions import ActionRecord
@@ -202,7 +202,7 @@ async def test_an_approved_send_still_failing_past_the_approvals_validity_stops_
         assert entry.decision["code"] == "approval.lapsed"
 
 
-SENDING = (f"{FUSED_GRAPH}.act", f"{FUSED_GRAPH}.finish")  # the activities that send
+SENDING = (f"{LOCAL_GRAPH}.act", f"{LOCAL_GRAPH}.finish")  # the (local) activities that send
 
 
 class _DiesMidCall(Interceptor):

@@ -23,7 +23,7 @@ from temporalio import activity
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.ledger.spend import ledger
 from autopilot.runtime.contracts.approval import ApprovalVote
-from autopilot.runtime.graph.builder import FUSED_GRAPH, build_graphs
+from autopilot.runtime.graph.builder import LOCAL_GRAPH, build_graphs
 from autopilot.runtime.policy.engine import UNAVAILABLE
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.accounts import Contact
@@ -199,7 +199,7 @@ class _FailAfterSideEffect(Interceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
                 result = await super().execute_activity(input)
                 info = activity.info()
-                if info.activity_type == f"{FUSED_GRAPH}.act":  # the gate, the send and its record
+                if info.activity_type == f"{LOCAL_GRAPH}.act":  # the gate, the send and its record
                     outer.attempts.append(info.attempt)
                     if info.attempt == 1:
                         raise RuntimeError("worker lost after the side effect")

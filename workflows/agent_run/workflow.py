@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         EventSignal,
         PreemptSignal,
     )
-    from autopilot.runtime.graph.builder import FUSED_GRAPH, GRAPH_NAME
+    from autopilot.runtime.graph.builder import FUSED_GRAPH, GRAPH_NAME, LOCAL_GRAPH
     from autopilot.workflows import search
     from autopilot.workflows.agent_run.activities import (
         ApprovalActivities,
@@ -94,8 +94,14 @@ class AgentRunWorkflow:
     async def run(self, inp: AgentRunInput) -> AgentRunResult:
         wf_id = workflow.info().workflow_id
         started = inp.started_at or workflow.info().start_time
-        # Runs from before the fused action path replay on the graph they ran on.
-        name = FUSED_GRAPH if workflow.patched("fused-action-path") else GRAPH_NAME
+        # Runs from before the local (then the fused) action path replay on the graph
+        # they ran on.
+        if workflow.patched("local-action-path"):
+            name = LOCAL_GRAPH
+        elif workflow.patched("fused-action-path"):
+            name = FUSED_GRAPH
+        else:
+            name = GRAPH_NAME
         app = graph(name).compile(checkpointer=InMemorySaver())
         config: RunnableConfig = {"configurable": {"thread_id": wf_id}}
         run = inp.model_dump(mode="json", exclude={"outcomes"})

@@ -50,13 +50,15 @@ AGENTS = sorted(p.stem for p in (REPO / "agents").glob("*.yaml"))
 REGENERATE = os.environ.get("AUTOPILOT_REGENERATE_GOLDEN") == "1"
 
 
-# Histories of runs on the five-node graph (before the fused action path): kept, since
-# runs started then must still replay on a worker of today.
+# Histories of runs on the graphs before the local action path (the fused graph, and the
+# five-node graph before it): kept, since runs started then must still replay on a worker
+# of today.
 FIVE_NODE = GOLDEN / "five_node"
-ERAS = {"fused": GOLDEN, "five_node": FIVE_NODE}
+ERAS = {"local": GOLDEN, "fused": GOLDEN / "fused", "five_node": FIVE_NODE}
+GRAPHS = {"local": "agent_local", "fused": "agent_fused", "five_node": "agent"}
 
 
-def golden(agent: str, era: str = "fused") -> WorkflowHistory:
+def golden(agent: str, era: str = "local") -> WorkflowHistory:
     path = ERAS[era] / f"{agent}.json"
     assert path.exists(), f"no golden history for agent {agent}: regenerate ({__doc__})"
     history = read_history(path, "")
@@ -68,6 +70,7 @@ def test_every_shipped_agent_has_a_golden_history() -> None:
     assert {"adoption", "churn_rescue", "compliance", "expansion", "renewal"} <= set(AGENTS)
     assert set(STARTS) == set(AGENTS), "a new agent needs a recipe in STARTS, then a recording"
     assert sorted(p.stem for p in GOLDEN.glob("*.json")) == AGENTS
+    assert sorted(p.stem for p in ERAS["fused"].glob("*.json")) == AGENTS
     assert {p.stem for p in FIVE_NODE.glob("*.json")} >= {"adoption", "renewal", "compliance"}
 
 
@@ -77,16 +80,26 @@ async def test_the_golden_history_replays_on_todays_code(agent: str, era: str) -
     if not (ERAS[era] / f"{agent}.json").exists():
         pytest.skip(f"no {era} history of {agent}")
     history = golden(agent, era)
+    # The graph's steps: activities, or (the local path) local activities' markers.
     activities = {
         e.activity_task_scheduled_event_attributes.activity_type.name
         for e in history.events
         if e.HasField("activity_task_scheduled_event_attributes")
+    } | {
+        json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)[
+            "activity_type"
+        ]
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
     }
-    graph = "agent_fused" if era == "fused" else "agent"
-    assert any(a.startswith(f"{graph}.") for a in activities), activities
+    assert any(a.startswith(f"{GRAPHS[era]}.") for a in activities), activities
     kinds = {e.WhichOneof("attributes") for e in history.events}
-    # A whole first run: it gated and acted (activities), and ended or continued as new.
-    assert "activity_task_completed_event_attributes" in kinds
+    # A whole first run: it gated and acted, and ended or continued as new.
+    assert kinds & {
+        "activity_task_completed_event_attributes",
+        "marker_recorded_event_attributes",
+    }
     assert kinds & {
         "workflow_execution_completed_event_attributes",
         "workflow_execution_continued_as_new_event_attributes",
