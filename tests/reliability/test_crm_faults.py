@@ -124,7 +124,7 @@ async def test_a_run_whose_crm_write_stayed_unknown_is_reconciled_later(
 ) -> None:
     """Past its retry window the action is an open check; the reconciler asks the CRM
     with the same key once it answers: executed, written once."""
-    from tests.tools.test_connectors import adoption_events
+    from tests.tools.test_connectors import adoption_account, adoption_events
 
     await crm.start()
     crm.slow = True
@@ -132,7 +132,7 @@ async def test_a_run_whose_crm_write_stayed_unknown_is_reconciled_later(
                              send_max_backoff_s=1.0)
     async with stack_factory(settings=settings) as stack:
         stack: Stack
-        account, = stack.pick("smb", max_arr=50_000)
+        account = adoption_account(stack)
         wf_id, = await stack.post_events(adoption_events(account))
         result = await stack.run_result(wf_id)
         crm_outcome = next(o for o in result.outcomes if o.tool == "crm_update_field")

@@ -41,10 +41,14 @@ def adoption_events(account: str) -> list[dict[str, Any]]:
             {"account_id": account, "type": "feature_use", "module": "reports"}]
 
 
+def adoption_account(stack: Stack) -> str:
+    """A healthy account with seats to spare: one nearly full would also start Expansion."""
+    return next(a for a in stack.pick("smb", n=20, strict=False, max_arr=50_000)
+                if stack.account(a).seats_used < 0.9 * stack.account(a).seats_purchased)
+
+
 async def _adoption_run(stack: Stack) -> tuple[str, str]:
-    # An account with seats to spare: one nearly full would also start Expansion.
-    account = next(a for a in stack.pick("smb", n=20, strict=False, max_arr=50_000)
-                   if stack.account(a).seats_used < 0.9 * stack.account(a).seats_purchased)
+    account = adoption_account(stack)
     started = await stack.post_events(adoption_events(account))
     assert started == [f"agent:adoption:{account}"], started
     return account, started[0]
