@@ -5,6 +5,8 @@ of the simulator's worlds."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -120,6 +122,22 @@ def train(
     _print_trained(model, folder, as_json)
 
 
+@contextmanager
+def _refusals(as_json: bool) -> Iterator[None]:
+    """Training refused: a failed leakage check with its figures, anything else plainly."""
+    from autopilot.runtime.health.leakage import LeakageError
+
+    try:
+        yield
+    except LeakageError as err:
+        if as_json:
+            emit_json({"ok": False, "error": str(err), "leakage_check": err.result})
+            finish(2)
+        fail(str(err), as_json=False)
+    except ValueError as err:
+        fail(str(err), as_json=as_json)
+
+
 def _train_on_store(
     cut: date | None,
     rule: Rule,
@@ -135,7 +153,6 @@ def _train_on_store(
     from autopilot.runtime.devstack.simulator import simulate as sim
     from autopilot.runtime.health.asof import load_history
     from autopilot.runtime.health.honest import train_time_honest
-    from autopilot.runtime.health.leakage import LeakageError
     from autopilot.runtime.health.training import write_history
     from autopilot.runtime.store.db import make_engine
 
@@ -146,7 +163,7 @@ def _train_on_store(
         db = _db()
     with Progress(console=console, disable=as_json, transient=True) as bar:
         task = bar.add_task("reading the history as of each day", total=2)
-        try:
+        with _refusals(as_json):
             history = load_history(db, org_id=org or None)
             bar.update(task, advance=1, description="training model and baseline")
             model = train_time_honest(
@@ -159,13 +176,6 @@ def _train_on_store(
                 max_auc_gap=max_auc_gap,
                 history=history,
             )
-        except LeakageError as err:
-            if as_json:
-                emit_json({"ok": False, "error": str(err), "leakage_check": err.result})
-                finish(2)
-            fail(str(err), as_json=False)
-        except ValueError as err:
-            fail(str(err), as_json=as_json)
         bar.update(task, advance=1)
     return model
 
@@ -177,7 +187,6 @@ def _train_on_worlds(
 
     from autopilot.runtime.devstack.worlds import WORLDS
     from autopilot.runtime.health.default_model import train_on_worlds
-    from autopilot.runtime.health.leakage import LeakageError
     from autopilot.runtime.health.worlds import evaluate
 
     with Progress(console=console, disable=as_json, transient=True) as bar:
@@ -186,7 +195,7 @@ def _train_on_worlds(
         def step(what: str) -> None:
             bar.update(task, advance=1, description=what)
 
-        try:
+        with _refusals(as_json):
             model = train_on_worlds(
                 n,
                 rule=rule,
@@ -194,13 +203,6 @@ def _train_on_worlds(
                 max_gain_share=max_gain_share,
                 progress=step,
             )
-        except LeakageError as err:
-            if as_json:
-                emit_json({"ok": False, "error": str(err), "leakage_check": err.result})
-                finish(2)
-            fail(str(err), as_json=False)
-        except ValueError as err:
-            fail(str(err), as_json=as_json)
         model.card["worlds"] = evaluate(
             model, n=report, progress=lambda w: step(f"evaluating on world {w}")
         )
