@@ -209,12 +209,13 @@ _EXECUTED = (
 async def executed(db: Any, workflow_id: str) -> None:
     """Until the approved action is executed *and* recorded (the record step sets the status)."""
     deadline = time.monotonic() + 60
-    with db.connect() as conn:
-        while time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        # A connection per look, none held across the wait: many waiters must not drain
+        # the pool that the SMTP sink (which stores the runs' emails) draws from too.
+        with db.connect() as conn:
             if conn.execute(_EXECUTED, {"wf": workflow_id}).first() is not None:
                 return
-            conn.rollback()  # a fresh snapshot next time (SQLite, Postgres)
-            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.002)
     raise TimeoutError(f"{workflow_id}: the approved action did not execute within 60 s")
 
 
