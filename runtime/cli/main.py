@@ -171,9 +171,14 @@ IMPORT_BATCH = 500  # events per transaction: a long import never holds the writ
 
 @events_app.command("import")
 def events_import(file: Path, as_json: JsonOpt = False) -> None:
-    """Import a JSONL file of events: all lines or none (a bad line or an unknown account
-    is reported with its line number before anything is stored). Stored in batches, so
-    the store's write lock is released between them and the API keeps answering."""
+    """Import a JSONL file of events, stored in batches of 500 so the store's write lock
+    is released between them and the API keeps answering. A line that is not a valid
+    event, or names an unknown account, is reported as FILE:LINE before anything is
+    stored. An event the account's subscriptions cannot take (a change to no running
+    subscription, say) is only found as its batch is stored: the error names FILE:LINE,
+    that batch and the ones after it are not stored, and the batches before it stay
+    stored, their runs started. Events with an `id` are not stored twice, so the
+    corrected file can be imported again; events without one would be."""
     from autopilot.runtime.accounts.ingest import Ingest, UnknownAccount
     from autopilot.runtime.accounts.subscription_events import SubscriptionEventError
     from autopilot.runtime.agents.specs import load_specs

@@ -10,30 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlmodel import Session, col, select
 
-from autopilot.runtime.accounts.ingest import Stored
 from autopilot.runtime.agents.preview import preview
-from autopilot.runtime.agents.triggers import SCHEDULE_EVENT
-from autopilot.runtime.auth.users import issue_token
 from autopilot.runtime.config import Settings
-from autopilot.runtime.contracts.run import AgentRunResult
-from autopilot.runtime.devstack.scenarios import drop_events, pick_accounts
-from autopilot.runtime.devstack.stack import Running, free_port, port_open, running_stack
+from autopilot.runtime.devstack.demo_api import (
+    DemoApi,
+    Say,
+    compliance_run,
+    conflicts,
+    conflicts_async,
+    finished,
+    outcomes,
+    progress_waiting,
+    seats_purchased,
+    wait,
+)
+from autopilot.runtime.devstack.scenarios import pick_accounts
+from autopilot.runtime.devstack.stack import free_port, port_open, running_stack
 from autopilot.runtime.devstack.users import DEMO_PASSWORD
 from autopilot.runtime.execution.rollback import rollback
 from autopilot.runtime.store.accounts import Account
-from autopilot.runtime.store.actions import ActionRecord, SupervisorConflict
-from autopilot.runtime.store.events import Event
+from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.mail import ReceivedMail
 from autopilot.runtime.store.tool_calls import ToolCallRecord
-
-Say = Callable[[str], None]
 
 
 def demo_settings(base: Settings) -> Settings:
@@ -70,65 +74,6 @@ def demo_settings(base: Settings) -> Settings:
     return base.model_copy(update=update)
 
 
-async def _wait(predicate: Callable[[], Awaitable[Any]], what: str, timeout: float = 60) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (value := await predicate()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"demo: timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-    return value
-
-
-async def _finished(client: Any, workflow_id: str, timeout: float = 120) -> Any:
-    """A run's result; a run still waiting after `timeout` (on an approval, say) is an error, not a hang."""
-    try:
-        handle = client.get_workflow_handle(workflow_id, result_type=AgentRunResult)
-        return await asyncio.wait_for(handle.result(), timeout)
-    except TimeoutError:
-        raise TimeoutError(f"demo: {workflow_id} did not finish within {timeout:g} s") from None
-
-
-def _conflicts(db: Any, account_id: str) -> list[SupervisorConflict]:
-    with Session(db) as s:
-        return list(
-            s.exec(select(SupervisorConflict).where(SupervisorConflict.account_id == account_id))
-        )
-
-
-def _seats(db: Any, account_id: str) -> int:
-    with Session(db) as s:
-        row = s.get(Account, account_id)
-        assert row is not None
-        return row.seats_purchased
-
-
-async def _conflicts_async(db: Any, account_id: str) -> list[SupervisorConflict]:
-    return _conflicts(db, account_id)
-
-
-async def _progress_waiting(handle: Any) -> bool:
-    return (await handle.query("progress"))["status"] == "waiting"
-
-
-async def _compliance_run(stack: Running, account_id: str) -> list[str]:
-    """What the daily sweep does for one account: a `schedule` event, dispatched."""
-    with Session(stack.services.db) as s:
-        event = Event(
-            account_id=account_id,
-            type=SCHEDULE_EVENT,
-            occurred_at=stack.services.clock(),
-            received_at=stack.services.clock(),
-            payload={"agents": ["compliance"]},
-        )
-        s.add(event)
-        s.commit()
-        assert event.id is not None
-        stored = Stored(
-            event_id=event.id, account_id=account_id, type=SCHEDULE_EVENT, agents=["compliance"]
-        )
-    return [s.workflow_id for s in await stack.ingest.dispatch([stored])]
-
-
 async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
     settings = demo_settings(base).model_copy(update={"playbook_wait_scale": 1 / 86400})
     async with (
@@ -136,97 +81,10 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
         httpx.AsyncClient(base_url=stack.urls["api"]) as api,
     ):
         db = stack.services.db
+        demo = DemoApi(stack, api, say)
         say(
             f"Seeded {stack.seeded} accounts; Temporal at {stack.urls['temporal']}, API at {stack.urls['api']}"
         )
-        tokens: dict[str, str] = {}
-
-        def as_user(user: str) -> dict[str, str]:
-            if user not in tokens:
-                tokens[user] = issue_token(db, user_id=user, label="demo")
-            return {"Authorization": f"Bearer {tokens[user]}"}
-
-        def owner(account: str) -> str:
-            with Session(db) as s:
-                row = s.get(Account, account)
-                assert row is not None
-                return row.owner_csm
-
-        async def approvals(status: str = "pending") -> list[dict[str, Any]]:
-            r = await api.get("/approvals", params={"status": status}, headers=as_user("maria"))
-            r.raise_for_status()
-            return r.json()  # type: ignore[no-any-return]
-
-        async def pending_for(account: str) -> list[dict[str, Any]]:
-            return [a for a in await approvals() if a["account_id"] == account]
-
-        async def signal(account: str, severe: bool = False) -> str:
-            started: list[str] = []
-            for ev in drop_events(db, account, severe=severe):
-                r = await api.post("/events", json=ev, headers=as_user("adam"))
-                r.raise_for_status()
-                started += r.json()["started"]
-                say(
-                    f"  event {ev['type']:<15} → {account}  {('starts ' + ', '.join(r.json()['started'])) if r.json()['started'] else ''}"
-                )
-            assert len(started) == 1, started
-            return started[0]
-
-        async def decide(
-            account: str, verdict: str, user: str, reason: str = "", agent: str | None = None
-        ) -> dict[str, Any]:
-            async def items() -> list[dict[str, Any]]:
-                return [a for a in await pending_for(account) if agent in (None, a["agent"])]
-
-            item = (await _wait(items, f"an approval for {account}"))[0]
-            body = {"verdict": verdict, "payload_hash": item["payload_hash"], "reason": reason}
-            r = await api.post(
-                f"/approvals/{item['id']}/decision", json=body, headers=as_user(user)
-            )
-            r.raise_for_status()
-            out = r.json()
-            left = (
-                f", still needs {', '.join(out['remaining_roles'])}"
-                if out["status"] == "pending"
-                else ""
-            )
-            say(
-                f"  {user} {verdict}s {item['action']['tool']} on {account} → {out['status']}{left} "
-                f"({'; '.join(item['reasons'])})"
-            )
-            return item
-
-        async def post(ev: dict[str, Any]) -> list[str]:
-            r = await api.post("/events", json=ev, headers=as_user("adam"))
-            r.raise_for_status()
-            return list(r.json()["started"])
-
-        def outcomes(result: Any) -> str:
-            return (
-                ", ".join(
-                    f"{o.step or o.tool} {o.status}"
-                    + (f" ({', '.join(o.codes)})" if o.codes else "")
-                    for o in result.outcomes
-                )
-                or "none"
-            )
-
-        async def approving(account: str, workflow_id: str, *, until_waiting: bool = False) -> Any:
-            """The run's result (or, `until_waiting`, its first wait), its owner approving
-            whatever it asks on the way (a follow-up, say)."""
-            handle = stack.client.get_workflow_handle(workflow_id, result_type=AgentRunResult)
-            task = asyncio.ensure_future(handle.result())
-            while not task.done():
-                if until_waiting and await _progress_waiting(handle):
-                    task.cancel()
-                    return None
-                for item in await pending_for(account):
-                    for role in item["roles"]:
-                        await decide(
-                            account, "approve", owner(account) if role == "csm" else "maria"
-                        )
-                await asyncio.wait([task], timeout=0.5)
-            return task.result()
 
         smb, smb_b = pick_accounts(db, "smb", n=2, max_arr=50_000)
         candidates = pick_accounts(
@@ -255,28 +113,28 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             f" five days later (a day lasts {day:g} s in the demo) nobody replied: the follow-up"
             " asks the optimizer for the cheapest human help"
         )
-        wf = await signal(smb)
-        rescue = await approving(smb, wf)
+        wf = await demo.signal(smb)
+        rescue = await demo.approving(smb, wf)
         say(f"  {wf}: {outcomes(rescue)}")
 
         say(
             f"2. {ent_a} (enterprise, ARR ≥ 250k): the email needs its CSM; the offer the optimizer"
             " chose needs the CSM and a manager; the champion replies, so no follow-up"
         )
-        wf_a = await signal(ent_a)
-        await decide(ent_a, "approve", owner(ent_a))
-        await decide(ent_a, "approve", owner(ent_a))
-        await decide(ent_a, "approve", "maria")
-        await post({"account_id": ent_a, "type": "email_reply"})
-        say(f"  {wf_a}: {outcomes(await _finished(stack.client, wf_a))}")
+        wf_a = await demo.signal(ent_a)
+        await demo.decide(ent_a, "approve", demo.owner(ent_a))
+        await demo.decide(ent_a, "approve", demo.owner(ent_a))
+        await demo.decide(ent_a, "approve", "maria")
+        await demo.post({"account_id": ent_a, "type": "email_reply"})
+        say(f"  {wf_a}: {outcomes(await finished(stack.client, wf_a))}")
 
         say(
             f"3. {ent_b} (enterprise): the Expansion agent's proposal to the decision-maker waits"
             " in the inbox when the account turns; the CSM rejects Churn Rescue's email, and its"
             " offer (higher priority) goes to the same person: the supervisor preempts the proposal"
         )
-        seats = _seats(db, ent_b)
-        (lower_wf,) = await post(
+        seats = seats_purchased(db, ent_b)
+        (lower_wf,) = await demo.post(
             {
                 "account_id": ent_b,
                 "type": "usage_snapshot",
@@ -284,22 +142,22 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
                 "seats_used": seats,
             }
         )
-        first = (await _wait(lambda: pending_for(ent_b), "the expansion proposal"))[0]
+        first = (await wait(lambda: demo.pending_for(ent_b), "the expansion proposal"))[0]
         say(
             f"  expansion asks for {first['action']['option']} to {first['action']['args'].get('to')}"
         )
-        wf_b = await signal(ent_b)
-        await decide(
+        wf_b = await demo.signal(ent_b)
+        await demo.decide(
             ent_b,
             "reject",
-            owner(ent_b),
+            demo.owner(ent_b),
             reason="the customer is mid-escalation; I will call them",
             agent="churn_rescue",
         )
-        await _wait(lambda: _conflicts_async(db, ent_b), f"the supervisor to settle {ent_b}")
-        for c in _conflicts(db, ent_b):
+        await wait(lambda: conflicts_async(db, ent_b), f"the supervisor to settle {ent_b}")
+        for c in conflicts(db, ent_b):
             say(f"  supervisor: {c.reason} ({c.kind} {c.recipient}) → {c.other_agent} {c.outcome}")
-        await _wait(lambda: pending_for(ent_b), f"the offer for {ent_b} to be pending")
+        await wait(lambda: demo.pending_for(ent_b), f"the offer for {ent_b} to be pending")
         renewal_wf = lower_wf
 
         say(
@@ -307,12 +165,12 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             " cheapest path to 60 % active seats and writes the status to the CRM; then the run is"
             " rolled back"
         )
-        await post({"account_id": smb_b, "type": "usage_snapshot", "active_users": 1})
-        (adoption_wf,) = await post(
+        await demo.post({"account_id": smb_b, "type": "usage_snapshot", "active_users": 1})
+        (adoption_wf,) = await demo.post(
             {"account_id": smb_b, "type": "feature_use", "module": "reports"}
         )
         handle = stack.client.get_workflow_handle(adoption_wf)
-        await _wait(lambda: _progress_waiting(handle), f"{adoption_wf} to finish its first stretch")
+        await wait(lambda: progress_waiting(handle), f"{adoption_wf} to finish its first stretch")
         await handle.terminate("demo: rolled back before its follow-up")
         undone = await rollback(stack.services, adoption_wf, actor="maria")
         for step in undone["steps"]:
@@ -342,8 +200,10 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             f"5. {renewing.id} renews on {renewing.renewal_date}: an invoice starts the Renewal agent,"
             " which writes the renewal forecast (Health 2.0's churn risk) back to the CRM"
         )
-        (renew_wf,) = await post({"account_id": renewing.id, "type": "invoice", "amount": 1200.0})
-        renewal = await _finished(stack.client, renew_wf)
+        (renew_wf,) = await demo.post(
+            {"account_id": renewing.id, "type": "invoice", "amount": 1200.0}
+        )
+        renewal = await finished(stack.client, renew_wf)
         say(f"  {renew_wf}: {outcomes(renewal)}")
         async with httpx.AsyncClient() as crm:
             forecast = (await crm.get(f"{stack.settings.crm_url}/accounts/{renewing.id}")).json()[
@@ -355,7 +215,7 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
             f"6. {full.id} uses every seat: the Expansion agent proposes more seats and records the"
             " opportunity; the customer expands, so the run ends on its goal"
         )
-        (exp_wf,) = await post(
+        (exp_wf,) = await demo.post(
             {
                 "account_id": full.id,
                 "type": "usage_snapshot",
@@ -363,20 +223,20 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
                 "seats_used": full.seats_purchased,
             }
         )
-        await approving(full.id, exp_wf, until_waiting=True)
-        await post({"account_id": full.id, "type": "expanded", "amount": 12000.0, "seats": 10})
-        expansion = await _finished(stack.client, exp_wf)
+        await demo.approving(full.id, exp_wf, until_waiting=True)
+        await demo.post({"account_id": full.id, "type": "expanded", "amount": 12000.0, "seats": 10})
+        expansion = await finished(stack.client, exp_wf)
         say(f"  {exp_wf}: {outcomes(expansion)}; exit: {expansion.exit}")
 
         say(
             f"7. The daily Compliance sweep on {ent_a}: decisions recorded, opted-out contacts"
             " blocked, the model card refreshed"
         )
-        (comp_wf,) = await _compliance_run(stack, ent_a)
-        compliance = await approving(ent_a, comp_wf)
+        (comp_wf,) = await compliance_run(stack, ent_a)
+        compliance = await demo.approving(ent_a, comp_wf)
         say(f"  {comp_wf}: {outcomes(compliance)}")
 
-        decided = [a["status"] for a in await approvals(status="")]
+        decided = [a["status"] for a in await demo.approvals(status="")]
         with Session(db) as s:
             statuses = [r.status for r in s.exec(select(ActionRecord))]
             delivered = (
@@ -405,7 +265,7 @@ async def run_demo(base: Settings, say: Say) -> dict[str, Any]:
                     "other": c.other_agent,
                     "outcome": c.outcome,
                 }
-                for c in _conflicts(db, ent_b)
+                for c in conflicts(db, ent_b)
             ],
             "expansion_exit": expansion.exit,
             "compliance": [o.status for o in compliance.outcomes],

@@ -4,6 +4,7 @@ and a leakage check that fails training, naming the feature."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from datetime import date, timedelta
@@ -198,3 +199,43 @@ def test_model_train_without_out_writes_into_the_data_dir(tmp_path: Path) -> Non
     cards = list(data.glob("models/*/card.json"))
     assert len(cards) == 1 and (cards[0].parent / "model.txt").exists()
     assert list(work.iterdir()) == []  # nothing in the current directory
+
+
+def test_model_train_on_a_leaky_store_is_refused_with_the_leakage_figures(
+    tmp_path: Path,
+) -> None:
+    db = make_store(tmp_path / "leaky.db")
+    add_leaky_contracts(db)
+    db.dispose()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AUTOPILOT_") and k != "DATABASE_URL"
+    }
+    env |= {
+        "AUTOPILOT_DATA_DIR": str(tmp_path / "data"),
+        "AUTOPILOT_DATABASE_URL": f"sqlite:///{tmp_path / 'leaky.db'}",
+    }
+
+    def train(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AUTOPILOT, "model", "train", *flags],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+
+    r = train("--json")
+    assert r.returncode == 2, r.stderr + r.stdout
+    out = json.loads(r.stdout)
+    assert out["ok"] is False and "days_to_renewal" in out["error"]
+    check = out["leakage_check"]
+    assert not check["passed"] and check["problems"]
+    assert check["top_feature"] == "days_to_renewal"
+    assert check["top_gain_share"] > check["max_gain_share"] == 0.5
+    plain = train()
+    assert plain.returncode == 2 and plain.stdout == ""
+    assert "error:" in plain.stderr and "days_to_renewal" in plain.stderr
+    assert not (tmp_path / "data" / "models").exists()  # nothing saved
