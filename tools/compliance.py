@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
+from autopilot.runtime.accounts.compliance_due import stale_decisions
 from autopilot.runtime.config import get_settings
 from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.health.model import default_model_dir
@@ -397,10 +398,14 @@ def compliance_record_decisions(args: AccountArgs, ctx: ToolContext) -> Decision
             .order_by(col(ActionRecord.created_at), col(ActionRecord.run_key))
         ).all()
         contacts = list(s.exec(select(Contact).where(Contact.account_id == args.account_id)))
+        stale = stale_decisions(s, args.account_id)
+        read_at = datetime.now(UTC)  # every write read here was committed by now
         recorded = updated = 0
         found: list[Gap] = []
         for action in actions:
             record, gaps = _decision(s, action, contacts, now)
+            # As of what it reflects: a write after this makes the account due again.
+            record.updated_at = max(read_at, _utc(action.updated_at))
             old = s.get(AdmtDecision, action.run_key)
             if old is None:
                 s.add(record)
@@ -409,6 +414,11 @@ def compliance_record_decisions(args: AccountArgs, ctx: ToolContext) -> Decision
                 old.sqlmodel_update(record.model_dump(exclude={"recorded_at"}))
                 s.add(old)
                 updated += 1
+            elif action.run_key in stale:
+                # Something it is made of was written since, its facts unchanged: marked
+                # reconciled, so the account stops counting it as a decision to record.
+                old.updated_at = record.updated_at
+                s.add(old)
             found += _keep(s, args.account_id, gaps, now)
         found += _keep(s, args.account_id, _opt_out_gaps(s, args.account_id, opted_out), now)
         return DecisionsRecorded(

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from autopilot.runtime.accounts.batch import BatchFold, load_accounts
+from autopilot.runtime.accounts.compliance_due import decisions_to_record, opt_outs_lifted
 from autopilot.runtime.accounts.dispatch import (
     DISPATCH_CONCURRENCY,
     DISPATCH_TIMEOUT,
@@ -291,7 +292,11 @@ class Ingest(Sweeper):
     ) -> list[list[str]]:
         """The agents each event starts: its triggers, on the account as the event left
         it (the batch's point); none for history or a churned account."""
-        contacts = batch.contacts({batch.points[p].account_id for p in points if p is not None})
+        live = sorted({batch.points[p].account_id for p in points if p is not None})
+        contacts = batch.contacts(set(live))
+        # As the sweep and a run's snapshot see them (one query each for the batch).
+        to_record = decisions_to_record(batch.session, live) if live else {}
+        lifted = opt_outs_lifted(batch.session, live) if live else {}
         hits: list[list[str]] = []
         for ev, payload, p in zip(events, payloads, points, strict=True):
             if p is None:
@@ -304,6 +309,8 @@ class Ingest(Sweeper):
                 risk=at.risk,
                 reasons=[],  # triggers do not see the reasons (`as_cel`)
                 contacts=contacts[ev.account_id],
+                decisions_to_record=to_record.get(ev.account_id, 0),
+                opt_outs_lifted=lifted.get(ev.account_id, 0),
             )
             hits.append(self.triggers.matching(snapshot, {"type": ev.type, **payload}, today))
         return hits

@@ -1,5 +1,6 @@
 """The account snapshot agents and triggers see: the store's account, its contacts,
-and its Health 2.0 score with the reasons behind it (the one health). An account with
+its Health 2.0 score with the reasons behind it (the one health), and its compliance
+work (decisions still to record, opt-outs lifted). An account with
 subscriptions shows the ARR and seats they give today, and its renewal date moves on at
 each billing boundary once passed, whether or not an event came since."""
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from autopilot.runtime.accounts.compliance_due import decisions_to_record, opt_outs_lifted
 from autopilot.runtime.accounts.subscriptions import current_fields
 from autopilot.runtime.contracts.account import AccountSnapshot, ContactInfo, HealthReason
 from autopilot.runtime.health.model import Explanation
@@ -40,6 +42,8 @@ def get_snapshot(session: Session, *, account_id: str, today: date) -> AccountSn
         risk=health.risk,
         reasons=reasons_of(health),
         contacts=contact_infos(session, [account_id])[account_id],
+        decisions_to_record=decisions_to_record(session, [account_id]).get(account_id, 0),
+        opt_outs_lifted=opt_outs_lifted(session, [account_id]).get(account_id, 0),
     )
 
 
@@ -81,7 +85,15 @@ def snapshot_of(
     risk: float,
     reasons: list[HealthReason],
     contacts: list[ContactInfo],
+    decisions_to_record: int = 0,
+    opt_outs_lifted: int = 0,
 ) -> AccountSnapshot:
     return AccountSnapshot(
-        **fields, health=health, churn_risk=risk, health_reasons=reasons, contacts=contacts
+        **fields,
+        health=health,
+        churn_risk=risk,
+        health_reasons=reasons,
+        contacts=contacts,
+        decisions_to_record=decisions_to_record,
+        opt_outs_lifted=opt_outs_lifted,
     )

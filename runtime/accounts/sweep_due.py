@@ -1,9 +1,10 @@
 """Which scheduled agents are due on a batch of accounts: the sweep's evaluation, read in
 bulk. Each account is seen as `get_snapshot` shows it (its fields with its subscriptions'
-terms today, its stored Health 2.0 figure, its contacts) but a batch costs a handful of
-queries, not several per account; and the health is the stored figure itself, never
-re-explained: triggers do not see the reasons, and re-deriving a factorless score's
-explanation (a window read and a TreeSHAP call per account) was most of a sweep's cost.
+terms today, its stored Health 2.0 figure, its contacts, its compliance work) but a
+batch costs a handful of queries, not several per account; and the health is the stored
+figure itself, never re-explained: triggers do not see the reasons, and re-deriving a
+factorless score's explanation (a window read and a TreeSHAP call per account) was most
+of a sweep's cost.
 An account never scored, or scored by another model, is explained as of today, in one
 call for the batch, as `scoring.current` would."""
 
@@ -13,6 +14,7 @@ from datetime import date
 
 from sqlmodel import Session, col, select
 
+from autopilot.runtime.accounts.compliance_due import decisions_to_record, opt_outs_lifted
 from autopilot.runtime.accounts.snapshot import account_fields, contact_infos, snapshot_of
 from autopilot.runtime.accounts.subscriptions import current_fields
 from autopilot.runtime.agents.triggers import Triggers
@@ -51,6 +53,8 @@ def snapshots(session: Session, ids: list[str], today: date) -> list[tuple[str, 
     for sub in session.exec(select(Subscription).where(col(Subscription.account_id).in_(found))):
         subs.setdefault(sub.account_id, []).append(sub)
     contacts = contact_infos(session, found)
+    to_record = decisions_to_record(session, found)
+    lifted = opt_outs_lifted(session, found)
     out = []
     for a in accounts:
         fields = account_fields(a)
@@ -58,7 +62,15 @@ def snapshots(session: Session, ids: list[str], today: date) -> list[tuple[str, 
             derived = current_fields(held, today, a.renewal_date)
             fields |= {k: v for k, v in derived.items() if k in fields}
         h, r = health[a.id]
-        snapshot = snapshot_of(fields, health=h, risk=r, reasons=[], contacts=contacts[a.id])
+        snapshot = snapshot_of(
+            fields,
+            health=h,
+            risk=r,
+            reasons=[],
+            contacts=contacts[a.id],
+            decisions_to_record=to_record.get(a.id, 0),
+            opt_outs_lifted=lifted.get(a.id, 0),
+        )
         out.append((a.org_id, snapshot))
     return out
 

@@ -70,6 +70,10 @@ class AccountSnapshot(BaseModel):
     churn_risk: float = 0.0  # a default: runs recorded before it existed still replay
     health_reasons: list[HealthReason] = []
     contacts: list[ContactInfo] = []
+    # Significant automated decisions on the account without an up-to-date ADMT record
+    # (runtime/accounts/compliance_due.py): the Compliance agent is due while any are.
+    decisions_to_record: int = 0  # a default: runs recorded before it existed still replay
+    opt_outs_lifted: int = 0  # contacts who opted back in since compliance saw them opt out
 
     def as_cel(self, today: date) -> dict[str, object]:
         """The account as the trigger language sees it (JSON values, plus derived fields)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 from pydantic import BaseModel
@@ -10,6 +11,7 @@ from temporalio import activity
 from autopilot.runtime import services
 from autopilot.runtime.accounts.ingest import Ingest
 from autopilot.workflows.search import ensure_search_attributes
+from autopilot.workflows.sweep.model_card import refresh_card
 
 
 class SweepInput(BaseModel):
@@ -20,6 +22,9 @@ class SweepInput(BaseModel):
 class SweepResult(BaseModel):
     accounts: int  # active accounts evaluated
     started: dict[str, int] = {}  # agent -> runs this sweep started (or queued to start)
+    # The day's model card (created | updated | unchanged | failed); None: no agent of
+    # this sweep keeps it. Put on record even when no account is due (model_card.py).
+    model_card: str | None = None
 
 
 class SweepActivities:
@@ -39,6 +44,8 @@ class SweepActivities:
             policy=svc.policy,
             search_attributes=await ensure_search_attributes(client),
         )
+        wf_id = activity.info().workflow_id or "sweep"
+        card = await asyncio.to_thread(refresh_card, svc, input.agents, wf_id)
         evaluated = 0
 
         def batch_done(n: int) -> None:
@@ -50,4 +57,6 @@ class SweepActivities:
             svc.clock().date(), input.agents, input.org_id, on_batch=batch_done
         )
         started = Counter(agent for item in stored for agent in item.agents)
-        return SweepResult(accounts=evaluated, started=dict(sorted(started.items())))
+        return SweepResult(
+            accounts=evaluated, started=dict(sorted(started.items())), model_card=card
+        )

@@ -1,12 +1,12 @@
 """The sweep's bulk evaluation sees each account as `get_snapshot` does (fields with the
 subscriptions' terms today, the stored health, the contacts) and finds the same agents
 due, whether the stored score is in the fast form, explained, missing or of another
-model."""
+model; and counts the same compliance work (decisions to record, opt-outs lifted)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -20,9 +20,13 @@ from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.devstack.seed import seed_portfolio
 from autopilot.runtime.health.scoring import score
-from autopilot.runtime.store.accounts import Account
+from autopilot.runtime.store.accounts import Account, Contact
+from autopilot.runtime.store.compliance import OptOutSeen
 from autopilot.runtime.store.customer import AccountScore, Subscription
 from autopilot.runtime.store.db import make_engine
+from autopilot.tools.builtin import registry
+from autopilot.tools.registry import ToolContext
+from tests.runtime.accounts.test_compliance_due import offer
 
 TODAY = date(2026, 11, 24)
 
@@ -54,6 +58,23 @@ def db(database_url: str) -> Iterator[Engine]:
                 quantity=42,
                 start=TODAY - timedelta(days=400),
                 billing_period=12,
+            )
+        )
+        s.commit()
+    # Significant decisions: one without its record (ids[5]), one on record (ids[6]).
+    offer(engine, ids[5], "k-5")
+    offer(engine, ids[6], "k-6")
+    registry.call(
+        "compliance_record_decisions",
+        {"account_id": ids[6]},
+        ToolContext(idempotency_key="rec-6", dry_run=False, db=engine),
+    )
+    with Session(engine) as s:  # an opt-out on record, lifted since (ids[7])
+        c = s.exec(select(Contact).where(Contact.account_id == ids[7])).first()
+        assert c is not None and not c.opted_out
+        s.add(
+            OptOutSeen(
+                contact_id=c.id, account_id=ids[7], email=c.email, first_seen_at=datetime.now(UTC)
             )
         )
         s.commit()
@@ -90,6 +111,8 @@ def test_bulk_snapshots_are_get_snapshot_without_the_reasons(db: Engine) -> None
             assert snap == one.model_copy(update={"health_reasons": []}), account_id
             assert org == "demo"
         assert bulk[ids[4]][1].seats_purchased == 42
+        assert {a for a, (_, snap) in bulk.items() if snap.decisions_to_record} == {ids[5]}
+        assert {a for a, (_, snap) in bulk.items() if snap.opt_outs_lifted} == {ids[7]}
 
 
 def test_bulk_evaluation_finds_the_agents_one_by_one_evaluation_finds(db: Engine) -> None:
