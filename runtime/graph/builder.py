@@ -8,8 +8,11 @@ observe → assess → plan → (choose → gate → approve? → execute? → r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from temporalio.common import RetryPolicy
 
@@ -26,6 +29,7 @@ _IO = {
     "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=10),
 }
 _PURE = {"execute_in": "workflow"}
+_Node = tuple[Callable[..., Any], dict[str, Any]]  # a node's function and its metadata
 # Planning may ask a model (an answer and one repair): minutes, not the reads' seconds.
 _PLAN = {**_IO, "start_to_close_timeout": timedelta(seconds=300)}
 
@@ -75,11 +79,17 @@ def build_fused_graph(
     """The same nodes in fewer activities. `act` and `finish` may send, so they carry the
     send's retry policy (a send known not to have happened is retried with back-off)."""
     send = _send(max_send_backoff_s, send_timeout_s)
+    return _fused_shape((fused.prepare, _PLAN), (fused.act, send), (fused.finish, send))
+
+
+def _fused_shape(prepare: _Node, act: _Node, finish: _Node) -> StateGraph:
+    """prepare → (act → approve? → finish|record)*, with the given prepare, act and finish
+    (function, node metadata): the fused and the local graphs differ in nothing else."""
     g = StateGraph(RunState)
-    g.add_node("prepare", fused.prepare, metadata=_PLAN)
-    g.add_node("act", fused.act, metadata=send)
+    g.add_node("prepare", prepare[0], metadata=prepare[1])
+    g.add_node("act", act[0], metadata=act[1])
     g.add_node("approve", nodes.approve, metadata=_PURE)
-    g.add_node("finish", fused.finish, metadata=send)
+    g.add_node("finish", finish[0], metadata=finish[1])
     g.add_node("record", nodes.record, metadata=_IO)
     g.add_edge(START, "prepare")
     g.add_conditional_edges("prepare", fused.choose, {"act": "act", END: END})
@@ -98,20 +108,9 @@ def build_local_graph(
     steps = local.LocalSteps(
         local.options(max_send_backoff_s=max_send_backoff_s, send_timeout_s=send_timeout_s)
     )
-    g = StateGraph(RunState)
-    g.add_node("prepare", steps.prepare, metadata=_PURE)
-    g.add_node("act", steps.act, metadata=_PURE)
-    g.add_node("approve", nodes.approve, metadata=_PURE)
     # After an approval: an activity, so that the approver's Update is answered at once.
-    g.add_node("finish", fused.finish, metadata=_send(max_send_backoff_s, send_timeout_s))
-    g.add_node("record", nodes.record, metadata=_IO)
-    g.add_edge(START, "prepare")
-    g.add_conditional_edges("prepare", fused.choose, {"act": "act", END: END})
-    g.add_conditional_edges("act", fused.after_act, {"approve": "approve", "act": "act", END: END})
-    g.add_conditional_edges("approve", fused.after_approve, ["finish", "record"])
-    g.add_conditional_edges("finish", fused.choose, {"act": "act", END: END})
-    g.add_conditional_edges("record", fused.choose, {"act": "act", END: END})
-    return g
+    finish = (fused.finish, _send(max_send_backoff_s, send_timeout_s))
+    return _fused_shape((steps.prepare, _PURE), (steps.act, _PURE), finish)
 
 
 def build_graphs(
@@ -125,3 +124,13 @@ def build_graphs(
         FUSED_GRAPH: build_fused_graph(**kw),
         LOCAL_GRAPH: build_local_graph(**kw),
     }
+
+
+def compiled(g: StateGraph) -> Any:
+    """`g` compiled once per worker (a compile takes milliseconds, which every run's
+    first workflow task would otherwise pay), copied per run with a checkpointer of its
+    own. The compiled graph is kept on the graph object: one per worker's plugin."""
+    app = g.__dict__.get("_autopilot_compiled")
+    if app is None:
+        app = g.__dict__["_autopilot_compiled"] = g.compile()
+    return app.copy(update={"checkpointer": InMemorySaver()})

@@ -145,10 +145,13 @@ def in_chain(chain: Chain) -> sa.ColumnElement[bool]:
     return column.is_(None) if chain is None else column == chain
 
 
-def _head(session: Session, chain: Chain) -> AuditEntry | None:
+def _head(session: Session, chain: Chain) -> tuple[str, int]:
+    """The chain's head as (hash, position); (GENESIS, 0) for an empty chain. Two columns,
+    not the entry: its payload can be large and is not needed."""
     order = col(AuditEntry.seq) if chain is None else col(AuditEntry.org_seq)
-    q = select(AuditEntry).where(in_chain(chain)).order_by(order.desc()).limit(1)
-    return session.exec(q).first()
+    q = sa.select(col(AuditEntry.hash), order).where(in_chain(chain)).order_by(order.desc())
+    row = session.connection().execute(q.limit(1)).first()
+    return (row[0], row[1] or 0) if row is not None else (GENESIS, 0)
 
 
 def append(engine: Engine, events: list[AuditEvent]) -> int:
@@ -168,19 +171,23 @@ def append_locked(session: Session, events: list[AuditEvent], *, legacy: bool = 
     tombstones it vouches for. `legacy`: into the legacy chain (privacy entries only,
     vouching for tombstones of legacy entries)."""
     assert not legacy or all(ev.step in PRIVACY_STEPS for ev in events)
+    if not events:
+        return 0
+    # One read of the steps already recorded, one of each chain's head; then each new
+    # entry links to the one before it in memory (the lock keeps the heads current).
+    key = sa.tuple_(col(AuditEntry.run_key), col(AuditEntry.step))
+    wanted = {(ev.run_key, ev.step) for ev in events}
+    q = sa.select(col(AuditEntry.run_key), col(AuditEntry.step)).where(key.in_(wanted))
+    done = {(run_key, step) for run_key, step in session.connection().execute(q)}
+    heads: dict[Chain, tuple[str, int]] = {}
     written = 0
     for ev in events:
-        exists = session.exec(
-            select(AuditEntry.seq).where(
-                AuditEntry.run_key == ev.run_key, AuditEntry.step == ev.step
-            )
-        ).first()
-        if exists is not None:
+        if (ev.run_key, ev.step) in done:
             continue
+        done.add((ev.run_key, ev.step))
         chain = None if legacy else ev.org_id
-        head = _head(session, chain)
-        prev = head.hash if head else GENESIS
-        org_seq = None if chain is None else (head.position if head else 0) + 1
+        prev, position = heads[chain] if chain in heads else _head(session, chain)
+        org_seq = None if chain is None else position + 1
         at = datetime.now(UTC)
         row = AuditEntry(
             **ev.model_dump(exclude={"org_id"}),
@@ -192,8 +199,9 @@ def append_locked(session: Session, events: list[AuditEvent], *, legacy: bool = 
             decision_hash=decision_digest(ev.decision),
         )
         session.add(row)
-        session.flush()  # the next append in this transaction reads this one as the head
+        heads[chain] = (row.hash, org_seq or 0)  # (the legacy chain needs no number)
         written += 1
+    session.flush()
     return written
 
 
