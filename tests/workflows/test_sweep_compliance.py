@@ -15,12 +15,15 @@ from autopilot.runtime import schedules
 from autopilot.runtime.agents.specs import load_specs
 from autopilot.runtime.agents.triggers import SCHEDULE_EVENT
 from autopilot.runtime.config import Settings
+from autopilot.runtime.services import build_services
 from autopilot.runtime.store.accounts import Account, Contact
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.audit import AuditEntry
 from autopilot.runtime.store.compliance import ModelCardRecord
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.events import Event
+from autopilot.tools.registry import ToolContext
+from autopilot.workflows.sweep.model_card import refresh_card
 from tests.conftest import NOW, make_settings
 from tests.runtime.accounts.test_compliance_due import offer
 from tests.workflows.test_sweep import sweep_now, write_specs
@@ -71,3 +74,24 @@ async def test_compliance_sweep_starts_runs_only_where_there_is_work_and_keeps_t
                 await st.client.get_schedule_handle(schedules.schedule_id(name)).delete()
             except RPCError:
                 pass  # never created
+
+
+def test_a_card_stored_without_its_audit_entry_gets_the_entry_on_the_next_sweep(
+    tmp_path: Path,
+) -> None:
+    """A sweep whose first try stored the card and lost its audit entry (a crash, a
+    locked store) is retried: the card is then "unchanged", and the entry is written."""
+    svc = build_services(make_settings(tmp_path), clock=lambda: NOW)
+    ctx = ToolContext(idempotency_key="first-try", dry_run=False, db=svc.db, settings=svc.settings)
+    assert svc.tools.call("refresh_model_card", {}, ctx)["status"] == "created"  # no entry
+
+    def logged() -> int:
+        with Session(svc.db) as s:
+            q = select(AuditEntry).where(col(AuditEntry.run_key).startswith("model_card:"))
+            return len(s.exec(q).all())
+
+    assert logged() == 0
+    assert refresh_card(svc, None, "sweep-retry") == "unchanged"
+    assert logged() == 1
+    assert refresh_card(svc, None, "sweep-next") == "unchanged"
+    assert logged() == 1  # the same card: one entry

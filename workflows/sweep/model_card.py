@@ -15,7 +15,7 @@ from autopilot.runtime.contracts.hashing import sha256_hex
 from autopilot.runtime.services import Services
 from autopilot.runtime.store import audit
 from autopilot.runtime.store.audit import DEFAULT_ORG
-from autopilot.tools.registry import ToolContext, ToolError
+from autopilot.tools.registry import ToolContext
 
 CARD_TOOL = "refresh_model_card"
 log = logging.getLogger(__name__)
@@ -34,8 +34,8 @@ def card_agents(svc: Services, agents: list[str] | None) -> list[str]:
 
 def refresh_card(svc: Services, agents: list[str] | None, workflow_id: str) -> str | None:
     """Today's card on record if this sweep keeps it: its status (created | updated |
-    unchanged), "failed" if the card cannot be read (the sweep goes on: its runs matter
-    more), None if no agent of the sweep keeps it."""
+    unchanged), "failed" if the card cannot be read or stored (the sweep goes on: its
+    runs matter more; the next sweep tries again), None if no agent of the sweep keeps it."""
     keepers = card_agents(svc, agents)
     if not keepers:
         return None
@@ -48,18 +48,17 @@ def refresh_card(svc: Services, agents: list[str] | None, workflow_id: str) -> s
     )
     try:
         card = svc.tools.call(CARD_TOOL, {}, ctx)
-    except ToolError as err:
-        log.warning("sweep: the model card was not refreshed: %s", err)
-        return "failed"
-    if card["status"] != "unchanged":
         agent = keepers[0]
+        # One entry per card on record (a card edited the same day is a new one), written
+        # whatever the call found: a retried sweep whose first try stored the card and
+        # lost its entry finds the card "unchanged", and the entry is written then.
+        facts = {k: v for k, v in card.items() if k not in ("status", "age_days", "dry_run")}
         audit.append(
             svc.db,
             [
                 AuditEvent(
                     workflow_id=workflow_id,
-                    # One entry per card written (a card edited the same day is a new one).
-                    run_key=f"model_card:{card['day']}:{sha256_hex(card)[:16]}",
+                    run_key=f"model_card:{card['day']}:{sha256_hex(facts)[:16]}",
                     step="execute",
                     actor=f"agent:{agent}",
                     input_hash=sha256_hex({}),
@@ -70,4 +69,7 @@ def refresh_card(svc: Services, agents: list[str] | None, workflow_id: str) -> s
                 )
             ],
         )
+    except Exception as err:  # noqa: BLE001 - the card must not stop the day's runs
+        log.warning("sweep: the model card was not refreshed: %s", err)
+        return "failed"
     return str(card["status"])
