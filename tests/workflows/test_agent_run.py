@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -22,7 +23,7 @@ from temporalio import activity
 
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.ledger.spend import ledger
-from autopilot.runtime.contracts.approval import ApprovalVote
+from autopilot.runtime.contracts.approval import ApprovalOutcome, ApprovalVote
 from autopilot.runtime.graph.builder import LOCAL_GRAPH, build_graphs
 from autopilot.runtime.policy.engine import UNAVAILABLE
 from autopilot.runtime.policy.rego import RegoEngine
@@ -266,3 +267,53 @@ async def test_histories_recorded_before_the_playbook_change_still_replay(name: 
                         plugins=[LangGraphPlugin(graphs=build_graphs())])
     replay = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert replay.replay_failure is None
+
+
+class _HoldRejects(Interceptor):
+    """Holds the storing of a reject vote until released: the reject is claimed and in
+    flight while another role's approval is stored."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.release = asyncio.Event()
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        outer = self
+
+        class Inbound(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                if activity.info().activity_type == "record_vote" and input.args[0].verdict == "reject":
+                    outer.held = True
+                    await outer.release.wait()
+                return await super().execute_activity(input)
+
+        return Inbound(super().intercept_activity(next))
+
+
+async def test_a_reject_being_stored_is_not_overtaken_by_the_last_approval(stack_factory: Any) -> None:
+    hold = _HoldRejects()
+    async with stack_factory(worker_kwargs={"interceptors": [hold]}) as stack:
+        account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
+        wf_id, = await stack.post_events(drop_events(stack.db, account))
+        email, = await stack.pending_for(account)
+        assert (await stack.decide(email, "approve")).status_code == 200
+        offer, = await stack.pending_for(account)
+        assert offer["roles"] == ["csm", "manager"]
+        handle = stack.client.get_workflow_handle(wf_id)
+
+        def vote(role: str, verdict: str, actor: str) -> ApprovalVote:
+            return ApprovalVote(approval_id=offer["id"], payload_hash=offer["payload_hash"], role=role,
+                                verdict=verdict, actor=actor, reason="not this quarter")  # type: ignore[arg-type]
+
+        reject = asyncio.create_task(
+            handle.execute_update("decide", vote("manager", "reject", "maria"), result_type=ApprovalOutcome))
+        await wait_for(lambda: hold.held, what="the manager's reject being stored")
+        # Every role has voted, but the reject is not stored yet: the approval decides nothing.
+        approve = await handle.execute_update("decide", vote("csm", "approve", stack.owner(account)),
+                                              result_type=ApprovalOutcome)
+        assert approve.status == "pending"
+        hold.release.set()
+        assert (await reject).status == "rejected"
+        result = await stack.run_result(wf_id)
+        assert [o.status for o in result.outcomes] == ["executed", "rejected"]
+        assert len(stack.mails()) == 1  # the offer was never sent

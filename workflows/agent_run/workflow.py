@@ -54,7 +54,8 @@ class _Item:
     request: ApprovalRequest
     root: str
     opened: datetime
-    votes: dict[str, ApprovalVote] = field(default_factory=dict)
+    votes: dict[str, ApprovalVote] = field(default_factory=dict)  # claimed, maybe not stored
+    recorded: set[str] = field(default_factory=set)  # roles whose vote is stored
     escalated: set[str] = field(default_factory=set)
     busy: bool = False  # an edit is being gated: no votes meanwhile
 
@@ -290,9 +291,17 @@ class AgentRunWorkflow:
             if workflow.patched("vote-local")
             else workflow.execute_activity_method
         )
-        outcome = await record(ApprovalActivities.record_vote, vote, **_ACTIVITY)
-        remaining = [r for r in item.request.roles if r not in item.votes]
-        if vote.verdict == "reject" or not remaining:
+        try:
+            outcome = await record(ApprovalActivities.record_vote, vote, **_ACTIVITY)
+        except Exception:
+            item.votes.pop(vote.role, None)  # not stored: the role may vote again
+            raise
+        item.recorded.add(vote.role)
+        if item.root in self._answers or self._items.get(vote.approval_id) is not item:
+            return outcome  # answered meanwhile: another role's reject, a preemption, the timeout
+        # Approved only once every role's approval is stored: a reject still being stored
+        # (claimed, in flight) must not be overtaken by the last approval.
+        if vote.verdict == "reject" or item.recorded >= set(item.request.roles):
             self._items.pop(vote.approval_id, None)
             edited = item.request.edited_from is not None
             self._answers[item.root] = ApprovalDecision(
