@@ -30,6 +30,7 @@ POSTGRES_SUBSET = (
     "tests/runtime/test_events_api.py::",
     "tests/runtime/accounts/test_subscription_events.py::",
     "tests/runtime/accounts/test_sweep_due.py::",
+    "tests/runtime/accounts/test_compliance_due.py::",
     "tests/runtime/approvals/test_inbox.py::",
     "tests/runtime/approvals/test_listing.py::",
     "tests/workflows/test_agent_run.py::",
