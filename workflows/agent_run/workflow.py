@@ -150,8 +150,10 @@ class AgentRunWorkflow:
         return AgentRunResult(
             workflow_id=wf_id,
             outcomes=self._outcomes,
-            # Events that arrived while this run worked are coalesced into it.
-            coalesced_events=max(0, len(self._events) - 1),
+            # Events that arrived while this run worked are coalesced into it. A run
+            # started by signal-with-start also got its own event as a signal; one
+            # started directly (eagerly) did not: count the others either way.
+            coalesced_events=len({e.event_id for e in self._events} - {inp.event.event_id}),
             exit=exit_reason,
             stretches=inp.stretch + 1,
         )

@@ -1,5 +1,6 @@
 """Dispatch starts many accounts' runs at once but one account's in order: a run gets
-its account's events in the order they were stored. Every outcome is recorded."""
+its account's events in the order they were stored (the first in its input, the others
+as signals to the running run). Every outcome is recorded."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from autopilot.runtime.accounts.ingest import Ingest, Stored, workflow_id
 from autopilot.runtime.config import Settings
 from autopilot.runtime.contracts.event import EventIn
-from autopilot.runtime.contracts.run import EventSignal
+from autopilot.runtime.contracts.run import AgentRunInput, EventSignal
 from autopilot.runtime.devstack.seed import seed_portfolio
 from autopilot.runtime.services import build_services
 from autopilot.runtime.store.db import transaction
@@ -59,6 +60,14 @@ async def test_one_accounts_runs_get_its_events_in_order(
     for account in [busy, *others]:
         handle = temporal_env.client.get_workflow_handle(workflow_id("adoption", account))
         history = await handle.fetch_history()
+        # The first event starts the run (in its input: a plain start, not signal-with-
+        # start); the others reach the running run as signals, in order.
+        started_with = (
+            await temporal_env.client.data_converter.decode(
+                history.events[0].workflow_execution_started_event_attributes.input.payloads,
+                [AgentRunInput],
+            )
+        )[0].event.event_id
         signalled = [
             (
                 await temporal_env.client.data_converter.decode(
@@ -68,7 +77,7 @@ async def test_one_accounts_runs_get_its_events_in_order(
             for e in history.events
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
         ]
-        assert signalled == [i.event_id for i in todo if i.account_id == account]
+        assert [started_with, *signalled] == [i.event_id for i in todo if i.account_id == account]
         await handle.terminate()
     with Session(svc.db) as s:
         intents = s.exec(select(EventDispatch)).all()
