@@ -36,6 +36,7 @@ class RunState(TypedDict, total=False):
     exit: str | None  # why the playbook stops: goal_met, churned, human_took_over, ...
     next_cursor: int | None  # where the stretch after the wait starts (None: the end)
     wait_s: float | None  # the wait before it
+    pre_act: dict[str, Any] | None  # the local path: the first act's update, made in prepare
 
 
 class RunInfo(AgentRunInput):

@@ -202,7 +202,11 @@ async def test_an_approved_send_still_failing_past_the_approvals_validity_stops_
         assert entry.decision["code"] == "approval.lapsed"
 
 
-SENDING = (f"{LOCAL_GRAPH}.act", f"{LOCAL_GRAPH}.finish")  # the (local) activities that send
+SENDING = (  # the (local) activities that send: `prepare` acts first
+    f"{LOCAL_GRAPH}.prepare",
+    f"{LOCAL_GRAPH}.act",
+    f"{LOCAL_GRAPH}.finish",
+)
 
 
 class _DiesMidCall(Interceptor):

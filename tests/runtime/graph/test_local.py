@@ -15,6 +15,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.graph.builder import LOCAL_GRAPH
+from autopilot.runtime.graph.fused import _merge
 from autopilot.runtime.graph.local import act_step
 from autopilot.runtime.store.accounts import Contact
 from autopilot.runtime.store.outcomes import OutcomeCheck
@@ -23,11 +24,13 @@ from tests.conftest import make_settings
 
 
 class _KeepsActInputs(Interceptor):
-    """Keeps the state each `act` step started with (what a re-run would be given)."""
+    """Keeps the state each first `act` started with (what a re-run would be given): the
+    `prepare` step acts too, on its input with its plan applied."""
 
     def __init__(self) -> None:
         self.inputs: list[dict[str, Any]] = []
         self.local: list[bool] = []
+        self.acted: list[bool] = []
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         outer = self
@@ -35,10 +38,13 @@ class _KeepsActInputs(Interceptor):
         class Inbound(ActivityInboundInterceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
                 info = activity.info()
-                if info.activity_type == f"{LOCAL_GRAPH}.act":
-                    outer.inputs.append(input.args[0])
+                update = await super().execute_activity(input)
+                if info.activity_type == f"{LOCAL_GRAPH}.prepare":
+                    plan = {k: v for k, v in update.items() if k != "pre_act"}
+                    outer.inputs.append(_merge(input.args[0], plan))  # type: ignore[arg-type]
                     outer.local.append(info.is_local)
-                return await super().execute_activity(input)
+                    outer.acted.append(update.get("pre_act") is not None)
+                return update
 
         return Inbound(next)
 
@@ -58,6 +64,7 @@ async def test_an_act_step_run_again_after_its_worker_died_keeps_its_logged_deci
         result = await stack.run_result(wf_id)
         assert [o.status for o in result.outcomes] == ["executed"]
         assert keep.local == [True]  # the step ran as a local activity
+        assert keep.acted == [True]  # and acted in the same local activity
         with Session(stack.db) as s:
             (call,) = s.exec(select(ToolCallRecord)).all()
             call.status, call.finished_at = "started", None
