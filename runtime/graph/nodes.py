@@ -460,8 +460,11 @@ def record(state: RunState) -> dict[str, Any]:
             **common,
         )
     )
-    audit.append(svc.db, steps)
+    # The audit steps and the action's final status in one transaction: the status is
+    # never written without its entries, nor the entries without the status.
     with transaction(svc.db) as session:
+        audit.lock_chains(session, {common["org_id"]})
+        audit.append_locked(session, steps)
         row = session.get(ActionRecord, v.key)
         if row is not None:
             if row.status == PREEMPTED and status == "rejected":

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from autopilot.runtime.contracts.policy import LedgerIn
@@ -58,17 +60,89 @@ def _counted(now: datetime, exclude_key: Excluded) -> ColumnElement[bool]:
     return and_(counted, col(ActionRecord.run_key).not_in(keys)) if keys else counted
 
 
+# The gate and the planner read the ledger on every action: their statements are built
+# once, here, with the moments as parameters. Built per call, each cost 0.4-0.7 ms of
+# expression building and cache-key walking, ten times its execution (about 35 µs).
+_A: Any = ActionRecord.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
+_C: Any = Contact.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def _one_of(column: Any, values: tuple[str, ...]) -> ColumnElement[bool]:
+    """`column IN (...)` as plain binds: a constant list needs no expansion per call."""
+    return or_(*(column == v for v in values))
+
+
+_IN_FLIGHT = or_(
+    and_(_one_of(_A.status, ("allowed", "executing")), _A.updated_at >= bindparam("allowed_since")),
+    and_(_A.status == "pending", _A.updated_at >= bindparam("pending_since")),
+)
+_COUNTED = or_(
+    and_(_one_of(_A.status, SPENT), _A.updated_at >= bindparam("quarter_start")), _IN_FLIGHT
+)
+_NOT_EXCLUDED = _A.run_key.not_in(bindparam("excluded", expanding=True))
+
+
+def _variants(stmt: Any) -> tuple[Any, Any]:
+    """The statement as is, and with the excluded run keys left out."""
+    return stmt, stmt.where(_NOT_EXCLUDED)
+
+
+_ACCOUNT_LEDGER = _variants(
+    core_select(
+        func.coalesce(func.sum(_A.expected_cost), 0.0),
+        # A sum over a CASE, not over the boolean: Postgres has no sum(boolean).
+        func.coalesce(func.sum(case((_A.high_touch, 1), else_=0)), 0),
+        func.coalesce(func.sum(_A.discount_pct), 0.0),
+    ).where(_A.account_id == bindparam("account_id"), _COUNTED)
+)
+_SEGMENT_SPEND = _variants(
+    core_select(func.coalesce(func.sum(_A.expected_cost), 0.0)).where(
+        _A.segment == bindparam("segment"), _COUNTED
+    )
+)
+_AGENT_SPEND = _variants(
+    core_select(func.coalesce(func.sum(_A.expected_cost), 0.0)).where(
+        _A.account_id == bindparam("account_id"), _A.agent == bindparam("agent"), _COUNTED
+    )
+)
+_MINE = (_A.account_id == bindparam("account_id"), _A.recipient == bindparam("recipient"))
+_HELD = _variants(core_select(_A.run_key).where(*_MINE, _IN_FLIGHT).limit(1))
+_LAST_CONTACT = _variants(
+    core_select(func.max(_A.updated_at)).where(*_MINE, _one_of(_A.status, SPENT))
+)
+_RECENT = core_select(_A.recipient).where(
+    _A.account_id == bindparam("account_id"),
+    _A.recipient.is_not(None),
+    or_(_IN_FLIGHT, and_(_one_of(_A.status, SPENT), _A.updated_at >= bindparam("cooldown"))),
+)
+_REACHABLE = core_select(_C.email).where(
+    _C.account_id == bindparam("account_id"), _C.opted_out.is_(False)
+)
+
+
+def _moments(now: datetime, exclude_key: Excluded = None) -> tuple[int, dict[str, Any]]:
+    """Which variant (1: with exclusions) and the parameters every ledger statement takes."""
+    params: dict[str, Any] = {
+        "quarter_start": quarter_start(now),
+        "allowed_since": now - ALLOWED_HOLDS,
+        "pending_since": now - PENDING_HOLDS,
+    }
+    if keys := _keys(exclude_key):
+        params["excluded"] = keys
+        return 1, params
+    return 0, params
+
+
 def agent_spend(
     session: Session, *, account_id: str, agent: str, now: datetime, exclude_key: Excluded = None
 ) -> float:
     """What one agent has spent and reserved on one account this quarter."""
-    total = session.exec(
-        select(func.coalesce(func.sum(ActionRecord.expected_cost), 0.0)).where(
-            ActionRecord.account_id == account_id,
-            ActionRecord.agent == agent,
-            _counted(now, exclude_key),
-        )
-    ).one()
+    variant, params = _moments(now, exclude_key)
+    total = (
+        session.connection()
+        .execute(_AGENT_SPEND[variant], {**params, "account_id": account_id, "agent": agent})
+        .scalar_one()
+    )
     return float(total)
 
 
@@ -82,20 +156,13 @@ def ledger(
 ) -> LedgerIn:
     """The policy's ledger input; `exclude_key` is the action being gated (an edit
     replaces its own reservation, it does not add to it)."""
-    counted = _counted(now, exclude_key)
-    account_spend, high_touch, discount = session.exec(
-        select(
-            func.coalesce(func.sum(ActionRecord.expected_cost), 0.0),
-            # A sum over a CASE, not over the boolean: Postgres has no sum(boolean).
-            func.coalesce(func.sum(case((col(ActionRecord.high_touch), 1), else_=0)), 0),
-            func.coalesce(func.sum(ActionRecord.discount_pct), 0.0),
-        ).where(ActionRecord.account_id == account_id, counted)
-    ).one()
-    segment_spend = session.exec(
-        select(func.coalesce(func.sum(ActionRecord.expected_cost), 0.0)).where(
-            ActionRecord.segment == segment, counted
-        )
-    ).one()
+    variant, params = _moments(now, exclude_key)
+    conn = session.connection()
+    row: Any = conn.execute(_ACCOUNT_LEDGER[variant], {**params, "account_id": account_id}).one()
+    account_spend, high_touch, discount = row
+    segment_spend = conn.execute(
+        _SEGMENT_SPEND[variant], {**params, "segment": segment}
+    ).scalar_one()
     return LedgerIn(
         account_spend_quarter=float(account_spend),
         segment_spend_quarter=float(segment_spend),
@@ -121,27 +188,13 @@ def quarter_limits(
     (the policy's share of ARR minus spend and reservations), high-touch contacts, and
     the contacts that may be written to (not opted out, not within the cool-down)."""
     spent = ledger(session, account_id=account.id, segment=account.segment, now=now)
+    _, params = _moments(now)
+    conn = session.connection()
     cooldown = now - timedelta(hours=limits.contact.cooldown_hours)
     recent = set(
-        session.exec(
-            select(ActionRecord.recipient).where(
-                ActionRecord.account_id == account.id,
-                col(ActionRecord.recipient).is_not(None),
-                or_(
-                    in_flight(now),
-                    and_(
-                        col(ActionRecord.status).in_(SPENT),
-                        col(ActionRecord.updated_at) >= cooldown,
-                    ),
-                ),
-            )
-        ).all()
+        conn.execute(_RECENT, {**params, "account_id": account.id, "cooldown": cooldown}).scalars()
     )
-    reachable = session.exec(
-        select(Contact.email).where(
-            Contact.account_id == account.id, col(Contact.opted_out).is_(False)
-        )
-    ).all()
+    reachable = conn.execute(_REACHABLE, {"account_id": account.id}).scalars().all()
     return Limits(
         budget=max(
             0.0,
@@ -181,18 +234,13 @@ def hours_since_contact(
     never weigh on another's); an action to them still in flight (other than the one
     being gated) counts as a contact now, so two runs cannot both write to someone
     inside the cool-down."""
-    mine = (ActionRecord.account_id == account_id, ActionRecord.recipient == recipient)
-    held = select(ActionRecord.run_key).where(*mine, in_flight(now))
-    if keys := _keys(exclude_key):
-        held = held.where(col(ActionRecord.run_key).not_in(keys))
-    if session.exec(held.limit(1)).first() is not None:
+    variant, params = _moments(now, exclude_key)
+    params |= {"account_id": account_id, "recipient": recipient}
+    conn = session.connection()
+    if conn.execute(_HELD[variant], params).first() is not None:
         return 0.0
-    contacted = select(func.max(ActionRecord.updated_at)).where(
-        *mine, col(ActionRecord.status).in_(SPENT)
-    )
-    if keys:  # an unknown outcome being resent is not its own earlier contact
-        contacted = contacted.where(col(ActionRecord.run_key).not_in(keys))
-    last = session.exec(contacted).one()
+    # With exclusions: an unknown outcome being resent is not its own earlier contact.
+    last = conn.execute(_LAST_CONTACT[variant], params).scalar_one()
     if last is None:
         return None
     last = last if last.tzinfo else last.replace(tzinfo=UTC)

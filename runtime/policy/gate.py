@@ -249,8 +249,17 @@ async def gate_action(
         decision = supervisor.settle(
             decision, action=action, spec=spec, others=others, preempt=preempt
         )
+        logged = _decision_row(
+            run_key=run_key,
+            agent=spec.name,
+            account_id=account.id,
+            payload=inp,
+            decision=decision,
+            latency_ms=latency_ms,
+            now=now,
+        )
         if reserve is None or _commit(
-            svc, scope, version, reserve, action, account, decision, now, preempt
+            svc, scope, version, reserve, action, account, decision, now, preempt, logged
         ):
             break
         # Another gate reserved from this budget meanwhile: decide again on the new ledger,
@@ -263,16 +272,9 @@ async def gate_action(
         )
     if reserve is not None and preempt:
         await _tell_preempted(preempt, by=spec.name)
-    log_decision(
-        svc,
-        run_key=run_key,
-        agent=spec.name,
-        account_id=account.id,
-        payload=inp,
-        decision=decision,
-        latency_ms=latency_ms,
-        now=now,
-    )
+    if reserve is None:  # with a reservation, the log went in with it (`_commit`)
+        with transaction(svc.db) as session:
+            session.add(logged)
     return decision
 
 
@@ -309,9 +311,11 @@ def _commit(
     decision: Decision,
     now: datetime,
     preempt: list[supervisor.Contender] | None = None,
+    logged: PolicyDecisionRecord | None = None,
 ) -> bool:
     """Write the action's ledger row; a reservation only if the scope's version is still
-    `version` (None: no reservation, the row records a denial). False: lost the race."""
+    `version` (None: no reservation, the row records a denial). False: lost the race.
+    `logged`, the decision log's row, is written in the same transaction (one commit)."""
     try:
         with transaction(svc.db) as session:
             if decision.outcome != "deny" and version is not None:
@@ -327,6 +331,8 @@ def _commit(
                     session.add(
                         LedgerVersion(scope=scope, version=1)
                     )  # first reservation of the scope
+            if logged is not None:
+                session.add(logged)
             status = STATUS[decision.outcome]
             record = session.get(ActionRecord, reserve.key) or ActionRecord(
                 run_key=reserve.key,
@@ -363,8 +369,7 @@ def _commit(
     return True
 
 
-def log_decision(
-    svc: Services,
+def _decision_row(
     *,
     run_key: str,
     agent: str,
@@ -373,21 +378,18 @@ def log_decision(
     decision: Decision,
     latency_ms: float,
     now: datetime,
-) -> None:
-    with transaction(svc.db) as session:
-        session.add(
-            PolicyDecisionRecord(
-                run_key=run_key,
-                account_id=account_id,
-                agent=agent,
-                input=payload.model_dump(mode="json") if payload else {},
-                input_hash=decision.input_hash,
-                bundle_hash=decision.bundle_hash,
-                result=decision.model_dump(mode="json"),
-                outcome=decision.outcome,
-                # Space-padded so that a query by code matches whole codes only.
-                codes=f" {' '.join(sorted({v.code for v in decision.deny}))} ",
-                latency_ms=latency_ms,
-                decided_at=now,
-            )
-        )
+) -> PolicyDecisionRecord:
+    return PolicyDecisionRecord(
+        run_key=run_key,
+        account_id=account_id,
+        agent=agent,
+        input=payload.model_dump(mode="json") if payload else {},
+        input_hash=decision.input_hash,
+        bundle_hash=decision.bundle_hash,
+        result=decision.model_dump(mode="json"),
+        outcome=decision.outcome,
+        # Space-padded so that a query by code matches whole codes only.
+        codes=f" {' '.join(sorted({v.code for v in decision.deny}))} ",
+        latency_ms=latency_ms,
+        decided_at=now,
+    )

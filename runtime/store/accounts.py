@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, Session, SQLModel, select
 
 
@@ -37,6 +37,10 @@ class Account(SQLModel, table=True):
 
 
 class Contact(SQLModel, table=True):
+    # A send looks its recipient up by address, case-insensitively (tools/email.py):
+    # an index on the lowered address, not a scan of every contact per email.
+    __table_args__ = (Index("ix_contact_email_lower", text("lower(email)")),)
+
     id: str = Field(primary_key=True)
     account_id: str = Field(foreign_key="account.id", index=True)
     name: str
