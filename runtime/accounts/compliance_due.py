@@ -18,7 +18,9 @@ message sent in between would be reported as sent after it."""
 
 from __future__ import annotations
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from functools import cache
+
+from sqlalchemy import Select, and_, bindparam, exists, func, or_, select
 from sqlmodel import Session
 
 from autopilot.runtime.store.accounts import Contact
@@ -37,9 +39,11 @@ def significant_tools() -> list[str]:
     return sorted(t.name for t in registry.list() if t.significant)
 
 
-def _stale(account_ids: list[str], tools: list[str]) -> Select:
-    """(account, run key) of the actions of these accounts whose decision needs a (fresh)
-    record."""
+@cache
+def _stale() -> Select:
+    """(account, run key) of the actions of the accounts `account_ids` (a parameter, as
+    `tools` is) whose decision needs a (fresh) record. Built once: every run's snapshot
+    reads it, and building it took longer than running it."""
     a, d = ActionRecord.__table__, AdmtDecision.__table__  # type: ignore[attr-defined]
     p, v = Approval.__table__, ApprovalVote.__table__  # type: ignore[attr-defined]
     g = PolicyDecisionRecord.__table__  # type: ignore[attr-defined]
@@ -66,8 +70,8 @@ def _stale(account_ids: list[str], tools: list[str]) -> Select:
         .select_from(a.outerjoin(d, d.c.run_key == a.c.run_key))
         .where(
             and_(
-                a.c.account_id.in_(account_ids),
-                a.c.tool.in_(tools),
+                a.c.account_id.in_(bindparam("account_ids", expanding=True)),
+                a.c.tool.in_(bindparam("tools", expanding=True)),
                 a.c.status != "denied",  # the gate stopped it: no decision was made
                 stale,
             )
@@ -81,9 +85,14 @@ def decisions_to_record(session: Session, account_ids: list[str]) -> dict[str, i
     tools = significant_tools()
     if not account_ids or not tools:
         return {}
-    rows = _stale(account_ids, tools).subquery()
-    q = select(rows.c.account_id, func.count()).group_by(rows.c.account_id)
-    return {account_id: n for account_id, n in session.connection().execute(q)}
+    params = {"account_ids": account_ids, "tools": tools}
+    return {account_id: n for account_id, n in session.connection().execute(_counts(), params)}
+
+
+@cache
+def _counts() -> Select:
+    rows = _stale().subquery()
+    return select(rows.c.account_id, func.count()).group_by(rows.c.account_id)
 
 
 def stale_decisions(session: Session, account_id: str) -> set[str]:
@@ -92,18 +101,25 @@ def stale_decisions(session: Session, account_id: str) -> set[str]:
     tools = significant_tools()
     if not tools:
         return set()
-    return {key for _, key in session.connection().execute(_stale([account_id], tools))}
+    params = {"account_ids": [account_id], "tools": tools}
+    return {key for _, key in session.connection().execute(_stale(), params)}
 
 
 def opt_outs_lifted(session: Session, account_ids: list[str]) -> dict[str, int]:
     """account -> its contacts with an opt-out on record who are no longer opted out."""
     if not account_ids:
         return {}
-    seen, c = OptOutSeen.__table__, Contact.__table__  # type: ignore[attr-defined]
-    q = (
-        select(seen.c.account_id, func.count())
-        .select_from(seen.join(c, c.c.id == seen.c.contact_id))
-        .where(seen.c.account_id.in_(account_ids), c.c.opted_out.is_(False))
-        .group_by(seen.c.account_id)
+    rows = session.connection().execute(_LIFTED, {"account_ids": account_ids})
+    return {account_id: n for account_id, n in rows}
+
+
+_SEEN, _CONTACT = OptOutSeen.__table__, Contact.__table__  # type: ignore[attr-defined]
+_LIFTED = (
+    select(_SEEN.c.account_id, func.count())
+    .select_from(_SEEN.join(_CONTACT, _CONTACT.c.id == _SEEN.c.contact_id))
+    .where(
+        _SEEN.c.account_id.in_(bindparam("account_ids", expanding=True)),
+        _CONTACT.c.opted_out.is_(False),
     )
-    return {account_id: n for account_id, n in session.connection().execute(q)}
+    .group_by(_SEEN.c.account_id)
+)

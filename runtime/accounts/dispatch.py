@@ -8,8 +8,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 from temporalio.client import Client
@@ -39,6 +40,19 @@ class Stored:
 class Started:
     event_id: int
     workflow_id: str
+
+
+_D: Any = EventDispatch.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
+_E: Any = Event.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
+_IDS = bindparam("ids", expanding=True)
+_TRIED = update(EventDispatch).where(_D.event_id.in_(_IDS))
+_FAILED = _TRIED.values(attempts=_D.attempts + 1, last_error=bindparam("error"))
+_STARTED = _TRIED.values(
+    attempts=_D.attempts + 1,
+    last_error=None,
+    dispatched_at=bindparam("at", type_=_D.dispatched_at.type),
+)
+_DISPATCHED = update(Event).where(_E.id.in_(_IDS)).values(dispatched=True)
 
 
 def workflow_id(agent: str, account_id: str) -> str:
@@ -156,22 +170,22 @@ class Dispatcher:
         return dict(rows)
 
     def _mark(self, outcomes: dict[int, str | None]) -> None:
-        """Record each event's dispatch attempt: its error, or that all its runs started."""
+        """Record each event's dispatch attempt: its error, or that all its runs started.
+        Plain UPDATEs (the count goes up in SQL): no read first, no lock held for one,
+        one statement per distinct error (all started: one)."""
         now = datetime.now(UTC)
-        with transaction(self.db, writes=True) as session:  # attempts += 1: read, then write
-            intents = session.exec(
-                select(EventDispatch).where(col(EventDispatch.event_id).in_(list(outcomes)))
-            ).all()
-            for intent in intents:
-                intent.attempts += 1
-                intent.last_error = outcomes[intent.event_id]
-                if intent.last_error is None:
-                    intent.dispatched_at = now
-                session.add(intent)
-            if done := [i.event_id for i in intents if i.last_error is None]:
-                session.connection().execute(
-                    update(Event).where(col(Event.id).in_(done)).values(dispatched=True)
-                )
+        by_error: dict[str | None, list[int]] = {}
+        for event_id, error in outcomes.items():
+            by_error.setdefault(error, []).append(event_id)
+        with transaction(self.db) as session:
+            conn = session.connection()
+            for error, ids in by_error.items():
+                if error is None:
+                    conn.execute(_STARTED, {"ids": ids, "at": now})
+                else:
+                    conn.execute(_FAILED, {"ids": ids, "error": error})
+            if done := by_error.get(None):
+                conn.execute(_DISPATCHED, {"ids": done})
 
     async def redispatch(
         self, *, older_than: timedelta = timedelta(seconds=5), limit: int = 500

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -89,12 +90,24 @@ def _reserve(engine: Engine, call: ToolCall, *, dedup: bool) -> tuple[ToolResult
 def _close(
     engine: Engine, key: str, *, status: str, output: dict | None = None, error: str | None = None
 ) -> None:
+    """The call's end, in one UPDATE (the row was reserved before the call)."""
+    values = {"status": status, "output": output or {}, "error": error, "at": datetime.now(UTC)}
     with transaction(engine) as session:
-        row = session.get(ToolCallRecord, key)
-        assert row is not None
-        row.status, row.output, row.error = status, output or {}, error
-        row.finished_at = datetime.now(UTC)
-        session.add(row)
+        closed = session.connection().execute(_CLOSE, {"k": key, **values}).rowcount
+    assert closed == 1, f"no reserved call {key}"
+
+
+_T: Any = ToolCallRecord.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
+_CLOSE = (
+    update(ToolCallRecord)
+    .where(_T.idempotency_key == bindparam("k"))
+    .values(
+        status=bindparam("status"),
+        output=bindparam("output", type_=_T.output.type),
+        error=bindparam("error"),
+        finished_at=bindparam("at", type_=_T.finished_at.type),
+    )
+)
 
 
 def call_state(engine: Engine, key: str) -> ToolCallRecord | None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from langgraph.types import interrupt
-from sqlalchemy import update
+from sqlalchemy import bindparam, or_, update
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -265,14 +265,7 @@ async def execute(state: RunState) -> dict[str, Any]:
     with transaction(svc.db) as session:
         # Claim the action before the side effect: a supervisor that preempts it (or
         # compliance that blocks it) after this sees it executing and decides again.
-        claimed = session.execute(
-            update(ActionRecord)
-            .where(
-                col(ActionRecord.run_key) == v.key,
-                col(ActionRecord.status).in_(("allowed", "pending", "executing")),
-            )
-            .values(status="executing", updated_at=svc.clock())
-        ).rowcount  # pyright: ignore[reportAttributeAccessIssue] - an UPDATE's CursorResult
+        claimed = session.connection().execute(_CLAIM, {"key": v.key, "at": svc.clock()}).rowcount
         if not claimed:
             row = session.get(ActionRecord, v.key)
             if row is not None and row.status in (PREEMPTED, "blocked"):
@@ -305,6 +298,17 @@ async def execute(state: RunState) -> dict[str, Any]:
     except ToolError as err:
         return {"result": {"status": "failed", "code": err.code, "error": str(err)[:500]}}
     return {"result": result.model_dump(mode="json")}
+
+
+_AR: Any = ActionRecord.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
+_CLAIM = (  # built once: every action is claimed
+    update(ActionRecord)
+    .where(
+        _AR.run_key == bindparam("key"),
+        or_(*(_AR.status == s for s in ("allowed", "pending", "executing"))),
+    )
+    .values(status="executing", updated_at=bindparam("at", type_=_AR.updated_at.type))
+)
 
 
 def _dedup(svc: services.Services, tool: str) -> bool:
@@ -475,7 +479,7 @@ def record(state: RunState) -> dict[str, Any]:
                 row.rejection_reason = approval.reason or None
             session.add(row)
             if status == "executed":  # the cost ledger: booked once per action (unique key)
-                book_action_cost(session, row, at=svc.clock())
+                book_action_cost(session, row, at=svc.clock(), org_id=common["org_id"])
             if status == "unknown":  # never silent: a person checks (or the receiver answers)
                 open_check(
                     session, row, error=str((result or {}).get("error", "")), now=svc.clock()

@@ -19,14 +19,19 @@ Slice = Literal["segment", "agent", "playbook", "account"]
 KIND_BY_TOOL = {"send_offer": "discount"}
 
 
-def book_action_cost(session: Session, action: ActionRecord, *, at: datetime) -> None:
+def book_action_cost(
+    session: Session, action: ActionRecord, *, at: datetime, org_id: str | None = None
+) -> None:
+    """The executed action's cost, booked once (by its key) to its account's organisation
+    (`org_id` when the caller knows it)."""
     if (
         session.exec(select(CostEntry.id).where(CostEntry.action_key == action.run_key)).first()
         is not None
     ):
         return
-    account = session.get(Account, action.account_id)
-    org_id = account.org_id if account else "demo"
+    if org_id is None:
+        account = session.get(Account, action.account_id)
+        org_id = account.org_id if account else "demo"
     kind = KIND_BY_TOOL.get(action.tool, "csm_labour" if action.high_touch else "education")
     session.add(
         CostEntry(

@@ -96,9 +96,12 @@ def chain_name(chain: Chain) -> str:
 
 def org_of(engine: Engine, account_id: str) -> str:
     """The organisation whose chain an account's entries go into."""
-    with Session(engine) as session:
-        org = session.exec(select(Account.org_id).where(Account.id == account_id)).first()
+    with engine.connect() as conn:
+        org = conn.execute(_ORG_OF, {"account_id": account_id}).scalar()
     return org or DEFAULT_ORG
+
+
+_ORG_OF = sa.select(col(Account.org_id)).where(col(Account.id) == sa.bindparam("account_id"))
 
 
 def _legacy_hash(prev_hash: str, event: AuditEvent, at: datetime) -> str:
@@ -148,10 +151,31 @@ def in_chain(chain: Chain) -> sa.ColumnElement[bool]:
 def _head(session: Session, chain: Chain) -> tuple[str, int]:
     """The chain's head as (hash, position); (GENESIS, 0) for an empty chain. Two columns,
     not the entry: its payload can be large and is not needed."""
-    order = col(AuditEntry.seq) if chain is None else col(AuditEntry.org_seq)
-    q = sa.select(col(AuditEntry.hash), order).where(in_chain(chain)).order_by(order.desc())
-    row = session.connection().execute(q.limit(1)).first()
+    if chain is None:
+        row = session.connection().execute(_LEGACY_HEAD).first()
+    else:
+        row = session.connection().execute(_ORG_HEAD, {"chain": chain}).first()
     return (row[0], row[1] or 0) if row is not None else (GENESIS, 0)
+
+
+# Built once: every recorded action reads a head and its recorded steps.
+_LEGACY_HEAD = (
+    sa.select(col(AuditEntry.hash), col(AuditEntry.seq))
+    .where(col(AuditEntry.org_id).is_(None))
+    .order_by(col(AuditEntry.seq).desc())
+    .limit(1)
+)
+_ORG_HEAD = (
+    sa.select(col(AuditEntry.hash), col(AuditEntry.org_seq))
+    .where(col(AuditEntry.org_id) == sa.bindparam("chain"))
+    .order_by(col(AuditEntry.org_seq).desc())
+    .limit(1)
+)
+_RECORDED = sa.select(col(AuditEntry.run_key), col(AuditEntry.step)).where(
+    sa.tuple_(col(AuditEntry.run_key), col(AuditEntry.step)).in_(
+        sa.bindparam("wanted", expanding=True)
+    )
+)
 
 
 def append(engine: Engine, events: list[AuditEvent]) -> int:
@@ -175,10 +199,8 @@ def append_locked(session: Session, events: list[AuditEvent], *, legacy: bool = 
         return 0
     # One read of the steps already recorded, one of each chain's head; then each new
     # entry links to the one before it in memory (the lock keeps the heads current).
-    key = sa.tuple_(col(AuditEntry.run_key), col(AuditEntry.step))
-    wanted = {(ev.run_key, ev.step) for ev in events}
-    q = sa.select(col(AuditEntry.run_key), col(AuditEntry.step)).where(key.in_(wanted))
-    done = {(run_key, step) for run_key, step in session.connection().execute(q)}
+    wanted = sorted({(ev.run_key, ev.step) for ev in events})
+    done = {tuple(r) for r in session.connection().execute(_RECORDED, {"wanted": wanted})}
     heads: dict[Chain, tuple[str, int]] = {}
     written = 0
     for ev in events:
