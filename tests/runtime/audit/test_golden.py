@@ -50,17 +50,20 @@ AGENTS = sorted(p.stem for p in (REPO / "agents").glob("*.yaml"))
 REGENERATE = os.environ.get("AUTOPILOT_REGENERATE_GOLDEN") == "1"
 
 
-# Histories of runs from before today's workflow: the local action path with the vote
-# recorded by an activity, the fused graph, and the five-node graph before it. Kept,
-# since runs started then must still replay on a worker of today.
+# Histories of runs from before today's workflow: started by signal-with-start with two
+# local activities per auto-allowed action (its votes recorded locally), the same with
+# the vote recorded by an activity, the fused graph, and the five-node graph before it.
+# Kept, since runs started then must still replay on a worker of today.
 FIVE_NODE = GOLDEN / "five_node"
 ERAS = {
-    "vote_local": GOLDEN,
+    "prepare_act": GOLDEN,
+    "vote_local": GOLDEN / "vote_local",
     "local": GOLDEN / "local",
     "fused": GOLDEN / "fused",
     "five_node": FIVE_NODE,
 }
 GRAPHS = {
+    "prepare_act": "agent_local",
     "vote_local": "agent_local",
     "local": "agent_local",
     "fused": "agent_fused",
@@ -68,7 +71,7 @@ GRAPHS = {
 }
 
 
-def golden(agent: str, era: str = "vote_local") -> WorkflowHistory:
+def golden(agent: str, era: str = "prepare_act") -> WorkflowHistory:
     path = ERAS[era] / f"{agent}.json"
     assert path.exists(), f"no golden history for agent {agent}: regenerate ({__doc__})"
     history = read_history(path, "")
@@ -80,6 +83,7 @@ def test_every_shipped_agent_has_a_golden_history() -> None:
     assert {"adoption", "churn_rescue", "compliance", "expansion", "renewal"} <= set(AGENTS)
     assert set(STARTS) == set(AGENTS), "a new agent needs a recipe in STARTS, then a recording"
     assert sorted(p.stem for p in GOLDEN.glob("*.json")) == AGENTS
+    assert sorted(p.stem for p in ERAS["vote_local"].glob("*.json")) == AGENTS
     assert sorted(p.stem for p in ERAS["local"].glob("*.json")) == AGENTS
     assert sorted(p.stem for p in ERAS["fused"].glob("*.json")) == AGENTS
     assert {p.stem for p in FIVE_NODE.glob("*.json")} >= {"adoption", "renewal", "compliance"}
