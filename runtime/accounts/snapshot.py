@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from autopilot.runtime.accounts.compliance_due import decisions_to_record, opt_outs_lifted
@@ -32,7 +33,7 @@ def get_snapshot(session: Session, *, account_id: str, today: date) -> AccountSn
         return None
     health = current(session, account, today=today)
     fields = account_fields(account)
-    subs = list(session.exec(select(Subscription).where(Subscription.account_id == account_id)))
+    subs = list(session.scalars(_SUBSCRIPTIONS, {"account_id": account_id}))
     if subs:
         derived = current_fields(subs, today, account.renewal_date)
         fields |= {k: v for k, v in derived.items() if k in fields}
@@ -66,16 +67,20 @@ def contact_infos(session: Session, account_ids: Iterable[str]) -> dict[str, lis
     out: dict[str, list[ContactInfo]] = {a: [] for a in ids}
     if not ids:
         return out
-    q = (
-        select(Contact.account_id, *(getattr(Contact, f) for f in ContactInfo.model_fields))
-        .where(col(Contact.account_id).in_(ids))
-        .order_by(col(Contact.id))
-    )
-    for account_id, *values in session.connection().execute(q):
+    for account_id, *values in session.connection().execute(_CONTACTS, {"ids": ids}):
         out[account_id].append(
             ContactInfo(**dict(zip(ContactInfo.model_fields, values, strict=True)))
         )
     return out
+
+
+# Built once: every run's snapshot reads them.
+_SUBSCRIPTIONS = select(Subscription).where(col(Subscription.account_id) == bindparam("account_id"))
+_CONTACTS = (
+    select(col(Contact.account_id), *(getattr(Contact, f) for f in ContactInfo.model_fields))
+    .where(col(Contact.account_id).in_(bindparam("ids", expanding=True)))
+    .order_by(col(Contact.id))
+)
 
 
 def snapshot_of(

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam
+from sqlalchemy import select as core_select
+from sqlmodel import Session, select
 
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.agent_spec import AgentSpec
 from autopilot.runtime.contracts.policy import Decision, RequiredApproval, Violation
-from autopilot.runtime.ledger.spend import in_flight
+from autopilot.runtime.ledger.spend import HELD_NOW, moments
 from autopilot.runtime.store.actions import ActionRecord, SupervisorConflict
 from autopilot.runtime.store.approvals import Approval
 
@@ -61,14 +63,8 @@ def contenders(
     priorities: dict[str, int],
 ) -> list[Contender]:
     """Other agents' actions in flight on the account (their reservations hold)."""
-    rows = session.exec(
-        select(ActionRecord).where(
-            ActionRecord.account_id == account_id,
-            ActionRecord.agent != agent,
-            col(ActionRecord.run_key) != key,
-            in_flight(now),
-        )
-    ).all()
+    params = {**moments(now)[1], "account_id": account_id, "agent": agent, "key": key}
+    rows = session.connection().execute(_CONTENDERS, params).all()
     return [
         Contender(
             key=r.run_key,
@@ -81,6 +77,17 @@ def contenders(
         )
         for r in rows
     ]
+
+
+_A: Any = ActionRecord.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
+_CONTENDERS = core_select(  # built once: every gate reads it
+    _A.run_key, _A.agent, _A.recipient, _A.expected_cost, _A.status, _A.workflow_id
+).where(
+    _A.account_id == bindparam("account_id"),
+    _A.agent != bindparam("agent"),
+    _A.run_key != bindparam("key"),
+    HELD_NOW,
+)
 
 
 def yields_to_priority(decision: Decision) -> bool:

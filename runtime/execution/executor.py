@@ -91,7 +91,12 @@ def _close(
     engine: Engine, key: str, *, status: str, output: dict | None = None, error: str | None = None
 ) -> None:
     """The call's end, in one UPDATE (the row was reserved before the call)."""
-    values = {"status": status, "output": output or {}, "error": error, "at": datetime.now(UTC)}
+    values = {
+        "b_status": status,
+        "b_output": output or {},
+        "b_error": error,
+        "b_at": datetime.now(UTC),
+    }
     with transaction(engine) as session:
         closed = session.connection().execute(_CLOSE, {"k": key, **values}).rowcount
     assert closed == 1, f"no reserved call {key}"
@@ -102,10 +107,10 @@ _CLOSE = (
     update(ToolCallRecord)
     .where(_T.idempotency_key == bindparam("k"))
     .values(
-        status=bindparam("status"),
-        output=bindparam("output", type_=_T.output.type),
-        error=bindparam("error"),
-        finished_at=bindparam("at", type_=_T.finished_at.type),
+        status=bindparam("b_status"),
+        output=bindparam("b_output", type_=_T.output.type),
+        error=bindparam("b_error"),
+        finished_at=bindparam("b_at", type_=_T.finished_at.type),
     )
 )
 

@@ -80,23 +80,11 @@ def plan(state: RunState) -> dict[str, Any]:
     started = run.started_at or now
     since = now - timedelta(days=spec.limits.rejection_cooldown_days)
     with transaction(svc.db) as session:
-        rejected = {
-            r.tool: r.rejection_reason or ""
-            for r in session.exec(
-                select(ActionRecord).where(
-                    ActionRecord.account_id == v.account.id,
-                    ActionRecord.agent == spec.name,
-                    ActionRecord.status == "rejected",
-                    ActionRecord.updated_at >= since,
-                )
-            )
-        }
+        conn = session.connection()
+        params = {"account_id": v.account.id, "agent": spec.name, "since": since}
+        rejected = {tool: why or "" for tool, why in conn.execute(_REJECTED, params)}
         events = list(
-            session.exec(
-                select(Event.type)
-                .where(Event.account_id == v.account.id, Event.received_at >= started)
-                .order_by(col(Event.id))
-            )
+            conn.execute(_EVENTS, {"account_id": v.account.id, "since": started}).scalars()
         )
         account = session.get(Account, v.account.id)
         assert account is not None  # observe found it
@@ -301,6 +289,24 @@ async def execute(state: RunState) -> dict[str, Any]:
 
 
 _AR: Any = ActionRecord.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
+_EV: Any = Event.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
+# Built once (the planner's reads): the actions a person rejected lately, in order,
+# and the account's events since the run began.
+_REJECTED = (
+    select(_AR.tool, _AR.rejection_reason)
+    .where(
+        _AR.account_id == bindparam("account_id"),
+        _AR.agent == bindparam("agent"),
+        _AR.status == "rejected",
+        _AR.updated_at >= bindparam("since"),
+    )
+    .order_by(_AR.updated_at, _AR.run_key)
+)
+_EVENTS = (
+    select(_EV.type)
+    .where(_EV.account_id == bindparam("account_id"), _EV.received_at >= bindparam("since"))
+    .order_by(_EV.id)
+)
 _CLAIM = (  # built once: every action is claimed
     update(ActionRecord)
     .where(

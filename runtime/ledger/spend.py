@@ -72,12 +72,13 @@ def _one_of(column: Any, values: tuple[str, ...]) -> ColumnElement[bool]:
     return or_(*(column == v for v in values))
 
 
-_IN_FLIGHT = or_(
+# `in_flight`, with its moments as parameters (`moments`): a reservation that holds now.
+HELD_NOW = or_(
     and_(_one_of(_A.status, ("allowed", "executing")), _A.updated_at >= bindparam("allowed_since")),
     and_(_A.status == "pending", _A.updated_at >= bindparam("pending_since")),
 )
 _COUNTED = or_(
-    and_(_one_of(_A.status, SPENT), _A.updated_at >= bindparam("quarter_start")), _IN_FLIGHT
+    and_(_one_of(_A.status, SPENT), _A.updated_at >= bindparam("quarter_start")), HELD_NOW
 )
 _NOT_EXCLUDED = _A.run_key.not_in(bindparam("excluded", expanding=True))
 
@@ -106,21 +107,21 @@ _AGENT_SPEND = _variants(
     )
 )
 _MINE = (_A.account_id == bindparam("account_id"), _A.recipient == bindparam("recipient"))
-_HELD = _variants(core_select(_A.run_key).where(*_MINE, _IN_FLIGHT).limit(1))
+_HELD = _variants(core_select(_A.run_key).where(*_MINE, HELD_NOW).limit(1))
 _LAST_CONTACT = _variants(
     core_select(func.max(_A.updated_at)).where(*_MINE, _one_of(_A.status, SPENT))
 )
 _RECENT = core_select(_A.recipient).where(
     _A.account_id == bindparam("account_id"),
     _A.recipient.is_not(None),
-    or_(_IN_FLIGHT, and_(_one_of(_A.status, SPENT), _A.updated_at >= bindparam("cooldown"))),
+    or_(HELD_NOW, and_(_one_of(_A.status, SPENT), _A.updated_at >= bindparam("cooldown"))),
 )
 _REACHABLE = core_select(_C.email).where(
     _C.account_id == bindparam("account_id"), _C.opted_out.is_(False)
 )
 
 
-def _moments(now: datetime, exclude_key: Excluded = None) -> tuple[int, dict[str, Any]]:
+def moments(now: datetime, exclude_key: Excluded = None) -> tuple[int, dict[str, Any]]:
     """Which variant (1: with exclusions) and the parameters every ledger statement takes."""
     params: dict[str, Any] = {
         "quarter_start": quarter_start(now),
@@ -137,7 +138,7 @@ def agent_spend(
     session: Session, *, account_id: str, agent: str, now: datetime, exclude_key: Excluded = None
 ) -> float:
     """What one agent has spent and reserved on one account this quarter."""
-    variant, params = _moments(now, exclude_key)
+    variant, params = moments(now, exclude_key)
     total = (
         session.connection()
         .execute(_AGENT_SPEND[variant], {**params, "account_id": account_id, "agent": agent})
@@ -156,7 +157,7 @@ def ledger(
 ) -> LedgerIn:
     """The policy's ledger input; `exclude_key` is the action being gated (an edit
     replaces its own reservation, it does not add to it)."""
-    variant, params = _moments(now, exclude_key)
+    variant, params = moments(now, exclude_key)
     conn = session.connection()
     row: Any = conn.execute(_ACCOUNT_LEDGER[variant], {**params, "account_id": account_id}).one()
     account_spend, high_touch, discount = row
@@ -188,7 +189,7 @@ def quarter_limits(
     (the policy's share of ARR minus spend and reservations), high-touch contacts, and
     the contacts that may be written to (not opted out, not within the cool-down)."""
     spent = ledger(session, account_id=account.id, segment=account.segment, now=now)
-    _, params = _moments(now)
+    _, params = moments(now)
     conn = session.connection()
     cooldown = now - timedelta(hours=limits.contact.cooldown_hours)
     recent = set(
@@ -234,7 +235,7 @@ def hours_since_contact(
     never weigh on another's); an action to them still in flight (other than the one
     being gated) counts as a contact now, so two runs cannot both write to someone
     inside the cool-down."""
-    variant, params = _moments(now, exclude_key)
+    variant, params = moments(now, exclude_key)
     params |= {"account_id": account_id, "recipient": recipient}
     conn = session.connection()
     if conn.execute(_HELD[variant], params).first() is not None:

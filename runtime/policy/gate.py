@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 from temporalio import activity
@@ -296,6 +296,16 @@ async def _tell_preempted(preempt: list[supervisor.Contender], *, by: str) -> No
             log.warning("could not tell %s it was preempted: %s", c.workflow_id, err)
 
 
+_BUMP = (  # built once: every reservation bumps its scope's version
+    update(LedgerVersion)
+    .where(
+        col(LedgerVersion.scope) == bindparam("b_scope"),
+        col(LedgerVersion.version) == bindparam("b_version"),
+    )
+    .values(version=bindparam("b_next"))
+)
+
+
 def _version(session: Session, scope: str) -> int:
     row = session.get(LedgerVersion, scope)
     return row.version if row else 0
@@ -319,11 +329,11 @@ def _commit(
     try:
         with transaction(svc.db) as session:
             if decision.outcome != "deny" and version is not None:
-                bumped = session.execute(
-                    update(LedgerVersion)
-                    .where(col(LedgerVersion.scope) == scope, col(LedgerVersion.version) == version)
-                    .values(version=version + 1)
-                ).rowcount  # pyright: ignore[reportAttributeAccessIssue] - an UPDATE's CursorResult
+                bumped = (
+                    session.connection()
+                    .execute(_BUMP, {"b_scope": scope, "b_version": version, "b_next": version + 1})
+                    .rowcount
+                )
                 if not bumped:
                     if version != 0 or session.get(LedgerVersion, scope) is not None:
                         session.rollback()
