@@ -200,7 +200,8 @@ class _FailAfterSideEffect(Interceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
                 result = await super().execute_activity(input)
                 info = activity.info()
-                if info.activity_type == f"{LOCAL_GRAPH}.act":  # the gate, the send and its record
+                # The step that plans, gates, sends and records the first action.
+                if info.activity_type == f"{LOCAL_GRAPH}.prepare":
                     outer.attempts.append(info.attempt)
                     if info.attempt == 1:
                         raise RuntimeError("worker lost after the side effect")
