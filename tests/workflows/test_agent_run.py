@@ -200,8 +200,9 @@ class _FailAfterSideEffect(Interceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
                 result = await super().execute_activity(input)
                 info = activity.info()
-                # The step that plans, gates, sends and records the first action.
-                if info.activity_type == f"{LOCAL_GRAPH}.prepare":
+                # The steps that gate, send and record: `prepare` (the first action)
+                # and `act` (the others).
+                if info.activity_type in (f"{LOCAL_GRAPH}.prepare", f"{LOCAL_GRAPH}.act"):
                     outer.attempts.append(info.attempt)
                     if info.attempt == 1:
                         raise RuntimeError("worker lost after the side effect")
