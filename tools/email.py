@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import threading
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 
 from icalendar import Calendar, Event, vCalAddress
 from pydantic import BaseModel, Field
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, func
+from sqlmodel import col, select
 
 from autopilot.runtime.consent import tokens
 from autopilot.runtime.contracts.hashing import sha256_hex
@@ -84,13 +85,8 @@ def _preference_links(ctx: ToolContext, to: str) -> tuple[str, str] | None:
     address is no contact of ours: there is no one whose choice a link could record."""
     if ctx.db is None or ctx.settings is None:
         return None
-    with Session(ctx.db) as session:
-        found = session.exec(
-            select(Contact.id, Account.org_id)
-            .join(Account, col(Account.id) == col(Contact.account_id))
-            .where(func.lower(Contact.email) == to.lower())
-            .order_by(col(Contact.id))
-        ).first()
+    with ctx.db.connect() as conn:
+        found = conn.execute(_RECIPIENT, {"address": to.lower()}).first()
     if found is None:
         return None
     contact_id, org_id = found
@@ -98,6 +94,15 @@ def _preference_links(ctx: ToolContext, to: str) -> tuple[str, str] | None:
         tokens.secret(ctx.settings), contact_id=contact_id, org_id=org_id, now=datetime.now(UTC)
     )
     return tokens.preferences_url(ctx.settings, token), tokens.unsubscribe_url(ctx.settings, token)
+
+
+# Built once (every email looks its recipient up); the lowered address is indexed.
+_RECIPIENT = (
+    select(col(Contact.id), col(Account.org_id))
+    .join(Account, col(Account.id) == col(Contact.account_id))
+    .where(func.lower(Contact.email) == bindparam("address"))
+    .order_by(col(Contact.id))
+)
 
 
 class _Smtp(smtplib.SMTP):
@@ -121,22 +126,70 @@ def _refused(code: int, what: str) -> ToolError:
     return ToolError(f"SMTP {what}: {code}")
 
 
+class _Sessions:
+    """SMTP sessions kept open for the next message to the same server (per config): a
+    message then costs MAIL, RCPT and DATA, not a connection, a greeting, EHLO, STARTTLS
+    and a login too. Only a session whose last message was accepted is kept; one the
+    server dropped meanwhile fails before anything is handed over (known not sent), and
+    the message goes on a fresh session at once."""
+
+    KEEP = 4  # idle sessions per server
+
+    def __init__(self) -> None:
+        self._idle: dict[SmtpConfig, list[_Smtp]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, config: SmtpConfig) -> _Smtp | None:
+        with self._lock:
+            idle = self._idle.get(config)
+            return idle.pop() if idle else None
+
+    def give(self, config: SmtpConfig, smtp: _Smtp) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(config, [])
+            if len(idle) < self.KEEP:
+                idle.append(smtp)
+                return
+        _close(smtp)
+
+
+_SESSIONS = _Sessions()
+
+
 def smtp_send(config: SmtpConfig, msg: EmailMessage) -> None:
-    """Hand one message to the configured SMTP server (STARTTLS and auth by settings).
+    """Hand one message to the configured SMTP server (STARTTLS and auth by settings),
+    on a session kept from the last message when there is one.
 
     Raises ToolUnavailable when the server was not reached or said 4xx, ToolError on a
     5xx, and ToolOutcomeUnknown when the message was handed over and no reply came."""
-    smtp = _Smtp(timeout=config.timeout)
+    kept = _SESSIONS.take(config)
+    if kept is not None:
+        try:
+            _send(kept, config, msg, fresh=False)
+            return
+        except ToolUnavailable:  # known not sent (often: the server closed the idle session)
+            pass
+    _send(_Smtp(timeout=config.timeout), config, msg, fresh=True)
+
+
+def _send(smtp: _Smtp, config: SmtpConfig, msg: EmailMessage, *, fresh: bool) -> None:
+    """One message on `smtp` (connected first when `fresh`); the session is kept when the
+    server accepted the message, closed otherwise."""
+    smtp.handed_over = False
     smtp._host = config.host  # what STARTTLS checks the certificate against
+    kept = False
     try:
-        smtp.connect(config.host, config.port)
-        if config.starttls:  # the server's certificate is verified (against ca_file when set)
-            smtp.starttls(context=ssl.create_default_context(cafile=config.ca_file or None))
-        if config.username:
-            smtp.login(config.username, config.password)
+        if fresh:
+            smtp.connect(config.host, config.port)
+            if config.starttls:  # the server's certificate is verified (against ca_file when set)
+                smtp.starttls(context=ssl.create_default_context(cafile=config.ca_file or None))
+            if config.username:
+                smtp.login(config.username, config.password)
         refused = smtp.send_message(msg)
         if refused:  # some recipients refused, the others took it: report, do not resend
             raise ToolError(f"recipient refused: {sorted(refused)}")
+        _SESSIONS.give(config, smtp)
+        kept = True
     except smtplib.SMTPRecipientsRefused as err:
         codes = [code for code, _ in err.recipients.values()]
         raise (
@@ -157,12 +210,17 @@ def smtp_send(config: SmtpConfig, msg: EmailMessage) -> None:
             ) from err
         raise ToolUnavailable(f"SMTP server {config.host}:{config.port}: {err}") from err
     finally:
-        try:
-            if smtp.sock is not None and smtp.handed_over:
-                smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            pass  # the message is in; a lost QUIT changes nothing
-        smtp.close()
+        if not kept:
+            _close(smtp)
+
+
+def _close(smtp: _Smtp) -> None:
+    try:
+        if smtp.sock is not None and smtp.handed_over:
+            smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        pass  # the message is in; a lost QUIT changes nothing
+    smtp.close()
 
 
 def _deliver(ctx: ToolContext, msg: EmailMessage) -> EmailSent:

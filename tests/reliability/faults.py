@@ -19,6 +19,7 @@ class Stored:
     message_id: str
     rcpt: str
     subject: str
+    peer: Any = None  # the client's address and port: one per SMTP session
 
 
 @dataclass
@@ -67,7 +68,9 @@ class _Handler:
             return "451 4.3.0 try again later"
         msg = message_from_bytes(envelope.content)
         for rcpt in envelope.rcpt_tos:
-            self.server.stored.append(Stored(msg.get("Message-ID", ""), rcpt, msg.get("Subject", "")))
+            self.server.stored.append(
+                Stored(msg.get("Message-ID", ""), rcpt, msg.get("Subject", ""), session.peer)
+            )
         if self.server.mode == "lost_reply":
             await asyncio.sleep(self.server.reply_delay_s)
         elif self.server.ack_delay_s:

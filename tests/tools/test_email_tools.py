@@ -265,3 +265,20 @@ def test_a_server_that_is_down_is_known_not_sent(faulty) -> None:  # type: ignor
     with pytest.raises(ToolUnavailable):
         execute_once(db, registry, call, smtp)
     assert _status(db, "f/4") == "failed"
+
+
+def test_messages_to_one_server_share_a_session_and_a_dropped_one_is_replaced(faulty) -> None:  # type: ignore[no-untyped-def]
+    """One SMTP session carries message after message (no connection, greeting and EHLO
+    each); when the server has dropped it meanwhile, the message goes on a fresh one,
+    once, and the call is done."""
+    db, server, smtp = faulty
+    for i in range(3):
+        call = ToolCall(tool="send_email", args=ARGS, idempotency_key=f"s/{i}", granted=["send_email"])
+        execute_once(db, registry, call, smtp)
+    assert len(server.stored) == 3 and len({m.peer for m in server.stored}) == 1
+    server.stop()  # every session ends with the server
+    server.start()
+    call = ToolCall(tool="send_email", args=ARGS, idempotency_key="s/3", granted=["send_email"])
+    execute_once(db, registry, call, smtp)
+    assert len(server.stored) == 4 and server.stored[3].peer != server.stored[0].peer
+    assert _status(db, "s/3") == "done"
