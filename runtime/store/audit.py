@@ -202,7 +202,7 @@ def append_locked(session: Session, events: list[AuditEvent], *, legacy: bool = 
     wanted = sorted({(ev.run_key, ev.step) for ev in events})
     done = {tuple(r) for r in session.connection().execute(_RECORDED, {"wanted": wanted})}
     heads: dict[Chain, tuple[str, int]] = {}
-    written = 0
+    rows: list[dict[str, Any]] = []
     for ev in events:
         if (ev.run_key, ev.step) in done:
             continue
@@ -220,11 +220,12 @@ def append_locked(session: Session, events: list[AuditEvent], *, legacy: bool = 
             hash=_entry_hash(prev, ev, at, org_seq),
             decision_hash=decision_digest(ev.decision),
         )
-        session.add(row)
+        rows.append(row.model_dump(exclude={"seq"}))
         heads[chain] = (row.hash, org_seq or 0)  # (the legacy chain needs no number)
-        written += 1
     session.flush()
-    return written
+    if rows:  # one INSERT for them all (in order: the legacy chain is ordered by `seq`)
+        session.connection().execute(sa.insert(AuditEntry.__table__), rows)  # pyright: ignore[reportAttributeAccessIssue]
+    return len(rows)
 
 
 def _lock_key(chain: Chain) -> int:
