@@ -30,6 +30,7 @@ from autopilot.runtime.approvals.models import (
     ReassignCreate,
     VotePublic,
 )
+from autopilot.runtime.approvals.votes import store_vote
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.approval import ApprovalEdit, ApprovalOutcome, ApprovalVote
 from autopilot.runtime.policy.limits import read_limits
@@ -244,7 +245,17 @@ class Inbox:
             actor=p.user_id,
             reason=body.reason,
         )
-        return await self._update(row.workflow_id, "decide", vote)
+        outcome = await self._update(row.workflow_id, "decide", vote)
+        if outcome.status in ("approved", "rejected"):
+            # The run stores the deciding vote in the step that acts on it; stored here as
+            # well, so that the inbox shows the item decided as soon as the approver hears
+            # it is (whichever is first, the other finds it there).
+            with transaction(self.svc.db) as session:
+                store_vote(
+                    session.connection(),
+                    vote.model_copy(update={"decided_at": outcome.decided_at}),
+                )
+        return outcome
 
     async def edit(self, p: Principal, approval_id: str, body: EditCreate) -> ApprovalOutcome:
         if not p.can_decide:

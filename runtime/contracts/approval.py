@@ -72,6 +72,9 @@ class ApprovalDecision(BaseModel):
     decided_at: datetime | None = None
     action: dict[str, Any] | None = None  # set when the action was edited
     decision: dict[str, Any] | None = None  # the edited action's gate decision
+    # The vote that decided the item, stored by the step that acts on the answer (the
+    # send, or the record of a rejection): not while the approver's Update waits.
+    vote: ApprovalVote | None = None
 
 
 class ApprovalOutcome(BaseModel):
@@ -79,5 +82,6 @@ class ApprovalOutcome(BaseModel):
     status: Literal["pending", "approved", "rejected", "expired", "superseded"]
     actor: str
     remaining_roles: list[str] = []
+    decided_at: datetime | None = None  # the vote's time (as the run stamped it)
     new_approval_id: str | None = None  # after an edit that needs approval again
     codes: list[str] = []  # after an edit the gate denied

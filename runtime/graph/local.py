@@ -23,7 +23,8 @@ So every side effect still ends delivered once, known not sent, or visibly unkno
 
 `finish` (the send after an approval) stays an activity: a local activity holds the
 workflow task open until it ends, and with it the answer to the approver's Update (the
-inbox would wait for the send, and for the next action's gate).
+inbox would wait for the send, and for the next action's gate). It stores the deciding
+vote first (the Update does not: runtime/approvals/votes.py).
 Histories from before this path replay on the graph they ran on (`patched`)."""
 
 from __future__ import annotations

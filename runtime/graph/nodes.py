@@ -5,6 +5,7 @@ in the workflow (the interrupt must be raised there)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from autopilot.runtime.agents import playbook
 from autopilot.runtime.agents.playbook import RunFacts
 from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.agents.supervisor import PREEMPTED
+from autopilot.runtime.approvals.votes import NoApproval, store_vote
 from autopilot.runtime.contracts.account import Assessment
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.agent_spec import AgentSpec
@@ -52,6 +54,8 @@ from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.events import Event
 from autopilot.runtime.store.users import User
 from autopilot.tools.registry import ToolError, ToolOutcomeUnknown, ToolUnavailable
+
+log = logging.getLogger(__name__)
 
 # --- activities --------------------------------------------------------------
 
@@ -251,6 +255,7 @@ async def execute(state: RunState) -> dict[str, Any]:
     if retry and (stop := await _still_allowed(svc, v, spec)) is not None:
         return stop
     with transaction(svc.db) as session:
+        _store_vote(session, v)
         # Claim the action before the side effect: a supervisor that preempts it (or
         # compliance that blocks it) after this sees it executing and decides again.
         claimed = session.connection().execute(_CLAIM, {"key": v.key, "at": svc.clock()}).rowcount
@@ -315,6 +320,19 @@ _CLAIM = (  # built once: every action is claimed
     )
     .values(status="executing", updated_at=bindparam("at", type_=_AR.updated_at.type))
 )
+
+
+def _store_vote(session: Session, v: View) -> None:
+    """The vote that decided the approval, carried by the answer (ApprovalDecision.vote):
+    stored by the first step that acts on it; a retry, or the record after the send,
+    finds it there and changes nothing."""
+    vote = v.approval.vote if v.approval is not None else None
+    if vote is None:
+        return
+    try:
+        store_vote(session.connection(), vote)
+    except NoApproval:  # the item is gone from the inbox: the run's audit keeps the vote
+        log.warning("vote on %s not stored: no such approval", vote.approval_id)
 
 
 def _dedup(svc: services.Services, tool: str) -> bool:
@@ -447,7 +465,7 @@ def record(state: RunState) -> dict[str, Any]:
                 step="approve",
                 actor=approval.actor,
                 input_hash=approval.payload_hash,
-                decision=approval.model_dump(mode="json"),
+                decision=approval.model_dump(mode="json", exclude={"vote"}),
                 **common,
             )
         )
@@ -473,7 +491,8 @@ def record(state: RunState) -> dict[str, Any]:
     # The audit steps and the action's final status in one transaction: the status is
     # never written without its entries, nor the entries without the status.
     with transaction(svc.db) as session:
-        audit.lock_chains(session, {common["org_id"]})
+        audit.lock_chains(session, {common["org_id"]})  # first: it begins the transaction
+        _store_vote(session, v)  # a rejection's (an approval's was stored by the send)
         audit.append_locked(session, steps)
         row = session.get(ActionRecord, v.key)
         if row is not None:
@@ -558,6 +577,7 @@ def approve(state: RunState) -> dict[str, Any]:
             verdict="reject",
             actor="system",
             reason="answer did not match the action",
+            vote=answer.vote,  # the approver's vote is stored all the same
         )
         update = {}
     return {"approval": answer.model_dump(mode="json"), **update}

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from autopilot.runtime.contracts.approval import ApprovalOutcome, ApprovalVote
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.devstack.users import demo_user_id
 from autopilot.runtime.execution.outcomes import reconcile_once
@@ -23,6 +24,7 @@ from autopilot.runtime.graph.builder import LOCAL_GRAPH
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.accounts import Contact
 from autopilot.runtime.store.actions import ActionRecord
+from autopilot.runtime.store.approvals import ApprovalVote as VoteRow
 from autopilot.runtime.store.audit import AuditEntry
 from autopilot.runtime.store.outcomes import OutcomeCheck
 from autopilot.runtime.store.tool_calls import ToolCallRecord
@@ -200,6 +202,30 @@ async def test_an_approved_send_still_failing_past_the_approvals_validity_stops_
     with Session(stack.db) as s:
         entry = s.exec(select(AuditEntry).where(AuditEntry.step == "execute", AuditEntry.run_key == key)).one()
         assert entry.decision["code"] == "approval.lapsed"
+
+
+async def test_an_approval_the_api_never_stored_is_stored_by_the_send_before_it_goes_out(faulty_stack) -> None:  # type: ignore[no-untyped-def]
+    """The deciding vote rides in the run's answer; the API stores it too, but may die
+    right after the Update. The send stores it first: with the mail server down, the
+    inbox says approved (not pending) while the send is retried, and the vote is kept."""
+    stack, server = faulty_stack
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
+    wf_id, = await stack.post_events(drop_events(stack.db, account))
+    email, = await stack.pending_for(account)
+    owner = stack.owner(account)
+    vote = ApprovalVote(approval_id=email["id"], payload_hash=email["payload_hash"], role="csm",
+                        verdict="approve", actor=owner)
+    handle = stack.client.get_workflow_handle(wf_id)
+    assert (await handle.execute_update("decide", vote, result_type=ApprovalOutcome)).status == "approved"
+    await wait_for(lambda: (c := _call(stack)) is not None and c.attempts >= 1, timeout=30,
+                   what="a failed first send")
+    row, = [a for a in stack.approval_rows() if a.id == email["id"]]
+    assert (row.status, row.decided_by) == ("approved", owner) and row.decided_at is not None
+    with Session(stack.db) as s:
+        votes = s.exec(select(VoteRow).where(VoteRow.approval_id == email["id"])).all()
+    assert [(v.role, v.verdict, v.actor) for v in votes] == [("csm", "approve", owner)]
+    server.start()
+    await wait_for(lambda: len(server.stored) == 1, timeout=30, what="the send once the server is back")
 
 
 SENDING = (  # the (local) activities that send: `prepare` acts first

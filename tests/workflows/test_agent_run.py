@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 from sqlmodel import Session, select
-from temporalio.client import WorkflowExecutionStatus, WorkflowHistory, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.langgraph import LangGraphPlugin
 from temporalio.worker import (
@@ -20,6 +25,7 @@ from temporalio.worker import (
     Replayer,
 )
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from autopilot.runtime.devstack.scenarios import drop_events
 from autopilot.runtime.ledger.spend import ledger
@@ -29,6 +35,8 @@ from autopilot.runtime.policy.engine import UNAVAILABLE
 from autopilot.runtime.policy.rego import RegoEngine
 from autopilot.runtime.store.accounts import Contact
 from autopilot.runtime.store.actions import ActionRecord, PolicyDecisionRecord
+from autopilot.runtime.store.approvals import Approval
+from autopilot.runtime.store.approvals import ApprovalVote as VoteRow
 from autopilot.runtime.store.audit import AuditEntry, verify_chain
 from autopilot.runtime.store.tool_calls import ToolCallRecord
 from autopilot.runtime.worker import build_worker
@@ -66,8 +74,10 @@ async def test_approval_required_action_waits_and_executes_after_approve(stack: 
     owner = stack.owner(account)
     r = await stack.decide(email, "approve")
     assert r.status_code == 200
-    assert r.json() == {"approval_id": email["id"], "status": "approved", "actor": owner, "remaining_roles": [],
-                        "new_approval_id": None, "codes": []}
+    answer = r.json()
+    assert answer.pop("decided_at")  # the vote's time, as the run stamped it
+    assert answer == {"approval_id": email["id"], "status": "approved", "actor": owner, "remaining_roles": [],
+                      "new_approval_id": None, "codes": []}
     offer, = await stack.pending_for(account)
     assert offer["action"]["tool"] == "send_offer" and offer["roles"] == ["csm", "manager"]
     # Several roles: the CSM's vote alone does not execute it.
@@ -271,9 +281,8 @@ async def test_histories_recorded_before_the_playbook_change_still_replay(name: 
     assert replay.replay_failure is None
 
 
-class _HoldRejects(Interceptor):
-    """Holds the storing of a reject vote until released: the reject is claimed and in
-    flight while another role's approval is stored."""
+class _HoldSends(Interceptor):
+    """Holds the send after an approval (the `finish` step) until released."""
 
     def __init__(self) -> None:
         self.held = False
@@ -284,7 +293,7 @@ class _HoldRejects(Interceptor):
 
         class Inbound(ActivityInboundInterceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-                if activity.info().activity_type == "record_vote" and input.args[0].verdict == "reject":
+                if activity.info().activity_type == f"{LOCAL_GRAPH}.finish":
                     outer.held = True
                     await outer.release.wait()
                 return await super().execute_activity(input)
@@ -292,30 +301,118 @@ class _HoldRejects(Interceptor):
         return Inbound(super().intercept_activity(next))
 
 
-async def test_a_reject_being_stored_is_not_overtaken_by_the_last_approval(stack_factory: Any) -> None:
-    hold = _HoldRejects()
+def _votes(stack: Stack, approval_id: str) -> list[tuple[str, str, str]]:
+    with Session(stack.db) as s:
+        rows = s.exec(select(VoteRow).where(VoteRow.approval_id == approval_id)).all()
+        return [(v.role, v.verdict, v.actor) for v in rows]
+
+
+async def test_the_inbox_has_the_item_decided_when_the_approver_is_answered(stack_factory: Any) -> None:
+    """The run stores the deciding vote in its next step; the API stores it before it
+    answers, so the approver's next look at the inbox shows it decided, the send or not."""
+    hold = _HoldSends()
+    async with stack_factory(worker_kwargs={"interceptors": [hold]}) as stack:
+        account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
+        await stack.post_events(drop_events(stack.db, account))
+        email, = await stack.pending_for(account)
+        owner = stack.owner(account)
+        r = await stack.decide(email, "approve")
+        assert r.json()["status"] == "approved"
+        await wait_for(lambda: hold.held, what="the send held")
+        row, = [a for a in stack.approval_rows() if a.id == email["id"]]
+        assert (row.status, row.decided_by) == ("approved", owner)
+        assert _votes(stack, email["id"]) == [("csm", "approve", owner)]
+        listed = (await stack.http.get("/approvals", headers=stack.headers("maria"))).json()
+        assert email["id"] not in {a["id"] for a in listed}
+        hold.release.set()
+        await wait_for(lambda: len(stack.mails()) == 1, what="the approved send")
+        assert _votes(stack, email["id"]) == [("csm", "approve", owner)]  # stored once
+
+
+async def test_a_rejection_the_api_never_stored_is_stored_with_the_runs_record(stack: Stack) -> None:
+    """The API may die right after the Update: the run's record of the rejection stores
+    the vote (and the item's status) itself."""
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
+    wf_id, = await stack.post_events(drop_events(stack.db, account))
+    email, = await stack.pending_for(account)
+    owner = stack.owner(account)
+    vote = ApprovalVote(approval_id=email["id"], payload_hash=email["payload_hash"], role="csm",
+                        verdict="reject", actor=owner, reason="not now")
+    handle = stack.client.get_workflow_handle(wf_id)
+    assert (await handle.execute_update("decide", vote, result_type=ApprovalOutcome)).status == "rejected"
+    with Session(stack.db) as s:
+        key = s.exec(select(Approval.run_key).where(Approval.id == email["id"])).one()
+
+    def status() -> str | None:
+        with Session(stack.db) as s:
+            return s.exec(select(ActionRecord.status).where(ActionRecord.run_key == key)).one()
+
+    await wait_for(lambda: status() == "rejected", what="the rejection recorded")
+    row, = [a for a in stack.approval_rows() if a.id == email["id"]]
+    assert (row.status, row.decided_by, row.decision_reason) == ("rejected", owner, "not now")
+    assert _votes(stack, email["id"]) == [("csm", "reject", owner)]
+    assert stack.mails() == []
+
+
+class _HoldPartialApprovals(Interceptor):
+    """Holds the storing of an approval that does not decide its item yet (the first of
+    two roles), then fails it: the vote is claimed and in flight while the last role's
+    approval arrives, and is then not stored."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.release = asyncio.Event()
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        outer = self
+
+        class Inbound(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                if activity.info().activity_type == "record_vote" and not outer.release.is_set():
+                    outer.held = True
+                    await outer.release.wait()
+                    raise ApplicationError("the store went away", non_retryable=True)
+                return await super().execute_activity(input)
+
+        return Inbound(super().intercept_activity(next))
+
+
+async def test_the_last_approval_waits_for_an_approval_being_stored_and_decides_nothing_if_it_fails(
+    stack_factory: Any,
+) -> None:
+    hold = _HoldPartialApprovals()
     async with stack_factory(worker_kwargs={"interceptors": [hold]}) as stack:
         account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
         wf_id, = await stack.post_events(drop_events(stack.db, account))
         email, = await stack.pending_for(account)
-        assert (await stack.decide(email, "approve")).status_code == 200
+        assert (await stack.decide(email, "approve")).status_code == 200  # one role: decides
         offer, = await stack.pending_for(account)
         assert offer["roles"] == ["csm", "manager"]
         handle = stack.client.get_workflow_handle(wf_id)
 
-        def vote(role: str, verdict: str, actor: str) -> ApprovalVote:
+        def vote(role: str, actor: str) -> ApprovalVote:
             return ApprovalVote(approval_id=offer["id"], payload_hash=offer["payload_hash"], role=role,
-                                verdict=verdict, actor=actor, reason="not this quarter")  # type: ignore[arg-type]
+                                verdict="approve", actor=actor)
 
-        reject = asyncio.create_task(
-            handle.execute_update("decide", vote("manager", "reject", "maria"), result_type=ApprovalOutcome))
-        await wait_for(lambda: hold.held, what="the manager's reject being stored")
-        # Every role has voted, but the reject is not stored yet: the approval decides nothing.
-        approve = await handle.execute_update("decide", vote("csm", "approve", stack.owner(account)),
-                                              result_type=ApprovalOutcome)
-        assert approve.status == "pending"
+        first = asyncio.create_task(
+            handle.execute_update("decide", vote("csm", stack.owner(account)), result_type=ApprovalOutcome))
+        await wait_for(lambda: hold.held, what="the CSM's approval being stored")
+        # Every role has voted, but the CSM's approval is not stored yet: the manager's
+        # (accepted while the CSM's is held: the held local activity's task is heartbeaten
+        # and the next one carries it) waits for it, and decides nothing when it fails.
+        last = await handle.start_update("decide", vote("manager", "maria"), result_type=ApprovalOutcome,
+                                         wait_for_stage=WorkflowUpdateStage.ACCEPTED)
         hold.release.set()
-        assert (await reject).status == "rejected"
+        with pytest.raises(WorkflowUpdateFailedError):
+            await first
+        outcome = await last.result()
+        assert outcome.status == "pending" and outcome.remaining_roles == ["csm"]
+        assert len(stack.mails()) == 1  # the offer is not sent
+        # The CSM's role was freed: the CSM approves again, and that decides.
+        again = await stack.decide(offer, "approve")
+        assert again.json()["status"] == "approved"
         result = await stack.run_result(wf_id)
-        assert [o.status for o in result.outcomes] == ["executed", "rejected"]
-        assert len(stack.mails()) == 1  # the offer was never sent
+        assert [o.status for o in result.outcomes] == ["executed", "executed"]
+        assert len(stack.mails()) == 2
+        rows = {a.id: a for a in stack.approval_rows()}
+        assert rows[offer["id"]].status == "approved"

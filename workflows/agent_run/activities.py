@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -16,6 +15,7 @@ from autopilot.runtime.accounts.snapshot import get_snapshot
 from autopilot.runtime.agents.planner import apply_edit
 from autopilot.runtime.agents.specs import spec_hash
 from autopilot.runtime.approvals.notify import notify_escalation
+from autopilot.runtime.approvals.votes import NoApproval, store_vote
 from autopilot.runtime.contracts.action import ProposedAction
 from autopilot.runtime.contracts.approval import (
     ApprovalEdit,
@@ -29,7 +29,6 @@ from autopilot.runtime.policy.gate import Reservation, gate_action
 from autopilot.runtime.store.accounts import Account
 from autopilot.runtime.store.actions import ActionRecord
 from autopilot.runtime.store.approvals import Approval
-from autopilot.runtime.store.approvals import ApprovalVote as VoteRow
 from autopilot.runtime.store.db import transaction
 from autopilot.tools.registry import ToolError
 
@@ -115,39 +114,13 @@ class ApprovalActivities:
 
     @activity.defn(name="record_vote")
     def record_vote(self, vote: ApprovalVote) -> ApprovalOutcome:
-        """Record one role's verdict; the item is approved when every role approved,
-        rejected at the first rejection. A retry finds its vote already there."""
-        svc = services.current()
-        with transaction(svc.db) as session:
-            row = session.get(Approval, vote.approval_id)
-            if row is None:
-                raise ApplicationError(f"no approval {vote.approval_id}", non_retryable=True)
-            votes = {
-                v.role: v
-                for v in session.exec(select(VoteRow).where(VoteRow.approval_id == row.id))
-            }
-            if vote.role not in votes:
-                votes[vote.role] = VoteRow(
-                    approval_id=row.id,
-                    role=vote.role,
-                    verdict=vote.verdict,
-                    actor=vote.actor,
-                    reason=vote.reason,
-                    at=_utc(vote.decided_at),
-                )
-                session.add(votes[vote.role])
-            remaining = [r for r in row.roles if r not in votes]
-            if row.status == "pending" and (vote.verdict == "reject" or not remaining):
-                row.status = "rejected" if vote.verdict == "reject" else "approved"
-                row.decided_by, row.decided_at = vote.actor, _utc(vote.decided_at)
-                row.decision_reason = vote.reason
-                session.add(row)
-            return ApprovalOutcome(
-                approval_id=row.id,
-                status=row.status,  # type: ignore[arg-type]
-                actor=vote.actor,
-                remaining_roles=remaining,
-            )
+        """Record one role's verdict (a vote that does not decide the item yet; runs
+        from before votes.py stored the deciding one in the next step record them all)."""
+        with transaction(services.current().db) as session:
+            try:
+                return store_vote(session.connection(), vote)
+            except NoApproval as err:
+                raise ApplicationError(str(err), non_retryable=True) from err
 
     @activity.defn(name="close_approval")
     def close_approval(self, close: CloseInput) -> None:

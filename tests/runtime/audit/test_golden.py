@@ -50,19 +50,23 @@ AGENTS = sorted(p.stem for p in (REPO / "agents").glob("*.yaml"))
 REGENERATE = os.environ.get("AUTOPILOT_REGENERATE_GOLDEN") == "1"
 
 
-# Histories of runs from before today's workflow: started by signal-with-start with two
-# local activities per auto-allowed action (its votes recorded locally), the same with
-# the vote recorded by an activity, the fused graph, and the five-node graph before it.
+# Histories of runs from before today's workflow: every vote stored by a local activity
+# inside its Update (before the deciding one rode in the answer to the next step);
+# before that, started by signal-with-start with two local activities per auto-allowed
+# action; the same with the vote recorded by an activity; the fused graph; and the
+# five-node graph before it.
 # Kept, since runs started then must still replay on a worker of today.
 FIVE_NODE = GOLDEN / "five_node"
 ERAS = {
-    "prepare_act": GOLDEN,
+    "vote_in_step": GOLDEN,
+    "prepare_act": GOLDEN / "prepare_act",
     "vote_local": GOLDEN / "vote_local",
     "local": GOLDEN / "local",
     "fused": GOLDEN / "fused",
     "five_node": FIVE_NODE,
 }
 GRAPHS = {
+    "vote_in_step": "agent_local",
     "prepare_act": "agent_local",
     "vote_local": "agent_local",
     "local": "agent_local",
@@ -71,7 +75,7 @@ GRAPHS = {
 }
 
 
-def golden(agent: str, era: str = "prepare_act") -> WorkflowHistory:
+def golden(agent: str, era: str = "vote_in_step") -> WorkflowHistory:
     path = ERAS[era] / f"{agent}.json"
     assert path.exists(), f"no golden history for agent {agent}: regenerate ({__doc__})"
     history = read_history(path, "")
@@ -83,6 +87,7 @@ def test_every_shipped_agent_has_a_golden_history() -> None:
     assert {"adoption", "churn_rescue", "compliance", "expansion", "renewal"} <= set(AGENTS)
     assert set(STARTS) == set(AGENTS), "a new agent needs a recipe in STARTS, then a recording"
     assert sorted(p.stem for p in GOLDEN.glob("*.json")) == AGENTS
+    assert sorted(p.stem for p in ERAS["prepare_act"].glob("*.json")) == AGENTS
     assert sorted(p.stem for p in ERAS["vote_local"].glob("*.json")) == AGENTS
     assert sorted(p.stem for p in ERAS["local"].glob("*.json")) == AGENTS
     assert sorted(p.stem for p in ERAS["fused"].glob("*.json")) == AGENTS
