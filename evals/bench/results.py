@@ -51,11 +51,17 @@ def figure(
     higher_is_better: bool = False,
     goal_max: float | None = None,
     goal_min: float | None = None,
+    goal_ratio_max: float | None = None,
     goal: str | None = None,
 ) -> Figure:
-    """A figure with its ratio and, given a goal bound, whether it met it."""
+    """A figure with its ratio and, given a goal bound (on the value, or on its ratio to
+    the same-run baseline), whether it met it."""
     passed: bool | None = None
-    if goal_max is not None:
+    share = ratio(value, baseline)
+    if goal_ratio_max is not None and share is not None:
+        passed = share <= goal_ratio_max
+        goal = goal or f"≤ {goal_ratio_max:g}× {baseline_label or 'baseline'}"
+    elif goal_max is not None:
         passed = value <= goal_max
         goal = goal or f"< {goal_max:g} {unit}"
     elif goal_min is not None:
@@ -67,7 +73,7 @@ def figure(
         unit=unit,
         baseline=None if baseline is None else round(baseline, 4),
         baseline_label=baseline_label,
-        ratio=ratio(value, baseline),
+        ratio=share,
         higher_is_better=higher_is_better,
         goal=goal,
         passed=passed,

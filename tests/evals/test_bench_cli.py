@@ -59,3 +59,7 @@ def test_a_goal_is_met_or_missed_and_shown() -> None:
     assert (missed.ratio, missed.passed) == (3.0, False)
     assert figure("throughput", 10, "runs/s", baseline=5, goal_min=8).passed is True
     assert figure("no goal", 1.0, "s", baseline=2.0).passed is None
+    # A goal on the ratio to the same-run baseline (the action path against bare Temporal).
+    fast = figure("event p50", 40.0, "ms", baseline=84.0, baseline_label="bare", goal_ratio_max=0.5)
+    slow = figure("event p50", 45.0, "ms", baseline=84.0, baseline_label="bare", goal_ratio_max=0.5)
+    assert (fast.passed, fast.goal, slow.passed) == (True, "≤ 0.5× bare", False)
