@@ -5,10 +5,12 @@ refuse unknown, stale or already-decided items too."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -43,6 +45,8 @@ from autopilot.runtime.store.audit import AuditEntry
 from autopilot.runtime.store.db import transaction
 from autopilot.runtime.store.users import User
 from autopilot.tools.registry import ToolContext, ToolError
+
+log = logging.getLogger(__name__)
 
 
 class InboxError(Exception):
@@ -249,12 +253,16 @@ class Inbox:
         if outcome.status in ("approved", "rejected"):
             # The run stores the deciding vote in the step that acts on it; stored here as
             # well, so that the inbox shows the item decided as soon as the approver hears
-            # it is (whichever is first, the other finds it there).
-            with transaction(self.svc.db) as session:
-                store_vote(
-                    session.connection(),
-                    vote.model_copy(update={"decided_at": outcome.decided_at}),
-                )
+            # it is (whichever is first, the other finds it there). The item is decided
+            # either way: a store failing here is the run's to make, not an error to return.
+            try:
+                with transaction(self.svc.db) as session:
+                    store_vote(
+                        session.connection(),
+                        vote.model_copy(update={"decided_at": outcome.decided_at}),
+                    )
+            except SQLAlchemyError as err:
+                log.warning("vote on %s left to its run to store: %s", approval_id, err)
         return outcome
 
     async def edit(self, p: Principal, approval_id: str, body: EditCreate) -> ApprovalOutcome:

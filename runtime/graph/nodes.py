@@ -255,10 +255,12 @@ async def execute(state: RunState) -> dict[str, Any]:
     if retry and (stop := await _still_allowed(svc, v, spec)) is not None:
         return stop
     with transaction(svc.db) as session:
-        _store_vote(session, v)
         # Claim the action before the side effect: a supervisor that preempts it (or
         # compliance that blocks it) after this sees it executing and decides again.
         claimed = session.connection().execute(_CLAIM, {"key": v.key, "at": svc.clock()}).rowcount
+        # Then the vote (the action's row locked before its inbox item's, as the
+        # supervisor's preemption locks them: no deadlock between the two).
+        _store_vote(session, v)
         if not claimed:
             row = session.get(ActionRecord, v.key)
             if row is not None and row.status in (PREEMPTED, "blocked"):
@@ -329,6 +331,7 @@ def _store_vote(session: Session, v: View) -> None:
     vote = v.approval.vote if v.approval is not None else None
     if vote is None:
         return
+    session.flush()  # the session's pending writes (the action's row) first
     try:
         store_vote(session.connection(), vote)
     except NoApproval:  # the item is gone from the inbox: the run's audit keeps the vote
@@ -492,7 +495,6 @@ def record(state: RunState) -> dict[str, Any]:
     # never written without its entries, nor the entries without the status.
     with transaction(svc.db) as session:
         audit.lock_chains(session, {common["org_id"]})  # first: it begins the transaction
-        _store_vote(session, v)  # a rejection's (an approval's was stored by the send)
         audit.append_locked(session, steps)
         row = session.get(ActionRecord, v.key)
         if row is not None:
@@ -509,6 +511,9 @@ def record(state: RunState) -> dict[str, Any]:
                 open_check(
                     session, row, error=str((result or {}).get("error", "")), now=svc.clock()
                 )
+        # A rejection's vote (an approval's was stored by the send), after the action's
+        # row: the order the supervisor's preemption locks them in.
+        _store_vote(session, v)
     outcome = ActionOutcome(
         index=v.index,
         tool=final.tool,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from autopilot.runtime.store.audit import AuditEntry, verify_chain
 from autopilot.runtime.store.tool_calls import ToolCallRecord
 from autopilot.runtime.worker import build_worker
 from autopilot.workflows.agent_run.workflow import AgentRunWorkflow
-from tests.conftest import Stack, wait_for
+from tests.conftest import REPO, Stack, wait_for
 
 
 async def test_allowed_action_executes_exactly_once(stack: Stack) -> None:
@@ -359,8 +360,9 @@ class _HoldPartialApprovals(Interceptor):
     two roles), then fails it: the vote is claimed and in flight while the last role's
     approval arrives, and is then not stored."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fail: bool = True) -> None:
         self.held = False
+        self.fail = fail
         self.release = asyncio.Event()
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
@@ -371,7 +373,8 @@ class _HoldPartialApprovals(Interceptor):
                 if activity.info().activity_type == "record_vote" and not outer.release.is_set():
                     outer.held = True
                     await outer.release.wait()
-                    raise ApplicationError("the store went away", non_retryable=True)
+                    if outer.fail:
+                        raise ApplicationError("the store went away", non_retryable=True)
                 return await super().execute_activity(input)
 
         return Inbound(super().intercept_activity(next))
@@ -416,3 +419,91 @@ async def test_the_last_approval_waits_for_an_approval_being_stored_and_decides_
         assert len(stack.mails()) == 2
         rows = {a.id: a for a in stack.approval_rows()}
         assert rows[offer["id"]].status == "approved"
+
+
+@pytest.fixture
+def three_roles(tmp_path: Path) -> RegoEngine:
+    """The shipped policy with any discount above finance's threshold: a churn-rescue
+    offer then needs the CSM, a manager and finance."""
+    folder = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", folder)
+    path = folder / "autopilot" / "approval" / "data.json"
+    doc = json.loads(path.read_text())
+    doc["limits"]["finance_discount_pct"] = 0
+    path.write_text(json.dumps(doc))
+    return RegoEngine(folder)
+
+
+async def _three_role_offer(stack: Stack) -> tuple[str, dict[str, Any]]:
+    account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
+    wf_id, = await stack.post_events(drop_events(stack.db, account))
+    email, = await stack.pending_for(account)
+    assert (await stack.decide(email, "approve")).status_code == 200
+    offer, = await stack.pending_for(account)
+    assert sorted(offer["roles"]) == ["csm", "finance", "manager"]
+    return wf_id, offer
+
+
+def _vote(offer: dict[str, Any], role: str, actor: str, verdict: str = "approve") -> ApprovalVote:
+    return ApprovalVote(approval_id=offer["id"], payload_hash=offer["payload_hash"], role=role,
+                        verdict=verdict, actor=actor)  # type: ignore[arg-type]
+
+
+async def test_two_last_approvals_waiting_at_once_both_go_on_and_the_item_is_approved(
+    stack_factory: Any, three_roles: RegoEngine,
+) -> None:
+    """Three roles: the CSM's approval is being stored while the manager's and finance's
+    arrive. Neither may decide before the CSM's is stored, and neither may wait for the
+    other: both are stored, and the item is approved once all three are."""
+    hold = _HoldPartialApprovals(fail=False)
+    async with stack_factory(policy=three_roles, worker_kwargs={"interceptors": [hold]}) as stack:
+        wf_id, offer = await _three_role_offer(stack)
+        account = offer["account_id"]
+        handle = stack.client.get_workflow_handle(wf_id)
+        first = asyncio.create_task(
+            handle.execute_update("decide", _vote(offer, "csm", stack.owner(account)), result_type=ApprovalOutcome))
+        await wait_for(lambda: hold.held, what="the CSM's approval being stored")
+        waiting = await asyncio.gather(*(
+            handle.start_update("decide", _vote(offer, role, actor), result_type=ApprovalOutcome,
+                                wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+            for role, actor in (("manager", "maria"), ("finance", "fatima"))))
+        hold.release.set()
+        assert (await first).status == "pending"
+        outcomes = await asyncio.wait_for(asyncio.gather(*(w.result() for w in waiting)), timeout=30)
+        # The last one stored decides, and says so (the other may have seen all three
+        # stored too, or not yet); the two stores may run at once and miss each other.
+        assert "approved" in {o.status for o in outcomes}
+        await wait_for(lambda: len(stack.mails()) == 2, what="the approved offer sent")
+        row, = [a for a in stack.approval_rows() if a.id == offer["id"]]
+        assert row.status == "approved"
+        assert sorted(r for r, _, _ in _votes(stack, offer["id"])) == ["csm", "finance", "manager"]
+
+
+async def test_a_reject_while_an_approval_waits_decides_and_the_approval_still_ends(
+    stack_factory: Any, three_roles: RegoEngine,
+) -> None:
+    hold = _HoldPartialApprovals(fail=False)
+    async with stack_factory(policy=three_roles, worker_kwargs={"interceptors": [hold]}) as stack:
+        wf_id, offer = await _three_role_offer(stack)
+        account = offer["account_id"]
+        handle = stack.client.get_workflow_handle(wf_id)
+        first = asyncio.create_task(
+            handle.execute_update("decide", _vote(offer, "csm", stack.owner(account)), result_type=ApprovalOutcome))
+        await wait_for(lambda: hold.held, what="the CSM's approval being stored")
+        manager = await handle.start_update("decide", _vote(offer, "manager", "maria"), result_type=ApprovalOutcome,
+                                            wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+        reject = await handle.execute_update("decide", _vote(offer, "finance", "fatima", "reject"),
+                                             result_type=ApprovalOutcome)
+        assert reject.status == "rejected"  # a reject decides at once
+        hold.release.set()
+        await first
+        await asyncio.wait_for(manager.result(), timeout=30)  # not left waiting
+        with Session(stack.db) as s:
+            key = s.exec(select(Approval.run_key).where(Approval.id == offer["id"])).one()
+        await wait_for(lambda: _status(stack, key) == "rejected", what="the rejection recorded")
+        assert len(stack.mails()) == 1  # the offer was never sent
+
+
+def _status(stack: Stack, key: str) -> str | None:
+    with Session(stack.db) as s:
+        return s.exec(select(ActionRecord.status).where(ActionRecord.run_key == key)).one()

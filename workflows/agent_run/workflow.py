@@ -56,6 +56,7 @@ class _Item:
     opened: datetime
     votes: dict[str, ApprovalVote] = field(default_factory=dict)  # claimed, maybe not stored
     recorded: set[str] = field(default_factory=set)  # roles whose vote is stored
+    storing: set[str] = field(default_factory=set)  # roles whose vote is being stored
     escalated: set[str] = field(default_factory=set)
     busy: bool = False  # an edit is being gated: no votes meanwhile
 
@@ -290,19 +291,20 @@ class AgentRunWorkflow:
         # rejection) stores it first, about 6 ms sooner at the send (evals/bench/e2e.py).
         # It is durable meanwhile: the Update's arguments are in the history.
         # Runs from before stored every vote here and replay so.
-        if workflow.patched("vote-in-step"):
-            if vote.verdict == "approve" and not self._others_stored(item, vote.role):
+        in_step = workflow.patched("vote-in-step")
+        if in_step:
+            if vote.verdict == "approve" and item.storing - {vote.role}:
                 # Approved only once every other role's approval is stored: one being
-                # stored may still fail (and free its role).
-                await workflow.wait_condition(lambda: self._others_stored(item, vote.role))
-            if self._decides(item, vote):
-                self._answer(item, vote, store=True)
-                return ApprovalOutcome(
-                    approval_id=vote.approval_id,
-                    status="approved" if vote.verdict == "approve" else "rejected",
-                    actor=vote.actor,
-                    decided_at=vote.decided_at,
+                # stored may still fail (and free its role). Waits for those stores to
+                # end, not for other waiting votes (with three roles, two approvals may
+                # wait at once: then neither decides here, both are stored, and the last
+                # stored decides below).
+                await workflow.wait_condition(
+                    lambda: not item.storing - {vote.role} or item.root in self._answers
                 )
+            if self._decides(item, vote):
+                self._answer(item, vote)
+                return self._decided(vote)
             record = workflow.execute_local_activity_method
         # A local activity (one row, written by the worker that holds the Update's task):
         # no round trip to the server. Runs from before recorded it as an activity.
@@ -310,20 +312,34 @@ class AgentRunWorkflow:
             record = workflow.execute_local_activity_method
         else:
             record = workflow.execute_activity_method
+        item.storing.add(vote.role)
         try:
             outcome = await record(ApprovalActivities.record_vote, vote, **_ACTIVITY)
         except Exception:
             item.votes.pop(vote.role, None)  # not stored: the role may vote again
             raise
+        finally:
+            item.storing.discard(vote.role)
         item.recorded.add(vote.role)
         # Approved only once every role's approval is stored: a reject still being stored
         # (claimed, in flight) must not be overtaken by the last approval.
         if self._decides(item, vote):
-            self._answer(item, vote, store=False)
+            self._answer(item, vote)
+            if in_step:
+                # Two roles' stores at once may each have missed the other's vote (and
+                # left the item pending): the answer carries this vote, and its next step
+                # stores it again, deciding the item.
+                return self._decided(vote)
         return outcome
 
-    def _others_stored(self, item: _Item, role: str) -> bool:
-        return all(r in item.recorded for r in item.votes if r != role)
+    @staticmethod
+    def _decided(vote: ApprovalVote) -> ApprovalOutcome:
+        return ApprovalOutcome(
+            approval_id=vote.approval_id,
+            status="approved" if vote.verdict == "approve" else "rejected",
+            actor=vote.actor,
+            decided_at=vote.decided_at,
+        )
 
     def _decides(self, item: _Item, vote: ApprovalVote) -> bool:
         """Whether `vote` decides its item: a reject, or the last approval (every other
@@ -333,7 +349,7 @@ class AgentRunWorkflow:
             return False
         return vote.verdict == "reject" or item.recorded | {vote.role} >= set(item.request.roles)
 
-    def _answer(self, item: _Item, vote: ApprovalVote, *, store: bool) -> None:
+    def _answer(self, item: _Item, vote: ApprovalVote) -> None:
         self._items.pop(vote.approval_id, None)
         edited = item.request.edited_from is not None
         self._answers[item.root] = ApprovalDecision(
@@ -345,7 +361,7 @@ class AgentRunWorkflow:
             decided_at=vote.decided_at,
             action=item.request.action if edited else None,
             decision=item.request.decision if edited else None,
-            vote=vote if store else None,
+            vote=vote,  # stored (again: idempotent) by the step that acts on the answer
         )
 
     @decide.validator
