@@ -296,7 +296,8 @@ class _HoldSends(Interceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
                 if activity.info().activity_type == f"{LOCAL_GRAPH}.finish":
                     outer.held = True
-                    await outer.release.wait()
+                    # Bounded: a failing test (never releasing) must not hang its teardown.
+                    await asyncio.wait_for(outer.release.wait(), timeout=60)
                 return await super().execute_activity(input)
 
         return Inbound(super().intercept_activity(next))
@@ -372,7 +373,8 @@ class _HoldPartialApprovals(Interceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
                 if activity.info().activity_type == "record_vote" and not outer.release.is_set():
                     outer.held = True
-                    await outer.release.wait()
+                    # Bounded: a failing test (never releasing) must not hang its teardown.
+                    await asyncio.wait_for(outer.release.wait(), timeout=60)
                     if outer.fail:
                         raise ApplicationError("the store went away", non_retryable=True)
                 return await super().execute_activity(input)
@@ -495,6 +497,8 @@ async def test_a_reject_while_an_approval_waits_decides_and_the_approval_still_e
         reject = await handle.execute_update("decide", _vote(offer, "finance", "fatima", "reject"),
                                              result_type=ApprovalOutcome)
         assert reject.status == "rejected"  # a reject decides at once
+        # Neither the CSM's approval (being stored) nor the manager's (waiting) is stored.
+        assert reject.remaining_roles == ["csm", "manager"]
         hold.release.set()
         await first
         await asyncio.wait_for(manager.result(), timeout=30)  # not left waiting

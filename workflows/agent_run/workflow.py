@@ -304,7 +304,7 @@ class AgentRunWorkflow:
                 )
             if self._decides(item, vote):
                 self._answer(item, vote)
-                return self._decided(vote)
+                return self._decided(item, vote)
             record = workflow.execute_local_activity_method
         # A local activity (one row, written by the worker that holds the Update's task):
         # no round trip to the server. Runs from before recorded it as an activity.
@@ -329,15 +329,17 @@ class AgentRunWorkflow:
                 # Two roles' stores at once may each have missed the other's vote (and
                 # left the item pending): the answer carries this vote, and its next step
                 # stores it again, deciding the item.
-                return self._decided(vote)
+                return self._decided(item, vote)
         return outcome
 
     @staticmethod
-    def _decided(vote: ApprovalVote) -> ApprovalOutcome:
+    def _decided(item: _Item, vote: ApprovalVote) -> ApprovalOutcome:
+        stored = item.recorded | {vote.role}
         return ApprovalOutcome(
             approval_id=vote.approval_id,
             status="approved" if vote.verdict == "approve" else "rejected",
             actor=vote.actor,
+            remaining_roles=[r for r in item.request.roles if r not in stored],
             decided_at=vote.decided_at,
         )
 
