@@ -282,10 +282,13 @@ async def test_histories_recorded_before_the_playbook_change_still_replay(name: 
     assert replay.replay_failure is None
 
 
-class _HoldSends(Interceptor):
-    """Holds the send after an approval (the `finish` step) until released."""
+class _Hold(Interceptor):
+    """Holds the (local) activities of one type until released, the ones started before
+    the release only; then lets them run, or (`fail`) fails them as not done."""
 
-    def __init__(self) -> None:
+    def __init__(self, activity_type: str, *, fail: bool = False) -> None:
+        self.activity_type = activity_type
+        self.fail = fail
         self.held = False
         self.release = asyncio.Event()
 
@@ -294,10 +297,12 @@ class _HoldSends(Interceptor):
 
         class Inbound(ActivityInboundInterceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-                if activity.info().activity_type == f"{LOCAL_GRAPH}.finish":
+                if activity.info().activity_type == outer.activity_type and not outer.release.is_set():
                     outer.held = True
                     # Bounded: a failing test (never releasing) must not hang its teardown.
                     await asyncio.wait_for(outer.release.wait(), timeout=60)
+                    if outer.fail:
+                        raise ApplicationError("the store went away", non_retryable=True)
                 return await super().execute_activity(input)
 
         return Inbound(super().intercept_activity(next))
@@ -312,7 +317,7 @@ def _votes(stack: Stack, approval_id: str) -> list[tuple[str, str, str]]:
 async def test_the_inbox_has_the_item_decided_when_the_approver_is_answered(stack_factory: Any) -> None:
     """The run stores the deciding vote in its next step; the API stores it before it
     answers, so the approver's next look at the inbox shows it decided, the send or not."""
-    hold = _HoldSends()
+    hold = _Hold(f"{LOCAL_GRAPH}.finish")  # the send after an approval
     async with stack_factory(worker_kwargs={"interceptors": [hold]}) as stack:
         account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
         await stack.post_events(drop_events(stack.db, account))
@@ -356,36 +361,10 @@ async def test_a_rejection_the_api_never_stored_is_stored_with_the_runs_record(s
     assert stack.mails() == []
 
 
-class _HoldPartialApprovals(Interceptor):
-    """Holds the storing of an approval that does not decide its item yet (the first of
-    two roles), then fails it: the vote is claimed and in flight while the last role's
-    approval arrives, and is then not stored."""
-
-    def __init__(self, *, fail: bool = True) -> None:
-        self.held = False
-        self.fail = fail
-        self.release = asyncio.Event()
-
-    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        outer = self
-
-        class Inbound(ActivityInboundInterceptor):
-            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-                if activity.info().activity_type == "record_vote" and not outer.release.is_set():
-                    outer.held = True
-                    # Bounded: a failing test (never releasing) must not hang its teardown.
-                    await asyncio.wait_for(outer.release.wait(), timeout=60)
-                    if outer.fail:
-                        raise ApplicationError("the store went away", non_retryable=True)
-                return await super().execute_activity(input)
-
-        return Inbound(super().intercept_activity(next))
-
-
 async def test_the_last_approval_waits_for_an_approval_being_stored_and_decides_nothing_if_it_fails(
     stack_factory: Any,
 ) -> None:
-    hold = _HoldPartialApprovals()
+    hold = _Hold("record_vote", fail=True)  # held, then not stored
     async with stack_factory(worker_kwargs={"interceptors": [hold]}) as stack:
         account, = stack.pick("enterprise", min_arr=250_000, max_arr=1_000_000)
         wf_id, = await stack.post_events(drop_events(stack.db, account))
@@ -457,7 +436,7 @@ async def test_two_last_approvals_waiting_at_once_both_go_on_and_the_item_is_app
     """Three roles: the CSM's approval is being stored while the manager's and finance's
     arrive. Neither may decide before the CSM's is stored, and neither may wait for the
     other: both are stored, and the item is approved once all three are."""
-    hold = _HoldPartialApprovals(fail=False)
+    hold = _Hold("record_vote")  # an approval that decides nothing yet
     async with stack_factory(policy=three_roles, worker_kwargs={"interceptors": [hold]}) as stack:
         wf_id, offer = await _three_role_offer(stack)
         account = offer["account_id"]
@@ -484,7 +463,7 @@ async def test_two_last_approvals_waiting_at_once_both_go_on_and_the_item_is_app
 async def test_a_reject_while_an_approval_waits_decides_and_the_approval_still_ends(
     stack_factory: Any, three_roles: RegoEngine,
 ) -> None:
-    hold = _HoldPartialApprovals(fail=False)
+    hold = _Hold("record_vote")  # an approval that decides nothing yet
     async with stack_factory(policy=three_roles, worker_kwargs={"interceptors": [hold]}) as stack:
         wf_id, offer = await _three_role_offer(stack)
         account = offer["account_id"]
