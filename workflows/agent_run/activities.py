@@ -114,8 +114,9 @@ class ApprovalActivities:
 
     @activity.defn(name="record_vote")
     def record_vote(self, vote: ApprovalVote) -> ApprovalOutcome:
-        """Record one role's verdict (a vote that does not decide the item yet; runs
-        from before votes.py stored the deciding one in the next step record them all)."""
+        """Store one role's verdict: a vote that does not decide its item yet (the one
+        that decides is stored by the run's next step). Runs from before that store
+        every vote here."""
         with transaction(services.current().db) as session:
             try:
                 return store_vote(session.connection(), vote)
