@@ -23,11 +23,11 @@ _A: Any = Approval.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
 _V: Any = VoteRow.__table__.c  # pyright: ignore[reportAttributeAccessIssue]
 _ITEM = select(_A.status, _A.roles).where(_A.id == bindparam("b_id"))
 _VOTED = select(_V.role).where(_V.approval_id == bindparam("b_id"))
-# Race-safe: the API (answering the approver) and the run's next step may store the
-# same deciding vote at once; the second insert does nothing.
 
 
 def _add(dialect: Any) -> Any:
+    """The vote's insert, race-safe: the API (answering the approver) and the run's next
+    step may store the same deciding vote at once; the second insert does nothing."""
     return (
         dialect.insert(VoteRow)
         .values(
