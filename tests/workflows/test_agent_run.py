@@ -425,6 +425,18 @@ async def _three_role_offer(stack: Stack) -> tuple[str, dict[str, Any]]:
     return wf_id, offer
 
 
+async def _csm_approval_being_stored(
+    stack: Stack, hold: _Hold
+) -> tuple[Any, dict[str, Any], asyncio.Task[ApprovalOutcome]]:
+    """The three-role offer, and the CSM's approval of it sent and held while stored."""
+    wf_id, offer = await _three_role_offer(stack)
+    handle = stack.client.get_workflow_handle(wf_id)
+    first = asyncio.create_task(handle.execute_update(
+        "decide", _vote(offer, "csm", stack.owner(offer["account_id"])), result_type=ApprovalOutcome))
+    await wait_for(lambda: hold.held, what="the CSM's approval being stored")
+    return handle, offer, first
+
+
 def _vote(offer: dict[str, Any], role: str, actor: str, verdict: str = "approve") -> ApprovalVote:
     return ApprovalVote(approval_id=offer["id"], payload_hash=offer["payload_hash"], role=role,
                         verdict=verdict, actor=actor)  # type: ignore[arg-type]
@@ -438,12 +450,7 @@ async def test_two_last_approvals_waiting_at_once_both_go_on_and_the_item_is_app
     other: both are stored, and the item is approved once all three are."""
     hold = _Hold("record_vote")  # an approval that decides nothing yet
     async with stack_factory(policy=three_roles, worker_kwargs={"interceptors": [hold]}) as stack:
-        wf_id, offer = await _three_role_offer(stack)
-        account = offer["account_id"]
-        handle = stack.client.get_workflow_handle(wf_id)
-        first = asyncio.create_task(
-            handle.execute_update("decide", _vote(offer, "csm", stack.owner(account)), result_type=ApprovalOutcome))
-        await wait_for(lambda: hold.held, what="the CSM's approval being stored")
+        handle, offer, first = await _csm_approval_being_stored(stack, hold)
         waiting = await asyncio.gather(*(
             handle.start_update("decide", _vote(offer, role, actor), result_type=ApprovalOutcome,
                                 wait_for_stage=WorkflowUpdateStage.ACCEPTED)
@@ -465,12 +472,7 @@ async def test_a_reject_while_an_approval_waits_decides_and_the_approval_still_e
 ) -> None:
     hold = _Hold("record_vote")  # an approval that decides nothing yet
     async with stack_factory(policy=three_roles, worker_kwargs={"interceptors": [hold]}) as stack:
-        wf_id, offer = await _three_role_offer(stack)
-        account = offer["account_id"]
-        handle = stack.client.get_workflow_handle(wf_id)
-        first = asyncio.create_task(
-            handle.execute_update("decide", _vote(offer, "csm", stack.owner(account)), result_type=ApprovalOutcome))
-        await wait_for(lambda: hold.held, what="the CSM's approval being stored")
+        handle, offer, first = await _csm_approval_being_stored(stack, hold)
         manager = await handle.start_update("decide", _vote(offer, "manager", "maria"), result_type=ApprovalOutcome,
                                             wait_for_stage=WorkflowUpdateStage.ACCEPTED)
         reject = await handle.execute_update("decide", _vote(offer, "finance", "fatima", "reject"),
